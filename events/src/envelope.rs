@@ -1,0 +1,244 @@
+//! The CloudEvents 1.0 envelope (structured JSON mode) and the single parse path every consumer
+//! and producer goes through: size limit, envelope attributes, upcasting, typed data, rules.
+
+use crate::error::ContractError;
+use crate::event_type::EventType;
+use crate::ids::{CompanyId, EventId};
+use crate::payload::EventData;
+use crate::upcast;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// Largest encoded event accepted (below NATS' default 1 MiB `max_payload`, leaving headroom).
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+/// The media type of `data`; the only one this contract uses.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+
+const CORE_ATTRIBUTES: [&str; 10] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "companyid",
+    "schemaversion",
+    "data",
+];
+
+/// One runledger event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Unique; the JetStream `Nats-Msg-Id`.
+    pub id: EventId,
+    /// Who produced it, e.g. `runledger-supervisor/host-1`.
+    pub source: String,
+    /// When it happened, by the producer's clock.
+    pub time: DateTime<Utc>,
+    /// The `companyid` extension attribute.
+    pub company_id: CompanyId,
+    pub data: EventData,
+    /// CloudEvents extension attributes this contract does not define; kept as received.
+    pub extensions: Map<String, Value>,
+}
+
+impl Event {
+    /// A new event with a random id.
+    pub fn new(
+        company_id: CompanyId,
+        source: impl Into<String>,
+        time: DateTime<Utc>,
+        data: EventData,
+    ) -> Self {
+        Self::with_id(EventId::new_random(), company_id, source, time, data)
+    }
+
+    /// A new event with a given id (deterministic follow-ups use [`EventId::derived`]).
+    pub fn with_id(
+        id: EventId,
+        company_id: CompanyId,
+        source: impl Into<String>,
+        time: DateTime<Utc>,
+        data: EventData,
+    ) -> Self {
+        Self {
+            id,
+            source: source.into(),
+            time,
+            company_id,
+            data,
+            extensions: Map::new(),
+        }
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.data.event_type()
+    }
+
+    /// The CloudEvents `subject`: `<entity>/<entity_id>`.
+    pub fn ce_subject(&self) -> String {
+        format!(
+            "{}/{}",
+            self.event_type().entity().as_str(),
+            self.data.entity_id()
+        )
+    }
+
+    /// Parses and validates one event from its JSON bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ContractError> {
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(ContractError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_EVENT_BYTES,
+            });
+        }
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|err| ContractError::MalformedJson(err.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Parses and validates one event from a JSON value.
+    pub fn from_value(value: Value) -> Result<Self, ContractError> {
+        let Value::Object(mut attrs) = value else {
+            return Err(ContractError::NotAnObject);
+        };
+        let specversion = take_string(&mut attrs, "specversion")?;
+        if specversion != "1.0" {
+            return Err(ContractError::attribute(
+                "specversion",
+                format!("must be \"1.0\", got \"{specversion}\""),
+            ));
+        }
+        let id = take_string(&mut attrs, "id")?;
+        let id: EventId = id
+            .parse()
+            .map_err(|_| ContractError::attribute("id", format!("`{id}` is not a UUID")))?;
+        let source = take_string(&mut attrs, "source")?;
+        if source.trim().is_empty() {
+            return Err(ContractError::attribute("source", "must not be empty"));
+        }
+        let type_text = take_string(&mut attrs, "type")?;
+        let event_type =
+            EventType::parse(&type_text).ok_or(ContractError::UnknownType(type_text))?;
+        let time = take_string(&mut attrs, "time")?;
+        let time = DateTime::parse_from_rfc3339(&time)
+            .map_err(|err| {
+                ContractError::attribute("time", format!("`{time}` is not RFC 3339: {err}"))
+            })?
+            .with_timezone(&Utc);
+        let company = take_string(&mut attrs, "companyid")?;
+        let company_id: CompanyId = company.parse().map_err(|_| {
+            ContractError::attribute("companyid", format!("`{company}` is not a UUID"))
+        })?;
+        if let Some(content_type) = attrs.remove("datacontenttype") {
+            if content_type.as_str() != Some(DATA_CONTENT_TYPE) {
+                return Err(ContractError::attribute(
+                    "datacontenttype",
+                    format!("must be \"{DATA_CONTENT_TYPE}\", got {content_type}"),
+                ));
+            }
+        }
+        let version = match attrs.remove("schemaversion") {
+            None => 1,
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .ok_or_else(|| {
+                    ContractError::attribute(
+                        "schemaversion",
+                        format!("must be a positive integer, got {v}"),
+                    )
+                })?,
+        };
+        let subject = attrs.remove("subject");
+        let data = attrs
+            .remove("data")
+            .ok_or(ContractError::MissingAttribute("data"))?;
+        let data = upcast::to_current(event_type, version, data)?;
+        let data = EventData::from_value(event_type, data)?;
+        for name in attrs.keys() {
+            let valid = (1..=20).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !valid {
+                return Err(ContractError::attribute(
+                    name,
+                    "CloudEvents extension attribute names are 1 to 20 lowercase letters or digits",
+                ));
+            }
+        }
+        let event = Event {
+            id,
+            source,
+            time,
+            company_id,
+            data,
+            extensions: attrs,
+        };
+        if let Some(subject) = subject {
+            let expected = event.ce_subject();
+            if subject.as_str() != Some(expected.as_str()) {
+                return Err(ContractError::attribute(
+                    "subject",
+                    format!("must be \"{expected}\" for this event, got {subject}"),
+                ));
+            }
+        }
+        Ok(event)
+    }
+
+    /// The structured-mode JSON encoding.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("events always serialize")
+    }
+
+    /// The structured-mode JSON encoding, as a value.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("events always serialize")
+    }
+}
+
+fn take_string(
+    attrs: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<String, ContractError> {
+    match attrs.remove(name) {
+        None | Some(Value::Null) => Err(ContractError::MissingAttribute(name)),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(ContractError::attribute(
+            name,
+            format!("must be a string, got {other}"),
+        )),
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map =
+            serializer.serialize_map(Some(CORE_ATTRIBUTES.len() + self.extensions.len()))?;
+        map.serialize_entry("specversion", "1.0")?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("source", &self.source)?;
+        map.serialize_entry("type", self.event_type().as_str())?;
+        map.serialize_entry("subject", &self.ce_subject())?;
+        map.serialize_entry(
+            "time",
+            &self.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        )?;
+        map.serialize_entry("datacontenttype", DATA_CONTENT_TYPE)?;
+        map.serialize_entry("companyid", &self.company_id)?;
+        map.serialize_entry("schemaversion", &self.event_type().schema_version())?;
+        for (name, value) in &self.extensions {
+            if !CORE_ATTRIBUTES.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.serialize_entry("data", &self.data)?;
+        map.end()
+    }
+}

@@ -1,0 +1,151 @@
+//! Issue payloads: creation, partial updates, comments and work products. Comments, updates and
+//! work products that carry a `run_id` are evidence of that run's progress.
+
+use crate::ids::{AgentId, CommentId, IssueId, RunId, WorkProductId};
+use crate::patch::present;
+use crate::vocab::{ActorType, IssueStatus, Priority};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+fn default_status() -> IssueStatus {
+    IssueStatus::Backlog
+}
+
+fn default_priority() -> Priority {
+    Priority::Medium
+}
+
+/// `issue.created`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueCreated {
+    pub issue_id: IssueId,
+    /// Human identifier, e.g. `PAP-12`.
+    pub identifier: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Defaults to `backlog`.
+    #[serde(default = "default_status")]
+    pub status: IssueStatus,
+    /// Defaults to `medium`.
+    #[serde(default = "default_priority")]
+    pub priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_agent_id: Option<AgentId>,
+    /// User ids belong to the orchestrator and are free-form strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<IssueId>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Who made a change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub actor_type: ActorType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// `issue.updated`: only the fields present change; a field sent as `null` is cleared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueUpdated {
+    pub issue_id: IssueId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<IssueStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub description: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assignee_agent_id: Option<Option<AgentId>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assignee_user_id: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub checkout_run_id: Option<Option<RunId>>,
+    /// Non-null while a review/approval stage is active.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub execution_state: Option<Option<Value>>,
+    /// The run that made the change (evidence for that run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `issue.comment_added`. No author at all means a system comment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueCommentAdded {
+    pub comment_id: CommentId,
+    pub issue_id: IssueId,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_agent_id: Option<AgentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `issue.work_product_added`: a pull request, branch, artifact... produced for the issue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueWorkProductAdded {
+    pub work_product_id: WorkProductId,
+    pub issue_id: IssueId,
+    pub kind: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl IssueUpdated {
+    /// An update of `issue_id` that changes nothing yet; set the fields to change.
+    pub fn default_for(issue_id: IssueId) -> Self {
+        Self {
+            issue_id,
+            status: None,
+            title: None,
+            description: None,
+            priority: None,
+            assignee_agent_id: None,
+            assignee_user_id: None,
+            checkout_run_id: None,
+            execution_state: None,
+            run_id: None,
+            actor: None,
+            extra: Map::new(),
+        }
+    }
+}
