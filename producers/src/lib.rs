@@ -1,1 +1,14 @@
-//! placeholder
+//! The publishing side of runledger: creating the stream and publishing events into it.
+//!
+//! Everything that writes to JetStream goes through [`Publisher`], which validates before
+//! sending, uses the event id as `Nats-Msg-Id` (so a re-publish is stored once), pipelines with
+//! a bounded number of acks in flight, and retries a timed-out publish with the same id — a
+//! timeout does not mean the write failed, and the duplicate window makes the retry harmless.
+
+mod error;
+mod publisher;
+mod stream;
+
+pub use error::{PublishError, StreamError};
+pub use publisher::{PublishOutcome, Publisher, PublisherSettings};
+pub use stream::{ensure_stream, StreamSettings, DEFAULT_DUPLICATE_WINDOW, DEFAULT_STREAM};

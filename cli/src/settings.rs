@@ -1,0 +1,69 @@
+//! Settings shared by subcommands, read from flags or the environment in one place.
+
+use clap::Args;
+use std::time::Duration;
+
+/// Default NATS server when `NATS_URL` is not set.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// How to reach NATS.
+#[derive(Args, Clone, Debug)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222].
+    #[arg(long = "nats-url", env = "NATS_URL")]
+    pub url: Option<String>,
+    /// User name for user/password authentication.
+    #[arg(long = "nats-user", env = "NATS_USER", requires = "password")]
+    pub user: Option<String>,
+    /// Password for user/password authentication.
+    #[arg(long = "nats-password", env = "NATS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Token authentication.
+    #[arg(long = "nats-token", env = "NATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Credentials file (JWT + NKey seed).
+    #[arg(long = "nats-creds", env = "NATS_CREDS")]
+    pub creds: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) to verify the server.
+    #[arg(long = "tls-ca", env = "NATS_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs `--tls-key`.
+    #[arg(long = "tls-cert", env = "NATS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long = "tls-key", env = "NATS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require TLS even if the server does not ask for it.
+    #[arg(long = "tls-required", env = "NATS_TLS_REQUIRED")]
+    pub tls_required: bool,
+}
+
+/// Which stream and subjects hold runledger's history.
+#[derive(Args, Clone, Debug)]
+pub struct StreamArgs {
+    /// JetStream stream name.
+    #[arg(long, env = "RUNLEDGER_STREAM", default_value = producers::DEFAULT_STREAM)]
+    pub stream: String,
+    /// Subject prefix: events go to `<prefix>.<company>.<entity>.<id>`.
+    #[arg(long = "subject-prefix", env = "RUNLEDGER_SUBJECT_PREFIX", default_value = events::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Duplicate window of the stream: a re-publish of the same event id within it is stored once.
+    #[arg(long = "duplicate-window", env = "RUNLEDGER_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
+    pub duplicate_window: Duration,
+}
+
+impl StreamArgs {
+    pub fn settings(&self) -> anyhow::Result<producers::StreamSettings> {
+        Ok(producers::StreamSettings {
+            name: self.stream.clone(),
+            subjects: events::Subjects::new(&self.prefix)?,
+            duplicate_window: self.duplicate_window,
+        })
+    }
+}
+
+/// Parses `250ms`, `1s`, `2m`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 1s or 2m: {e}"))
+}

@@ -1,0 +1,44 @@
+//! Errors of the publishing side, split by what a caller can do about them.
+
+use events::ContractError;
+use thiserror::Error;
+
+/// Why one event was not stored.
+#[derive(Debug, Error)]
+pub enum PublishError {
+    /// The event breaks the contract; it was not sent. Fix the event; retrying is pointless.
+    #[error("invalid event: {0}")]
+    Invalid(#[from] ContractError),
+    /// The server refused the event (no stream captures the subject, payload too large, ...).
+    /// Not retryable as is.
+    #[error("rejected by JetStream: {0}")]
+    Rejected(String),
+    /// No acknowledgement after every attempt. The event may or may not be stored; publishing it
+    /// again with the same id is safe within the stream's duplicate window.
+    #[error("no acknowledgement after {attempts} attempts ({last})")]
+    Unacknowledged { attempts: u32, last: String },
+}
+
+impl PublishError {
+    /// Whether publishing the same event again could succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unacknowledged { .. })
+    }
+}
+
+/// Why the stream could not be set up as asked.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    /// Talking to JetStream failed (not reachable, JetStream disabled, permissions).
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// The server accepted the request but did not apply a setting (older servers silently
+    /// ignore settings they do not know). The stream cannot give the guarantees runledger needs.
+    #[error("stream `{stream}`: the server did not apply `{setting}` (asked {asked}, got {got}); nats-server 2.9 or newer is required")]
+    NotApplied {
+        stream: String,
+        setting: &'static str,
+        asked: String,
+        got: String,
+    },
+}
