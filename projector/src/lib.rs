@@ -1,1 +1,21 @@
-//! placeholder
+//! The projector folds every runledger event, exactly once, into PostgreSQL read models.
+//!
+//! Layout: [`fold`] is the pure part (`apply(model, seq, event)`, no I/O); [`store`] loads the
+//! rows a batch touches and writes the changed ones back with set-based statements; [`batch`]
+//! runs load → fold → write → position in ONE transaction; [`shell`] reads batches from
+//! JetStream and acks only after commit. PostgreSQL, not the JetStream consumer, owns the
+//! position.
+
+pub mod batch;
+pub mod checksum;
+mod error;
+pub mod fold;
+pub mod migrate;
+pub mod model;
+pub mod shell;
+pub mod stop;
+pub mod store;
+
+pub use batch::{apply_batch, BatchReport, Incoming, Target};
+pub use error::ProjectorError;
+pub use shell::{Outcome, Projector, ProjectorSettings};

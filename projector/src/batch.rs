@@ -1,0 +1,151 @@
+//! One batch, exactly once: in ONE transaction, lock the position, skip what is at or below it,
+//! parse (bad input becomes a dead letter), load, fold, write and advance the position. The
+//! caller acks only after this returns. This path writes read models and nothing else: it cannot
+//! publish, so a replay through it cannot re-fire side effects.
+
+use crate::error::ProjectorError;
+use crate::fold::{self, Touched};
+use crate::model::{DeadLetterRow, Time};
+use crate::store;
+use bytes::Bytes;
+use chrono::{DurationRound, TimeDelta};
+use events::{Event, Subjects};
+use std::collections::BTreeMap;
+use tokio_postgres::Client;
+
+/// One message read from the stream.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub seq: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    /// When JetStream stored it (dead letters are stamped with this, not with "now").
+    pub stored_at: Time,
+}
+
+/// What a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Events folded into the read models.
+    pub applied: usize,
+    /// Events at or below the stored position (redeliveries, duplicates).
+    pub skipped: usize,
+    pub dead_lettered: usize,
+    /// The position after the batch.
+    pub position: i64,
+    /// Applied events by type.
+    pub by_type: BTreeMap<&'static str, usize>,
+}
+
+/// Where the batch goes: the consumer name owning the position row and the stream it reads.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub consumer: String,
+    pub stream: String,
+    pub subjects: Subjects,
+}
+
+/// Stored times are microseconds; folding truncated times keeps live and rebuilt rows identical
+/// whatever the batch boundaries.
+fn micros(time: Time) -> Time {
+    time.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(time)
+}
+
+enum Parsed {
+    Event(Box<Event>),
+    Dead(String),
+}
+
+fn parse(target: &Target, message: &Incoming) -> Parsed {
+    match Event::from_slice(&message.payload) {
+        Err(e) => Parsed::Dead(e.to_string()),
+        Ok(mut event) => {
+            let expected = target.subjects.of(&event);
+            if expected != message.subject {
+                return Parsed::Dead(format!(
+                    "published on `{}` but this event belongs on `{expected}`",
+                    message.subject
+                ));
+            }
+            event.time = micros(event.time);
+            if let events::EventData::RunActivity(a) = &mut event.data {
+                a.at = micros(a.at);
+            }
+            if let events::EventData::RunLivenessClassified(l) = &mut event.data {
+                l.last_useful_action_at = l.last_useful_action_at.map(micros);
+            }
+            Parsed::Event(Box::new(event))
+        }
+    }
+}
+
+/// Applies `messages` (in stream order) in one transaction.
+pub async fn apply_batch(
+    client: &mut Client,
+    target: &Target,
+    messages: &[Incoming],
+) -> Result<BatchReport, ProjectorError> {
+    let tx = client.transaction().await?;
+    let position = store::lock_position(&tx, &target.consumer, &target.stream).await?;
+    let fresh: Vec<&Incoming> = messages
+        .iter()
+        .filter(|m| m.seq as i64 > position)
+        .collect();
+    let mut report = BatchReport {
+        skipped: messages.len() - fresh.len(),
+        position,
+        ..BatchReport::default()
+    };
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(report);
+    }
+    let parsed: Vec<(&Incoming, Parsed)> = fresh.iter().map(|m| (*m, parse(target, m))).collect();
+    let mut touched = Touched::default();
+    for (_, p) in &parsed {
+        if let Parsed::Event(e) = p {
+            touched.add(e);
+        }
+    }
+    let mut model = store::load(&tx, &touched).await?;
+    let mut dead = Vec::new();
+    for (message, p) in parsed {
+        let reason = match p {
+            Parsed::Dead(reason) => reason,
+            Parsed::Event(event) => match fold::apply(&mut model, message.seq as i64, &event) {
+                Ok(()) => {
+                    report.applied += 1;
+                    *report
+                        .by_type
+                        .entry(event.event_type().as_str())
+                        .or_default() += 1;
+                    continue;
+                }
+                Err(rejection) => rejection.0,
+            },
+        };
+        dead.push(DeadLetterRow {
+            seq: message.seq as i64,
+            subject: message.subject.clone(),
+            payload: message.payload.to_vec(),
+            reason,
+            at: micros(message.stored_at),
+        });
+    }
+    report.dead_lettered = dead.len();
+    model.appends.dead_letters = dead;
+    store::write(&tx, &model).await?;
+    let last = fresh.last().map_or(position, |m| m.seq as i64);
+    store::advance_position(
+        &tx,
+        &target.consumer,
+        last,
+        report.applied as i64,
+        report.dead_lettered as i64,
+    )
+    .await?;
+    tx.commit().await?;
+    report.position = last;
+    Ok(report)
+}

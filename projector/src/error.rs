@@ -1,0 +1,31 @@
+//! Projector errors. None of them is about a bad event (those become dead letters); they are
+//! about the infrastructure, and the caller retries the batch or stops.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ProjectorError {
+    /// PostgreSQL failed; the batch's transaction was rolled back and nothing was acked, so the
+    /// same events will be delivered again. Retry after a pause.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the pool.
+    #[error("PostgreSQL pool: {0}")]
+    Pool(String),
+    /// JetStream failed (consumer setup, fetch or ack). Acks are only sent after commit, so at
+    /// worst events are delivered again and skipped by position.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// A migration failed; the schema is unchanged.
+    #[error("{0}")]
+    Migration(String),
+    /// Settings or stored state do not fit together; fix the configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<deadpool_postgres::PoolError> for ProjectorError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Pool(e.to_string())
+    }
+}

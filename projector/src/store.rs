@@ -1,0 +1,309 @@
+//! The I/O half of a batch: load the rows the batch touches, write back the ones the fold
+//! changed, and move the position — all on the caller's transaction.
+//!
+//! Rows cross the wire as JSON (`to_jsonb` to load, `jsonb_populate_recordset` to write): one
+//! set-based statement per table and batch, with column names taken from the row types, so the
+//! Rust structs and the SQL columns cannot silently drift (an unknown column is an error).
+
+use crate::error::ProjectorError;
+use crate::fold::Touched;
+use crate::model::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use tokio_postgres::types::Json;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+fn dedup(ids: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
+    ids.into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+async fn load_rows<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<T>, ProjectorError> {
+    let rows = tx.query(sql, params).await?;
+    rows.iter()
+        .map(|row| {
+            let value: serde_json::Value = row.get(0);
+            serde_json::from_value(value).map_err(|e| {
+                ProjectorError::Config(format!("read model row does not match its type: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// Loads every row the batch's events touch, plus the rows the rules reach through them (a
+/// run's agent, issue and wakeup; an issue's deferred wakeups; keyed documents).
+pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, ProjectorError> {
+    let mut model = Model::default();
+    let run_ids = dedup(touched.runs.iter().copied());
+    let runs: Vec<RunRow> = load_rows(
+        tx,
+        "SELECT to_jsonb(r) FROM runs r WHERE run_id = ANY($1)",
+        &[&run_ids],
+    )
+    .await?;
+    let agent_ids = dedup(
+        touched
+            .agents
+            .iter()
+            .copied()
+            .chain(runs.iter().filter_map(|r| r.agent_id)),
+    );
+    let issue_ids = dedup(
+        touched
+            .issues
+            .iter()
+            .copied()
+            .chain(runs.iter().filter_map(|r| r.issue_id)),
+    );
+    let wakeup_ids = dedup(
+        touched
+            .wakeups
+            .iter()
+            .copied()
+            .chain(runs.iter().filter_map(|r| r.wakeup_id)),
+    );
+    let document_ids = dedup(touched.documents.iter().copied());
+    let key_issues: Vec<Uuid> = touched.document_keys.iter().map(|(i, _)| *i).collect();
+    let keys: Vec<&str> = touched
+        .document_keys
+        .iter()
+        .map(|(_, k)| k.as_str())
+        .collect();
+    let children = dedup(touched.children.iter().copied());
+
+    let agent_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&agent_ids];
+    let issue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&issue_ids];
+    let wakeup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&wakeup_ids, &issue_ids];
+    let document_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&document_ids, &key_issues, &keys];
+    let (agents, issues, wakeups, documents, known) = futures::try_join!(
+        load_rows::<AgentRow>(
+            tx,
+            "SELECT to_jsonb(a) FROM agents a WHERE agent_id = ANY($1)",
+            &agent_params
+        ),
+        load_rows::<IssueRow>(
+            tx,
+            "SELECT to_jsonb(i) FROM issues i WHERE issue_id = ANY($1)",
+            &issue_params
+        ),
+        load_rows::<WakeupRow>(
+            tx,
+            "SELECT to_jsonb(w) FROM wakeup_requests w
+             WHERE wakeup_id = ANY($1) OR (issue_id = ANY($2) AND status = 'deferred_issue_execution')",
+            &wakeup_params
+        ),
+        load_rows::<DocumentRow>(
+            tx,
+            "SELECT to_jsonb(d) FROM documents d
+             WHERE document_id = ANY($1)
+                OR (issue_id, key) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))",
+            &document_params
+        ),
+        async {
+            let rows = tx
+                .query(
+                    "SELECT comment_id FROM issue_comments WHERE comment_id = ANY($1)
+                     UNION ALL SELECT work_product_id FROM issue_work_products WHERE work_product_id = ANY($1)
+                     UNION ALL SELECT revision_id FROM document_revisions WHERE revision_id = ANY($1)",
+                    &[&children],
+                )
+                .await?;
+            Ok::<_, ProjectorError>(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>())
+        },
+    )?;
+    model.runs = runs.into_iter().map(|r| (r.run_id, r)).collect();
+    model.agents = agents.into_iter().map(|r| (r.agent_id, r)).collect();
+    model.issues = issues.into_iter().map(|r| (r.issue_id, r)).collect();
+    model.wakeups = wakeups.into_iter().map(|r| (r.wakeup_id, r)).collect();
+    model.documents = documents.into_iter().map(|r| (r.document_id, r)).collect();
+    model.known_children = known.into_iter().collect();
+    Ok(model)
+}
+
+/// The column names of a row type: its serialized field names.
+fn columns<T: Serialize>(row: &T) -> Vec<String> {
+    match serde_json::to_value(row) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Upserts rows keyed by `key`; an older version never overwrites a newer one.
+async fn upsert<T: Serialize + std::fmt::Debug + Sync>(
+    tx: &Transaction<'_>,
+    table: &str,
+    key: &str,
+    rows: &[&T],
+) -> Result<(), ProjectorError> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let cols = columns(first);
+    let list = cols.join(", ");
+    let excluded = cols
+        .iter()
+        .map(|c| format!("EXCLUDED.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, $1)
+         ON CONFLICT ({key}) DO UPDATE SET ({list}) = ROW({excluded})
+         WHERE {table}.last_seq <= EXCLUDED.last_seq"
+    );
+    tx.execute(&sql, &[&Json(rows)]).await?;
+    Ok(())
+}
+
+/// Inserts rows that are only ever appended; a row already there is left alone.
+async fn append<T: Serialize + std::fmt::Debug + Sync>(
+    tx: &Transaction<'_>,
+    table: &str,
+    rows: &[T],
+) -> Result<(), ProjectorError> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let list = columns(first).join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, $1)
+         ON CONFLICT DO NOTHING"
+    );
+    tx.execute(&sql, &[&Json(rows)]).await?;
+    Ok(())
+}
+
+fn dirty<'a, T>(rows: &'a HashMap<Uuid, T>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> {
+    ids.iter().filter_map(|id| rows.get(id)).collect()
+}
+
+/// Writes what the fold changed.
+pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorError> {
+    let d = &model.dirty;
+    let a = &model.appends;
+    let issue_runs: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) = (
+        a.issue_runs.iter().map(|l| l.0).collect(),
+        a.issue_runs.iter().map(|l| l.1).collect(),
+        a.issue_runs.iter().map(|l| l.2).collect(),
+    );
+    let dead: (Vec<i64>, Vec<&str>, Vec<&[u8]>, Vec<&str>, Vec<Time>) = (
+        a.dead_letters.iter().map(|r| r.seq).collect(),
+        a.dead_letters.iter().map(|r| r.subject.as_str()).collect(),
+        a.dead_letters
+            .iter()
+            .map(|r| r.payload.as_slice())
+            .collect(),
+        a.dead_letters.iter().map(|r| r.reason.as_str()).collect(),
+        a.dead_letters.iter().map(|r| r.at).collect(),
+    );
+    let agents = dirty(&model.agents, &d.agents);
+    let issues = dirty(&model.issues, &d.issues);
+    let runs = dirty(&model.runs, &d.runs);
+    let wakeups = dirty(&model.wakeups, &d.wakeups);
+    let documents = dirty(&model.documents, &d.documents);
+    futures::try_join!(
+        upsert(tx, "agents", "agent_id", &agents),
+        upsert(tx, "issues", "issue_id", &issues),
+        upsert(tx, "runs", "run_id", &runs),
+        upsert(tx, "wakeup_requests", "wakeup_id", &wakeups),
+        upsert(tx, "documents", "document_id", &documents),
+        append(tx, "run_events", &a.run_events),
+        append(tx, "issue_comments", &a.comments),
+        append(tx, "issue_work_products", &a.work_products),
+        append(tx, "document_revisions", &a.revisions),
+        append(tx, "activity_log", &a.activity),
+        async {
+            if !issue_runs.0.is_empty() {
+                tx.execute(
+                    "INSERT INTO issue_runs (issue_id, run_id, company_id)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING",
+                    &[&issue_runs.0, &issue_runs.1, &issue_runs.2],
+                )
+                .await?;
+            }
+            Ok::<_, ProjectorError>(())
+        },
+        async {
+            if !dead.0.is_empty() {
+                tx.execute(
+                    "INSERT INTO dead_letters (seq, subject, payload, reason, at)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[])
+                     ON CONFLICT DO NOTHING",
+                    &[&dead.0, &dead.1, &dead.2, &dead.3, &dead.4],
+                )
+                .await?;
+            }
+            Ok::<_, ProjectorError>(())
+        },
+    )?;
+    Ok(())
+}
+
+/// The projector's position, locked for this transaction (a second projector on the same
+/// database waits here instead of applying the same events twice).
+pub async fn lock_position(
+    tx: &Transaction<'_>,
+    consumer: &str,
+    stream: &str,
+) -> Result<i64, ProjectorError> {
+    tx.execute(
+        "INSERT INTO projector_positions (consumer, stream, last_seq) VALUES ($1, $2, 0)
+         ON CONFLICT (consumer) DO NOTHING",
+        &[&consumer, &stream],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT stream, last_seq FROM projector_positions WHERE consumer = $1 FOR UPDATE",
+            &[&consumer],
+        )
+        .await?;
+    let stored: String = row.get(0);
+    if stored != stream {
+        return Err(ProjectorError::Config(format!(
+            "this database was projected from stream `{stored}`, not `{stream}`; \
+             use a fresh database (or schema) for another stream"
+        )));
+    }
+    Ok(row.get(1))
+}
+
+/// Moves the position to `last_seq` and adds to the counters.
+pub async fn advance_position(
+    tx: &Transaction<'_>,
+    consumer: &str,
+    last_seq: i64,
+    applied: i64,
+    dead_lettered: i64,
+) -> Result<(), ProjectorError> {
+    tx.execute(
+        "UPDATE projector_positions
+         SET last_seq = $2, events_applied = events_applied + $3, dead_lettered = dead_lettered + $4
+         WHERE consumer = $1",
+        &[&consumer, &last_seq, &applied, &dead_lettered],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The stored position without locking (for status and waiting).
+pub async fn position(
+    client: &tokio_postgres::Client,
+    consumer: &str,
+) -> Result<Option<i64>, ProjectorError> {
+    let row = client
+        .query_opt(
+            "SELECT last_seq FROM projector_positions WHERE consumer = $1",
+            &[&consumer],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -1,0 +1,501 @@
+//! Projector integration tests against real NATS JetStream and PostgreSQL. Each test has its own
+//! database and stream; the projector is driven step by step (no sleeps).
+
+mod helpers;
+
+use events::*;
+use helpers::{Harness, World};
+use projector::checksum::checksums;
+use projector::{apply_batch, Incoming, Target};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_run_lifecycle_projects_every_read_model() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let run = RunId::new_random();
+    let wakeup = WakeupId::new_random();
+    let mut events = vec![
+        w.agent("codex_local", json!({"timeout_sec": 45})),
+        w.issue_created(IssueStatus::InProgress),
+        w.wakeup(wakeup),
+        w.queued(run, Some(wakeup), None, 0),
+        w.started(run, Some(4242)),
+    ];
+    for _ in 0..3 {
+        events.push(w.activity(run, ActivityKind::Heartbeat));
+    }
+    events.push(w.activity(run, ActivityKind::ToolCall));
+    events.push(w.activity(run, ActivityKind::Workspace));
+    events.push(w.comment(Some(run)));
+    events.push(w.revision("plan", Some(run)));
+    events.push(w.revision("continuation-summary", Some(run)));
+    h.publish(&events).await;
+    h.drain().await;
+
+    let issue = h.issue(w.issue).await;
+    assert_eq!(
+        issue["execution_run_id"],
+        json!(run),
+        "a starting run takes the free lock"
+    );
+    let wake = h.wakeup(wakeup).await;
+    assert_eq!(wake["status"], "claimed");
+    assert_eq!(wake["run_id"], json!(run));
+
+    h.publish(&[
+        w.finished(run, RunOutcome::TimedOut, None),
+        w.comment(Some(run)),
+    ])
+    .await;
+    h.drain().await;
+
+    let r = h.run(run).await;
+    assert_eq!(r["status"], "timed_out");
+    assert_eq!(r["error_code"], "timeout");
+    assert_eq!(r["stop_reason"], "timeout");
+    assert_eq!(r["effective_timeout_sec"], 45);
+    assert_eq!(r["timeout_configured"], true);
+    assert_eq!(r["timeout_source"], "config");
+    assert_eq!(r["timeout_fired"], true);
+    assert_eq!(
+        r["result"]["summary"], "done",
+        "adapter result keys survive"
+    );
+    assert_eq!(r["result"]["stop_reason"], "timeout");
+    assert_eq!(r["activity_count"], 5);
+    assert_eq!(r["evidence_tool_events"], 1);
+    assert_eq!(r["evidence_workspace_ops"], 1);
+    assert_eq!(
+        r["evidence_comments"], 1,
+        "the comment after the finish is not evidence"
+    );
+    assert_eq!(
+        r["evidence_revisions"], 1,
+        "continuation-summary never counts"
+    );
+    assert_eq!(r["evidence_plan_revisions"], 1);
+    assert_eq!(r["evidence_activity"], 2, "comment + plan revision");
+    assert_eq!(r["issue_status_at_finish"], "in_progress");
+    assert_eq!(
+        h.issue(w.issue).await["execution_run_id"],
+        json!(null),
+        "the lock is released"
+    );
+    assert_eq!(h.wakeup(wakeup).await["status"], "failed");
+
+    let client = h.client().await;
+    let ledger = client
+        .query_one(
+            "SELECT ledger_rank, status, stop_label, liveness_label, is_live FROM issue_run_ledger WHERE issue_id = $1",
+            &[&w.issue.0],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.get::<_, i64>(0), 1);
+    assert_eq!(ledger.get::<_, String>(2), "timeout (45s timeout)");
+    assert_eq!(ledger.get::<_, String>(3), "No liveness data");
+    assert!(!ledger.get::<_, bool>(4));
+    let timeline: i64 = client
+        .query_one(
+            "SELECT count(*) FROM run_events WHERE run_id = $1",
+            &[&run.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        timeline >= 6,
+        "queued, started, tool, workspace, comment, revisions, finished: {timeline}"
+    );
+    let comments: i64 = client
+        .query_one(
+            "SELECT count(*) FROM issue_comments WHERE issue_id = $1",
+            &[&w.issue.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(comments, 2);
+}
+
+#[tokio::test]
+async fn terminal_status_never_regresses_and_order_does_not_matter() {
+    let mut w = World::new();
+    let run = RunId::new_random();
+    let in_order = vec![
+        w.agent("codex_local", json!({})),
+        w.issue_created(IssueStatus::Todo),
+        w.queued(run, None, None, 0),
+        w.started(run, Some(7)),
+        w.activity(run, ActivityKind::Action),
+        w.finished(run, RunOutcome::Succeeded, None),
+    ];
+    // Same events, shuffled: activity before the run exists, finished before it started, queued
+    // last. (Evidence is cut off at the finish in stream order, so it stays before the finish.)
+    let shuffled = vec![
+        in_order[4].clone(),
+        in_order[5].clone(),
+        in_order[0].clone(),
+        in_order[1].clone(),
+        in_order[3].clone(),
+        in_order[2].clone(),
+    ];
+    let mut a = Harness::new().await;
+    a.publish(&in_order).await;
+    a.drain().await;
+    let mut b = Harness::new().await;
+    b.publish(&shuffled).await;
+    b.drain().await;
+    let (ra, rb) = (a.run(run).await, b.run(run).await);
+    for field in [
+        "status",
+        "agent_id",
+        "issue_id",
+        "pid",
+        "host",
+        "started_at",
+        "finished_at",
+        "stop_reason",
+        "evidence_tool_events",
+        "activity_count",
+        "exit_code",
+    ] {
+        assert_eq!(ra[field], rb[field], "{field} converges");
+    }
+    assert_eq!(rb["status"], "succeeded");
+    assert_eq!(
+        b.issue(w.issue).await["execution_run_id"],
+        json!(null),
+        "a finished run never takes the lock"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_dead_lettered_and_the_projector_continues() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let other = World::new();
+    let run = RunId::new_random();
+    let prefix = h.subjects.prefix().to_owned();
+    let subject = format!("{prefix}.{}.run.{}", w.company, run);
+    h.publish_raw(&subject, b"{not json").await;
+    h.publish_raw(&subject, br#"{"specversion":"1.0","type":"run.exploded"}"#)
+        .await;
+    let mut wrong_place = w.queued(run, None, None, 0);
+    wrong_place.company_id = other.company;
+    h.publish_raw(&subject, &wrong_place.to_vec()).await;
+    h.publish(&[w.queued(run, None, None, 0)]).await;
+    // the same run, claimed by another company
+    let mut foreign = w.started(run, Some(1));
+    foreign.company_id = other.company;
+    h.publish(&[foreign]).await;
+    h.drain().await;
+
+    let client = h.client().await;
+    let rows = client
+        .query(
+            "SELECT seq, reason, payload FROM dead_letters ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let reasons: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].starts_with("malformed JSON"), "{}", reasons[0]);
+    assert!(
+        reasons[1].contains("missing required attribute")
+            || reasons[1].contains("unknown event type"),
+        "{}",
+        reasons[1]
+    );
+    assert!(reasons[2].contains("belongs on"), "{}", reasons[2]);
+    assert!(reasons[3].contains("belongs to company"), "{}", reasons[3]);
+    assert_eq!(
+        rows[0].get::<_, Vec<u8>>(2),
+        b"{not json".to_vec(),
+        "raw payload kept whole"
+    );
+    assert_eq!(
+        h.run(run).await["status"],
+        "queued",
+        "the valid event was applied"
+    );
+    let counters = client
+        .query_one(
+            "SELECT events_applied, dead_lettered FROM projector_positions",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (counters.get::<_, i64>(0), counters.get::<_, i64>(1)),
+        (1, 4)
+    );
+}
+
+#[tokio::test]
+async fn redelivery_and_duplicate_publishes_apply_once() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let run = RunId::new_random();
+    let events = vec![
+        w.queued(run, None, None, 0),
+        w.started(run, Some(9)),
+        w.activity(run, ActivityKind::ToolCall),
+    ];
+    h.publish(&events).await;
+    h.publish(&events).await; // duplicate ids: stored once
+    h.drain().await;
+    let before = checksums(&**h.client().await).await.unwrap();
+    assert_eq!(h.run(run).await["evidence_tool_events"], 1);
+
+    // A redelivery of already-applied messages (e.g. an ack lost after commit) is skipped.
+    let target = Target {
+        consumer: "runledger-projector".into(),
+        stream: h.ts.stream.clone(),
+        subjects: h.subjects.clone(),
+    };
+    let incoming: Vec<Incoming> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Incoming {
+            seq: i as u64 + 1,
+            subject: h.subjects.of(e),
+            payload: e.to_vec().into(),
+            stored_at: e.time,
+        })
+        .collect();
+    let mut client = h.client().await;
+    let report = apply_batch(&mut client, &target, &incoming).await.unwrap();
+    assert_eq!((report.applied, report.skipped), (0, 3));
+    assert_eq!(checksums(&**client).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn detached_warning_is_set_once_and_cleared_by_activity() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let run = RunId::new_random();
+    h.publish(&[
+        w.queued(run, None, None, 0),
+        w.started(run, Some(123)),
+        w.detached(run, 123),
+        w.detached(run, 123),
+    ])
+    .await;
+    h.drain().await;
+    let r = h.run(run).await;
+    assert_eq!(r["status"], "running");
+    assert_eq!(r["error_code"], "process_detached");
+    assert_eq!(
+        r["error"],
+        "Lost in-memory process handle, but child pid 123 is still alive"
+    );
+    let client = h.client().await;
+    let warns: i64 = client
+        .query_one(
+            "SELECT count(*) FROM run_events WHERE run_id = $1 AND type = 'run.process_detached'",
+            &[&run.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(warns, 1, "one warn event, first time only");
+
+    h.publish(&[w.activity(run, ActivityKind::Heartbeat)]).await;
+    h.drain().await;
+    let r = h.run(run).await;
+    assert_eq!(r["error_code"], json!(null));
+    assert_eq!(r["error"], json!(null));
+    assert_eq!(r["status"], "running");
+    let cleared: String = client
+        .query_one(
+            "SELECT message FROM run_events WHERE run_id = $1 AND type = 'run.detached_cleared'",
+            &[&run.0],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        cleared,
+        "Detached child process reported activity; cleared detached warning"
+    );
+}
+
+#[tokio::test]
+async fn process_loss_keeps_the_lock_for_the_one_retry_and_releases_it_after() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let (first, retry) = (RunId::new_random(), RunId::new_random());
+    let wakeup = WakeupId::new_random();
+    let checkout = w.event(EventData::IssueUpdated(issue::IssueUpdated {
+        checkout_run_id: Some(Some(first)),
+        ..issue::IssueUpdated::default_for(w.issue)
+    }));
+    h.publish(&[
+        w.agent("codex_local", json!({})),
+        w.issue_created(IssueStatus::InProgress),
+        w.wakeup(wakeup),
+        w.queued(first, Some(wakeup), None, 0),
+        w.started(first, Some(999_999_999)),
+        checkout,
+        w.lost(first, Some(999_999_999)),
+    ])
+    .await;
+    h.drain().await;
+    let r = h.run(first).await;
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["error_code"], "process_lost");
+    assert_eq!(r["stop_reason"], "process_lost");
+    assert_eq!(r["timeout_configured"], false);
+    assert_eq!(r["timeout_fired"], false);
+    assert!(r["error"].as_str().unwrap().ends_with("; retrying once"));
+    assert_eq!(h.wakeup(wakeup).await["status"], "failed");
+    assert_eq!(
+        h.issue(w.issue).await["execution_run_id"],
+        json!(first),
+        "kept for the retry"
+    );
+
+    h.publish(&[w.queued(retry, None, Some(first), 1)]).await;
+    h.drain().await;
+    let issue = h.issue(w.issue).await;
+    assert_eq!(
+        issue["execution_run_id"],
+        json!(retry),
+        "the retry holds the lock"
+    );
+    assert_eq!(issue["checkout_run_id"], json!(first), "checkout untouched");
+
+    h.publish(&[
+        w.started(retry, Some(999_999_998)),
+        w.lost(retry, Some(999_999_998)),
+    ])
+    .await;
+    h.drain().await;
+    let r = h.run(retry).await;
+    assert_eq!(r["status"], "failed");
+    assert!(
+        !r["error"].as_str().unwrap().contains("retrying once"),
+        "never a second retry"
+    );
+    let issue = h.issue(w.issue).await;
+    assert_eq!(issue["execution_run_id"], json!(null), "released");
+    assert_eq!(issue["checkout_run_id"], json!(first));
+}
+
+#[tokio::test]
+async fn deferred_wakeups_wait_for_the_lock_and_the_oldest_is_promoted() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let run = RunId::new_random();
+    let (older, newer) = (WakeupId::new_random(), WakeupId::new_random());
+    h.publish(&[
+        w.issue_created(IssueStatus::Todo),
+        w.queued(run, None, None, 0),
+        w.started(run, Some(5)),
+        w.wakeup(older),
+        w.wakeup(newer),
+    ])
+    .await;
+    h.drain().await;
+    assert_eq!(h.wakeup(older).await["status"], "deferred_issue_execution");
+    assert_eq!(h.wakeup(newer).await["status"], "deferred_issue_execution");
+    h.publish(&[w.finished(run, RunOutcome::Succeeded, None)])
+        .await;
+    h.drain().await;
+    assert_eq!(h.wakeup(older).await["status"], "queued");
+    assert_eq!(h.wakeup(newer).await["status"], "deferred_issue_execution");
+}
+
+#[tokio::test]
+async fn cancellation_stop_reasons_follow_the_message() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let cases = [
+        (
+            "Cancelled due to budget pause",
+            "budget_paused",
+            "budget paused",
+        ),
+        ("Cancelled by control plane", "cancelled", "cancelled"),
+        ("Cancelled due to agent pause", "paused", "paused"),
+    ];
+    let mut events = vec![
+        w.agent("codex_local", json!({})),
+        w.issue_created(IssueStatus::InProgress),
+    ];
+    let mut runs = Vec::new();
+    for (reason, _, _) in cases {
+        let run = RunId::new_random();
+        runs.push(run);
+        events.push(w.queued(run, None, None, 0));
+        events.push(
+            w.event(EventData::RunCancelRequested(run::RunCancelRequested {
+                run_id: run,
+                reason: reason.into(),
+                extra: Default::default(),
+            })),
+        );
+        events.push(w.event(EventData::RunFinished(run::RunFinished {
+            run_id: run,
+            outcome: RunOutcome::Cancelled,
+            exit_code: None,
+            signal: Some("SIGTERM".into()),
+            error: None,
+            error_code: None,
+            result: Default::default(),
+            stdout_excerpt: None,
+            stderr_excerpt: None,
+            usage: None,
+            extra: Default::default(),
+        })));
+    }
+    h.publish(&events).await;
+    h.drain().await;
+    let client = h.client().await;
+    for (run, (reason, stop, label)) in runs.iter().zip(cases) {
+        let r = h.run(*run).await;
+        assert_eq!(r["status"], "cancelled");
+        assert_eq!(r["error"], reason, "the cancel reason is the error");
+        assert_eq!(r["error_code"], "cancelled");
+        assert_eq!(r["stop_reason"], stop);
+        assert_eq!(r["effective_timeout_sec"], 0);
+        assert_eq!(r["timeout_fired"], false);
+        let l: String = client
+            .query_one(
+                "SELECT stop_label FROM issue_run_ledger WHERE run_id = $1",
+                &[&run.0],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(l, label);
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_safe_concurrently() {
+    let db = testsupport::TestDb::new().await.unwrap();
+    let mut a = db.client().await.unwrap();
+    let mut b = db.client().await.unwrap();
+    let (ra, rb) = tokio::join!(
+        projector::migrate::migrate(&mut a, "public"),
+        projector::migrate::migrate(&mut b, "public")
+    );
+    let mut applied = [ra.unwrap(), rb.unwrap()];
+    applied.sort();
+    assert_eq!(
+        applied,
+        [vec![], vec![1]],
+        "exactly one process applies migration 1"
+    );
+    assert!(projector::migrate::migrate(&mut a, "public")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(projector::migrate::migrate(&mut a, "Bad-Name")
+        .await
+        .is_err());
+}
