@@ -2,9 +2,16 @@
 //! environment, read in one place: `settings.rs`), installs logging and calls into a library.
 
 mod connect;
+mod db;
+mod infra;
 mod logging;
+mod migrate;
+mod project;
 mod publish;
 mod settings;
+mod shutdown;
+mod status;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +36,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything: migrations, the stream and the projector (starts private servers under
+    /// ./.runledger when no NATS_URL/DATABASE_URL is set and nothing answers locally).
+    Up(up::Args),
+    /// Run the projector alone.
+    Project(project::Args),
+    /// Apply pending database migrations.
+    Migrate(migrate::Args),
+    /// Show the stream position, projector position, lag and dead letters.
+    Status(status::Args),
     /// Publish events: one from flags, or many as NDJSON from stdin or a file.
     Publish(publish::Args),
 }
@@ -42,6 +58,10 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Project(args) => project::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Publish(args) => publish::run(args).await,
         }
     });
@@ -51,5 +71,14 @@ fn main() -> std::process::ExitCode {
             eprintln!("runledger: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -10,7 +10,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 #[derive(Args, Clone, Debug)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222].
-    #[arg(long = "nats-url", env = "NATS_URL")]
+    #[arg(id = "nats_url", long = "nats-url", env = "NATS_URL")]
     pub url: Option<String>,
     /// User name for user/password authentication.
     #[arg(long = "nats-user", env = "NATS_USER", requires = "password")]
@@ -66,4 +66,62 @@ impl StreamArgs {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration like 1s or 2m: {e}"))
+}
+
+/// Default database when `DATABASE_URL` is not set (created if missing by `runledger up`).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/runledger";
+
+/// How to reach PostgreSQL.
+#[derive(Args, Clone, Debug)]
+pub struct DbArgs {
+    /// PostgreSQL URL [default: postgres://postgres@127.0.0.1:5432/runledger].
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+    /// Schema holding the read models.
+    #[arg(long, env = "RUNLEDGER_SCHEMA", default_value = "public")]
+    pub schema: String,
+}
+
+impl DbArgs {
+    pub fn url_or_default(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    }
+}
+
+/// How the projector batches.
+#[derive(Args, Clone, Debug)]
+pub struct ProjectorArgs {
+    /// Most events folded per transaction.
+    #[arg(long = "batch-size", env = "RUNLEDGER_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// How long a batch waits for more events after its first one.
+    #[arg(long = "batch-linger", env = "RUNLEDGER_BATCH_LINGER", default_value = "20ms", value_parser = parse_duration)]
+    pub batch_linger: Duration,
+    /// Durable consumer name and position key of the projector.
+    #[arg(
+        long = "projector-name",
+        env = "RUNLEDGER_PROJECTOR_NAME",
+        default_value = "runledger-projector"
+    )]
+    pub name: String,
+}
+
+impl ProjectorArgs {
+    pub fn settings(&self, stream: &StreamArgs) -> anyhow::Result<projector::ProjectorSettings> {
+        let mut settings = projector::ProjectorSettings::new(
+            &stream.stream,
+            events::Subjects::new(&stream.prefix)?,
+        );
+        settings.batch_size = self.batch_size as usize;
+        settings.linger = self.batch_linger;
+        settings.consumer = self.name.clone();
+        Ok(settings)
+    }
 }

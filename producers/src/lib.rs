@@ -8,6 +8,7 @@
 mod error;
 mod publisher;
 mod stream;
+pub mod workload;
 
 pub use error::{PublishError, StreamError};
 pub use publisher::{PublishOutcome, Publisher, PublisherSettings};

@@ -1,0 +1,85 @@
+//! PostgreSQL connections for the subcommands: a pool whose sessions use the read-model schema,
+//! and creating the database on first use.
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    url.parse()
+        .with_context(|| "DATABASE_URL is not a valid PostgreSQL connection string".to_string())
+}
+
+/// A pool on `url` whose sessions read and write `schema`.
+pub fn pool(url: &str, schema: &str, size: usize) -> anyhow::Result<Pool> {
+    projector::migrate::check_schema_name(schema)?;
+    let mut config = config(url)?;
+    config.options(format!("-c search_path={schema}"));
+    config.application_name("runledger");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager).max_size(size).build()?)
+}
+
+/// One connection (its driver runs in the background).
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config(url)?
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the database `url` names if it does not exist, connecting to `postgres` to do it.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let config = config(url)?;
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        match client
+            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+            .await
+        {
+            Ok(()) => tracing::info!(database = %name, "created database"),
+            // Another process created it at the same moment.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating database {name}")),
+        }
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

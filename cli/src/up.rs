@@ -1,0 +1,51 @@
+//! `runledger up`: migrations, the stream, and the projector in one process, on the configured
+//! servers or on the embedded default (private servers started under `./.runledger/`).
+
+use crate::infra::{self, EmbeddedArgs};
+use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, StreamArgs};
+use crate::{db, shutdown};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    #[command(flatten)]
+    pub projector: ProjectorArgs,
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stop = shutdown::on_signal();
+    let infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
+    let result = serve(&args, &infra, stop).await;
+    infra.stop().await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn serve(
+    args: &Args,
+    infra: &infra::Infra,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut nats = args.nats.clone();
+    nats.url = Some(infra.nats_url.clone());
+    let client = nats.connect("runledger up").await?;
+    let js = async_nats::jetstream::new(client);
+    producers::ensure_stream(&js, &args.stream.settings()?).await?;
+    let pool = db::pool(&infra.database_url, &args.db.schema, 8)?;
+    let applied = {
+        let mut client = pool.get().await?;
+        projector::migrate::migrate(&mut client, &args.db.schema).await?
+    };
+    tracing::info!(?applied, schema = %args.db.schema, "migrations up to date");
+    let projector =
+        projector::Projector::start(pool, js, args.projector.settings(&args.stream)?).await?;
+    projector.run(stop).await?;
+    Ok(())
+}
