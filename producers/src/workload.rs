@@ -85,100 +85,141 @@ struct Flight {
     next: usize,
 }
 
-/// Generates the events of `mix` for one company.
-pub fn generate(mix: &Mix, seed: u64) -> Vec<Event> {
-    let mut rng = Rng::new(seed);
-    let company = CompanyId(rng.uuid());
-    let start = Utc.with_ymd_and_hms(2026, 3, 19, 0, 0, 0).unwrap();
-    let mut clock = 0i64;
-    let mut out = Vec::new();
-    let emit = |data: EventData, rng: &mut Rng, clock: &mut i64, out: &mut Vec<Event>| {
-        *clock += 1;
-        let time = start + Duration::milliseconds(*clock * 10);
-        out.push(Event::with_id(
-            EventId(rng.uuid()),
-            company,
-            "runledger-workload",
-            time,
-            data,
-        ));
-    };
-    let adapters = [
-        "codex_local",
-        "claude_local",
-        "http",
-        "openclaw_gateway",
-        "process",
-    ];
-    let agents: Vec<AgentId> = (0..mix.agents).map(|_| AgentId(rng.uuid())).collect();
-    for (i, agent) in agents.iter().enumerate() {
-        let adapter = adapters[i % adapters.len()];
-        let config = match adapter {
-            "http" => json!({"timeout_ms": 30_000}),
-            "codex_local" => json!({"timeout_sec": 45}),
-            _ => json!({}),
-        };
-        let data = EventData::AgentRegistered(AgentRegistered {
-            agent_id: *agent,
-            name: format!("agent-{i}"),
-            role: "engineer".into(),
-            adapter_type: adapter.into(),
-            adapter_config: obj(config),
-            status: AgentStatus::Idle,
-            extra: Map::new(),
-        });
-        emit(data, &mut rng, &mut clock, &mut out);
-    }
-    let issues: Vec<IssueId> = (0..mix.issues).map(|_| IssueId(rng.uuid())).collect();
-    for (i, issue) in issues.iter().enumerate() {
-        let data = EventData::IssueCreated(IssueCreated {
-            issue_id: *issue,
-            identifier: format!("WL-{i}"),
-            title: if i % 3 == 0 {
-                "Draft implementation plan".into()
-            } else {
-                format!("Implement feature {i}")
-            },
-            description: Some(
-                "## Objective\nDo the work.\n\n## Acceptance Criteria\n- done".into(),
-            ),
-            status: IssueStatus::InProgress,
-            priority: Priority::Medium,
-            assignee_agent_id: Some(agents[i % agents.len().max(1)]),
-            assignee_user_id: None,
-            parent_id: None,
-            extra: Map::new(),
-        });
-        emit(data, &mut rng, &mut clock, &mut out);
-    }
-    let mut flights: Vec<Flight> = Vec::new();
-    let mut started = 0;
-    while started < mix.runs || !flights.is_empty() {
-        while flights.len() < mix.in_flight && started < mix.runs {
-            let agent = agents[started % agents.len().max(1)];
-            let issue = issues[rng.below(issues.len() as u64) as usize];
-            let run = RunId(rng.uuid());
-            let script = script(
-                mix,
-                &mut rng,
-                run,
-                agent,
-                issue,
-                start + Duration::milliseconds(clock * 10),
-            );
-            flights.push(Flight { script, next: 0 });
-            started += 1;
+/// The events of a [`Mix`] for one company, generated lazily (a million-event stream does not
+/// have to fit in memory).
+pub struct Workload {
+    mix: Mix,
+    rng: Rng,
+    company: CompanyId,
+    start: DateTime<Utc>,
+    clock: i64,
+    preamble: std::collections::VecDeque<EventData>,
+    agents: Vec<AgentId>,
+    issues: Vec<IssueId>,
+    flights: Vec<Flight>,
+    started: usize,
+}
+
+impl Workload {
+    pub fn new(mix: &Mix, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let company = CompanyId(rng.uuid());
+        let adapters = [
+            "codex_local",
+            "claude_local",
+            "http",
+            "openclaw_gateway",
+            "process",
+        ];
+        let agents: Vec<AgentId> = (0..mix.agents.max(1))
+            .map(|_| AgentId(rng.uuid()))
+            .collect();
+        let issues: Vec<IssueId> = (0..mix.issues.max(1))
+            .map(|_| IssueId(rng.uuid()))
+            .collect();
+        let mut preamble = std::collections::VecDeque::new();
+        for (i, agent) in agents.iter().enumerate() {
+            let adapter = adapters[i % adapters.len()];
+            let config = match adapter {
+                "http" => json!({"timeout_ms": 30_000}),
+                "codex_local" => json!({"timeout_sec": 45}),
+                _ => json!({}),
+            };
+            preamble.push_back(EventData::AgentRegistered(AgentRegistered {
+                agent_id: *agent,
+                name: format!("agent-{i}"),
+                role: "engineer".into(),
+                adapter_type: adapter.into(),
+                adapter_config: obj(config),
+                status: AgentStatus::Idle,
+                extra: Map::new(),
+            }));
         }
-        let pick = rng.below(flights.len() as u64) as usize;
-        let flight = &mut flights[pick];
+        for (i, issue) in issues.iter().enumerate() {
+            preamble.push_back(EventData::IssueCreated(IssueCreated {
+                issue_id: *issue,
+                identifier: format!("WL-{i}"),
+                title: if i % 3 == 0 {
+                    "Draft implementation plan".into()
+                } else {
+                    format!("Implement feature {i}")
+                },
+                description: Some(
+                    "## Objective\nDo the work.\n\n## Acceptance Criteria\n- done".into(),
+                ),
+                status: IssueStatus::InProgress,
+                priority: Priority::Medium,
+                assignee_agent_id: Some(agents[i % agents.len()]),
+                assignee_user_id: None,
+                parent_id: None,
+                extra: Map::new(),
+            }));
+        }
+        Self {
+            mix: mix.clone(),
+            rng,
+            company,
+            start: Utc.with_ymd_and_hms(2026, 3, 19, 0, 0, 0).unwrap(),
+            clock: 0,
+            preamble,
+            agents,
+            issues,
+            flights: Vec::new(),
+            started: 0,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.start + Duration::milliseconds(self.clock * 10)
+    }
+
+    fn next_data(&mut self) -> Option<EventData> {
+        if let Some(data) = self.preamble.pop_front() {
+            return Some(data);
+        }
+        while self.flights.len() < self.mix.in_flight.max(1) && self.started < self.mix.runs {
+            let agent = self.agents[self.started % self.agents.len()];
+            let issue = self.issues[self.rng.below(self.issues.len() as u64) as usize];
+            let run = RunId(self.rng.uuid());
+            let now = self.now();
+            let script = script(&self.mix, &mut self.rng, run, agent, issue, now);
+            self.flights.push(Flight { script, next: 0 });
+            self.started += 1;
+        }
+        if self.flights.is_empty() {
+            return None;
+        }
+        let pick = self.rng.below(self.flights.len() as u64) as usize;
+        let flight = &mut self.flights[pick];
         let data = flight.script[flight.next].clone();
         flight.next += 1;
         if flight.next == flight.script.len() {
-            flights.swap_remove(pick);
+            self.flights.swap_remove(pick);
         }
-        emit(data, &mut rng, &mut clock, &mut out);
+        Some(data)
     }
-    out
+}
+
+impl Iterator for Workload {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        let data = self.next_data()?;
+        self.clock += 1;
+        let time = self.now();
+        Some(Event::with_id(
+            EventId(self.rng.uuid()),
+            self.company,
+            "runledger-workload",
+            time,
+            data,
+        ))
+    }
+}
+
+/// All events of `mix` (for small workloads; use [`Workload`] to stream large ones).
+pub fn generate(mix: &Mix, seed: u64) -> Vec<Event> {
+    Workload::new(mix, seed).collect()
 }
 
 fn obj(value: Value) -> Map<String, Value> {

@@ -87,6 +87,13 @@ pub async fn apply_batch(
     messages: &[Incoming],
 ) -> Result<BatchReport, ProjectorError> {
     let tx = client.transaction().await?;
+    // Taken before any table is named, so a replay's schema swap (which holds this lock) is
+    // seen by the next batch: its table names resolve after the swap, in the new schema.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || current_schema() || '.' || $1::text))",
+        &[&target.consumer],
+    )
+    .await?;
     let position = store::lock_position(&tx, &target.consumer, &target.stream).await?;
     let fresh: Vec<&Incoming> = messages
         .iter()

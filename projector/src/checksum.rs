@@ -3,7 +3,7 @@
 
 use crate::error::ProjectorError;
 use std::collections::BTreeMap;
-use tokio_postgres::Client;
+use tokio_postgres::GenericClient;
 
 /// Every read-model table and the key that orders it.
 pub const TABLES: &[(&str, &str)] = &[
@@ -22,7 +22,9 @@ pub const TABLES: &[(&str, &str)] = &[
 ];
 
 /// Row count and md5 over every row's text form, in key order, per table.
-pub async fn checksums(client: &Client) -> Result<BTreeMap<String, (i64, String)>, ProjectorError> {
+pub async fn checksums<C: GenericClient>(
+    client: &C,
+) -> Result<BTreeMap<String, (i64, String)>, ProjectorError> {
     let mut out = BTreeMap::new();
     for (table, key) in TABLES {
         let row = client

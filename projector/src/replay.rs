@@ -1,0 +1,352 @@
+//! Replay: rebuild every read model from history into a fresh schema while the live projector
+//! keeps serving the current one, then check parity and swap atomically.
+//!
+//! The rebuild goes through the same exactly-once [`apply_batch`] as the live projector, so it is
+//! resumable (the scratch schema has its own position: rerun to continue after a crash) and it
+//! cannot publish (this crate has no publisher at all). The swap happens in one transaction that
+//! holds the live projector's batch lock: the live schema is renamed away and the scratch schema
+//! renamed into its place; the live projector's next batch resolves its tables in the new schema
+//! and continues from the same position. Dashboards see the old model or the new one, never half.
+
+use crate::batch::{apply_batch, Target};
+use crate::checksum::{checksums, TABLES};
+use crate::error::ProjectorError;
+use crate::history::HistoryReader;
+use crate::migrate::{check_schema_name, migrate};
+use crate::store;
+use async_nats::jetstream::Context;
+use deadpool_postgres::Pool;
+use events::Subjects;
+use std::time::{Duration, Instant};
+
+/// What to do once the scratch schema has caught up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayMode {
+    /// Check parity with the live schema and swap them.
+    Swap { force: bool },
+    /// Report what a swap would change, then drop the scratch schema.
+    DryRun,
+    /// Only build (used with `to_seq`: the read models as of that sequence).
+    BuildOnly,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplayPlan {
+    pub live_schema: String,
+    pub into: String,
+    /// Position key shared with the live projector.
+    pub consumer: String,
+    pub stream: String,
+    pub subjects: Subjects,
+    pub from_seq: Option<u64>,
+    pub to_seq: Option<u64>,
+    pub batch_size: usize,
+    pub mode: ReplayMode,
+}
+
+/// Where a replay is.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub position: i64,
+    pub target: i64,
+    pub applied: u64,
+    pub elapsed: Duration,
+}
+
+/// How one table compares between the live and the rebuilt schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDiff {
+    pub table: String,
+    pub live_rows: i64,
+    pub rebuilt_rows: i64,
+    /// Rows of the live table that the rebuild does not have (or has differently).
+    pub only_live: i64,
+    /// Rows of the rebuild that the live table does not have (or has differently).
+    pub only_rebuilt: i64,
+}
+
+impl TableDiff {
+    pub fn equal(&self) -> bool {
+        self.only_live == 0 && self.only_rebuilt == 0 && self.live_rows == self.rebuilt_rows
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum ReplayOutcome {
+    Swapped {
+        position: i64,
+        previous_schema: String,
+        tables: Vec<TableDiff>,
+    },
+    DryRun {
+        position: i64,
+        tables: Vec<TableDiff>,
+    },
+    Built {
+        position: i64,
+        schema: String,
+    },
+    /// The rebuild differs from the live schema; nothing was swapped (use `force` to swap anyway).
+    ParityFailed {
+        position: i64,
+        tables: Vec<TableDiff>,
+    },
+}
+
+async fn live_position(
+    live: &Pool,
+    schema: &str,
+    consumer: &str,
+) -> Result<Option<i64>, ProjectorError> {
+    let client = live.get().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT to_regclass('{schema}.projector_positions') IS NOT NULL"),
+            &[],
+        )
+        .await?;
+    if !row.is_some_and(|r| r.get::<_, bool>(0)) {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            &format!("SELECT last_seq FROM {schema}.projector_positions WHERE consumer = $1"),
+            &[&consumer],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Rebuilds `plan.into` from history and then does what `plan.mode` says.
+pub async fn replay(
+    live: &Pool,
+    scratch: &Pool,
+    js: &Context,
+    plan: &ReplayPlan,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<ReplayOutcome, ProjectorError> {
+    check_schema_name(&plan.live_schema)?;
+    check_schema_name(&plan.into)?;
+    if plan.live_schema == plan.into {
+        return Err(ProjectorError::Config(
+            "replay must build into a schema other than the live one".into(),
+        ));
+    }
+    let mut client = scratch.get().await?;
+    migrate(&mut client, &plan.into).await?;
+    let target = Target {
+        consumer: plan.consumer.clone(),
+        stream: plan.stream.clone(),
+        subjects: plan.subjects.clone(),
+    };
+    let position = store::position(&client, &plan.consumer).await?.unwrap_or(0);
+    if let Some(from) = plan.from_seq {
+        if from as i64 > position + 1 {
+            return Err(ProjectorError::Config(format!(
+                "schema `{}` is at sequence {position}; starting at {from} would skip events {}..{}: \
+                 use --from-seq {} or less",
+                plan.into,
+                position + 1,
+                from - 1,
+                position + 1
+            )));
+        }
+    }
+    let fixed_target = plan.to_seq.map(|s| s as i64);
+    let read_target = || async {
+        match fixed_target {
+            Some(t) => Ok::<i64, ProjectorError>(t),
+            None => Ok(live_position(live, &plan.live_schema, &plan.consumer)
+                .await?
+                .unwrap_or(0)),
+        }
+    };
+    if fixed_target.is_none()
+        && plan.mode != ReplayMode::BuildOnly
+        && live_position(live, &plan.live_schema, &plan.consumer)
+            .await?
+            .is_none()
+    {
+        return Err(ProjectorError::Config(format!(
+            "schema `{}` has no projection to compare with; use --to-seq to only build",
+            plan.live_schema
+        )));
+    }
+    let mut reader =
+        HistoryReader::open(js, &plan.stream, &plan.subjects, position as u64 + 1).await?;
+    let started = Instant::now();
+    let mut progress = Progress {
+        position,
+        target: read_target().await?,
+        applied: 0,
+        elapsed: Duration::ZERO,
+    };
+    on_progress(&progress);
+    catch_up(
+        &mut client,
+        &mut reader,
+        &target,
+        plan.batch_size,
+        &mut progress,
+        started,
+        &read_target,
+        &mut on_progress,
+    )
+    .await?;
+    if fixed_target.is_some() || plan.mode == ReplayMode::BuildOnly {
+        return Ok(ReplayOutcome::Built {
+            position: progress.position,
+            schema: plan.into.clone(),
+        });
+    }
+
+    // Parity at one position: hold the live projector's batch lock, finish the last stretch.
+    let mut live_client = live.get().await?;
+    let tx = live_client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || $1::text || '.' || $2::text))",
+        &[&plan.live_schema, &plan.consumer],
+    )
+    .await?;
+    let live_at: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT last_seq FROM {}.projector_positions WHERE consumer = $1",
+                plan.live_schema
+            ),
+            &[&plan.consumer],
+        )
+        .await?
+        .get(0);
+    let fixed = move || async move { Ok::<i64, ProjectorError>(live_at) };
+    catch_up(
+        &mut client,
+        &mut reader,
+        &target,
+        plan.batch_size,
+        &mut progress,
+        started,
+        &fixed,
+        &mut on_progress,
+    )
+    .await?;
+    let tables = compare(&tx, &plan.live_schema, &plan.into).await?;
+    let position = progress.position;
+    match plan.mode {
+        ReplayMode::DryRun => {
+            tx.rollback().await?;
+            client
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", plan.into))
+                .await?;
+            Ok(ReplayOutcome::DryRun { position, tables })
+        }
+        ReplayMode::Swap { force } if !force && tables.iter().any(|t| !t.equal()) => {
+            tx.rollback().await?;
+            Ok(ReplayOutcome::ParityFailed { position, tables })
+        }
+        _ => {
+            let previous = format!("{}_before_replay_{position}", plan.live_schema);
+            tx.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {previous} CASCADE;
+                 ALTER SCHEMA {live} RENAME TO {previous};
+                 ALTER SCHEMA {into} RENAME TO {live};",
+                live = plan.live_schema,
+                into = plan.into
+            ))
+            .await?;
+            tx.commit().await?;
+            Ok(ReplayOutcome::Swapped {
+                position,
+                previous_schema: previous,
+                tables,
+            })
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn catch_up<F, Fut>(
+    client: &mut deadpool_postgres::Object,
+    reader: &mut HistoryReader,
+    target: &Target,
+    batch_size: usize,
+    progress: &mut Progress,
+    started: Instant,
+    read_target: &F,
+    on_progress: &mut impl FnMut(&Progress),
+) -> Result<(), ProjectorError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<i64, ProjectorError>>,
+{
+    let mut idle_rounds = 0;
+    loop {
+        progress.target = read_target().await?;
+        if progress.position >= progress.target {
+            return Ok(());
+        }
+        let mut batch = reader
+            .next_batch(batch_size, Duration::from_millis(500))
+            .await?;
+        batch.retain(|m| m.seq as i64 <= progress.target);
+        if batch.is_empty() {
+            idle_rounds += 1;
+            if idle_rounds > 20 {
+                return Err(ProjectorError::JetStream(format!(
+                    "history ended at {} before reaching {}",
+                    progress.position, progress.target
+                )));
+            }
+            continue;
+        }
+        idle_rounds = 0;
+        let report = apply_batch(client, target, &batch).await?;
+        progress.position = report.position;
+        progress.applied += (report.applied + report.dead_lettered) as u64;
+        progress.elapsed = started.elapsed();
+        on_progress(progress);
+    }
+}
+
+/// Row counts, checksums and (where they differ) row-level differences of every table.
+async fn compare(
+    live: &tokio_postgres::Transaction<'_>,
+    live_schema: &str,
+    rebuilt_schema: &str,
+) -> Result<Vec<TableDiff>, ProjectorError> {
+    live.batch_execute(&format!("SET LOCAL search_path TO {live_schema}"))
+        .await?;
+    let live_sums = checksums(live).await?;
+    live.batch_execute(&format!("SET LOCAL search_path TO {rebuilt_schema}"))
+        .await?;
+    let rebuilt_sums = checksums(live).await?;
+    live.batch_execute(&format!("SET LOCAL search_path TO {live_schema}"))
+        .await?;
+    let mut out = Vec::new();
+    for (table, _) in TABLES {
+        let (live_rows, live_sum) = live_sums[*table].clone();
+        let (rebuilt_rows, rebuilt_sum) = rebuilt_sums[*table].clone();
+        let (mut only_live, mut only_rebuilt) = (0, 0);
+        if live_sum != rebuilt_sum {
+            let count = |a: &str, b: &str| {
+                format!("SELECT count(*) FROM (SELECT * FROM {a}.{table} EXCEPT ALL SELECT * FROM {b}.{table}) d")
+            };
+            only_live = live
+                .query_one(&count(live_schema, rebuilt_schema), &[])
+                .await?
+                .get(0);
+            only_rebuilt = live
+                .query_one(&count(rebuilt_schema, live_schema), &[])
+                .await?
+                .get(0);
+        }
+        out.push(TableDiff {
+            table: (*table).to_owned(),
+            live_rows,
+            rebuilt_rows,
+            only_live,
+            only_rebuilt,
+        });
+    }
+    Ok(out)
+}
