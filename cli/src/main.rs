@@ -8,6 +8,7 @@ mod logging;
 mod migrate;
 mod project;
 mod publish;
+mod replay;
 mod settings;
 mod shutdown;
 mod status;
@@ -47,6 +48,8 @@ enum Command {
     Status(status::Args),
     /// Publish events: one from flags, or many as NDJSON from stdin or a file.
     Publish(publish::Args),
+    /// Rebuild the read models from history into a fresh schema, check parity and swap.
+    Replay(replay::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +66,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Publish(args) => publish::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
         }
     });
     match result {
