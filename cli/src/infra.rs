@@ -216,9 +216,7 @@ async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, 
     if root {
         let user = nix::unistd::User::from_name("postgres")?
             .context("running as root needs a `postgres` user to run the private PostgreSQL")?;
-        for dir in [&socket] {
-            nix::unistd::chown(dir.as_path(), Some(user.uid), Some(user.gid))?;
-        }
+        nix::unistd::chown(socket.as_path(), Some(user.uid), Some(user.gid))?;
         if !cluster.exists() {
             std::fs::create_dir_all(&cluster)?;
             nix::unistd::chown(cluster.as_path(), Some(user.uid), Some(user.gid))?;

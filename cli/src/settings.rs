@@ -10,7 +10,12 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 #[derive(Args, Clone, Debug)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222].
-    #[arg(id = "nats_url", long = "nats-url", env = "NATS_URL")]
+    #[arg(
+        id = "nats_url",
+        long = "nats-url",
+        env = "NATS_URL",
+        value_name = "URL"
+    )]
     pub url: Option<String>,
     /// User name for user/password authentication.
     #[arg(long = "nats-user", env = "NATS_USER", requires = "password")]

@@ -155,10 +155,13 @@ impl Publisher {
         loop {
             let err = match outcome {
                 Ok(ack) => {
+                    // A retry that finds the id stored almost always finds its own earlier
+                    // attempt (the ack was lost, not the write): that is a new event, not a
+                    // duplicate of somebody else's.
                     return Ok(PublishOutcome {
                         sequence: ack.sequence,
-                        duplicate: ack.duplicate,
-                    })
+                        duplicate: ack.duplicate && attempt == 1,
+                    });
                 }
                 Err(err) => err,
             };

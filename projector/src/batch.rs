@@ -80,11 +80,57 @@ fn parse(target: &Target, message: &Incoming) -> Parsed {
     }
 }
 
+/// A batch parsed and ready to apply. Preparing is pure CPU work, so it can run while the
+/// previous batch is in the database.
+pub struct Prepared {
+    messages: Vec<Incoming>,
+    parsed: Vec<Parsed>,
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Sequence of the last message.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.messages.last().map(|m| m.seq)
+    }
+
+    /// Splits off the messages after sequence `seq` (they keep their parse).
+    pub fn split_after(&mut self, seq: u64) -> Prepared {
+        let at = self.messages.partition_point(|m| m.seq <= seq);
+        Prepared {
+            messages: self.messages.split_off(at),
+            parsed: self.parsed.split_off(at),
+        }
+    }
+}
+
+/// Parses a batch (stream order).
+pub fn prepare(target: &Target, messages: Vec<Incoming>) -> Prepared {
+    let parsed = messages.iter().map(|m| parse(target, m)).collect();
+    Prepared { messages, parsed }
+}
+
 /// Applies `messages` (in stream order) in one transaction.
 pub async fn apply_batch(
     client: &mut Client,
     target: &Target,
     messages: &[Incoming],
+) -> Result<BatchReport, ProjectorError> {
+    apply_prepared(client, target, &prepare(target, messages.to_vec())).await
+}
+
+/// Applies a prepared batch in one transaction.
+pub async fn apply_prepared(
+    client: &mut Client,
+    target: &Target,
+    batch: &Prepared,
 ) -> Result<BatchReport, ProjectorError> {
     let tx = client.transaction().await?;
     // Taken before any table is named, so a replay's schema swap (which holds this lock) is
@@ -95,12 +141,14 @@ pub async fn apply_batch(
     )
     .await?;
     let position = store::lock_position(&tx, &target.consumer, &target.stream).await?;
-    let fresh: Vec<&Incoming> = messages
+    let fresh: Vec<(&Incoming, &Parsed)> = batch
+        .messages
         .iter()
-        .filter(|m| m.seq as i64 > position)
+        .zip(&batch.parsed)
+        .filter(|(m, _)| m.seq as i64 > position)
         .collect();
     let mut report = BatchReport {
-        skipped: messages.len() - fresh.len(),
+        skipped: batch.messages.len() - fresh.len(),
         position,
         ..BatchReport::default()
     };
@@ -108,19 +156,18 @@ pub async fn apply_batch(
         tx.commit().await?;
         return Ok(report);
     }
-    let parsed: Vec<(&Incoming, Parsed)> = fresh.iter().map(|m| (*m, parse(target, m))).collect();
     let mut touched = Touched::default();
-    for (_, p) in &parsed {
+    for (_, p) in &fresh {
         if let Parsed::Event(e) = p {
             touched.add(e);
         }
     }
     let mut model = store::load(&tx, &touched).await?;
     let mut dead = Vec::new();
-    for (message, p) in parsed {
+    for (message, p) in &fresh {
         let reason = match p {
-            Parsed::Dead(reason) => reason,
-            Parsed::Event(event) => match fold::apply(&mut model, message.seq as i64, &event) {
+            Parsed::Dead(reason) => reason.clone(),
+            Parsed::Event(event) => match fold::apply(&mut model, message.seq as i64, event) {
                 Ok(()) => {
                     report.applied += 1;
                     *report
@@ -143,7 +190,7 @@ pub async fn apply_batch(
     report.dead_lettered = dead.len();
     model.appends.dead_letters = dead;
     store::write(&tx, &model).await?;
-    let last = fresh.last().map_or(position, |m| m.seq as i64);
+    let last = fresh.last().map_or(position, |(m, _)| m.seq as i64);
     store::advance_position(
         &tx,
         &target.consumer,

@@ -8,7 +8,7 @@
 //! renamed into its place; the live projector's next batch resolves its tables in the new schema
 //! and continues from the same position. Dashboards see the old model or the new one, never half.
 
-use crate::batch::{apply_batch, Target};
+use crate::batch::{apply_prepared, prepare, Prepared, Target};
 use crate::checksum::{checksums, TABLES};
 use crate::error::ProjectorError;
 use crate::history::HistoryReader;
@@ -172,8 +172,8 @@ pub async fn replay(
             plan.live_schema
         )));
     }
-    let mut reader =
-        HistoryReader::open(js, &plan.stream, &plan.subjects, position as u64 + 1).await?;
+    let reader = HistoryReader::open(js, &plan.stream, &plan.subjects, position as u64 + 1).await?;
+    let mut feed = Feed::start(reader, target.clone(), plan.batch_size);
     let started = Instant::now();
     let mut progress = Progress {
         position,
@@ -184,9 +184,8 @@ pub async fn replay(
     on_progress(&progress);
     catch_up(
         &mut client,
-        &mut reader,
+        &mut feed,
         &target,
-        plan.batch_size,
         &mut progress,
         started,
         &read_target,
@@ -221,9 +220,8 @@ pub async fn replay(
     let fixed = move || async move { Ok::<i64, ProjectorError>(live_at) };
     catch_up(
         &mut client,
-        &mut reader,
+        &mut feed,
         &target,
-        plan.batch_size,
         &mut progress,
         started,
         &fixed,
@@ -264,12 +262,67 @@ pub async fn replay(
     }
 }
 
+/// Reads and parses history ahead of the database work: one batch is being prepared while the
+/// previous one is applied.
+struct Feed {
+    rx: tokio::sync::mpsc::Receiver<Result<Prepared, ProjectorError>>,
+    pending: Option<Prepared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    fn start(mut reader: HistoryReader, target: Target, batch_size: usize) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let task = tokio::spawn(async move {
+            loop {
+                let batch = match reader
+                    .next_batch(batch_size, Duration::from_millis(200))
+                    .await
+                {
+                    Ok(batch) if batch.is_empty() => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(batch) => Ok(prepare(&target, batch)),
+                    Err(e) => Err(e),
+                };
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Self {
+            rx,
+            pending: None,
+            task,
+        }
+    }
+
+    async fn next(&mut self, wait: Duration) -> Result<Option<Prepared>, ProjectorError> {
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
+        }
+        match tokio::time::timeout(wait, self.rx.recv()).await {
+            Err(_) | Ok(None) => Ok(None),
+            Ok(Some(batch)) => batch.map(Some),
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn catch_up<F, Fut>(
     client: &mut deadpool_postgres::Object,
-    reader: &mut HistoryReader,
+    feed: &mut Feed,
     target: &Target,
-    batch_size: usize,
     progress: &mut Progress,
     started: Instant,
     read_target: &F,
@@ -285,11 +338,7 @@ where
         if progress.position >= progress.target {
             return Ok(());
         }
-        let mut batch = reader
-            .next_batch(batch_size, Duration::from_millis(500))
-            .await?;
-        batch.retain(|m| m.seq as i64 <= progress.target);
-        if batch.is_empty() {
+        let Some(mut batch) = feed.next(Duration::from_millis(500)).await? else {
             idle_rounds += 1;
             if idle_rounds > 20 {
                 return Err(ProjectorError::JetStream(format!(
@@ -298,9 +347,16 @@ where
                 )));
             }
             continue;
-        }
+        };
         idle_rounds = 0;
-        let report = apply_batch(client, target, &batch).await?;
+        let rest = batch.split_after(progress.target as u64);
+        if !rest.is_empty() {
+            feed.pending = Some(rest);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let report = apply_prepared(client, target, &batch).await?;
         progress.position = report.position;
         progress.applied += (report.applied + report.dead_lettered) as u64;
         progress.elapsed = started.elapsed();
