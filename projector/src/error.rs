@@ -7,7 +7,7 @@ use thiserror::Error;
 pub enum ProjectorError {
     /// PostgreSQL failed; the batch's transaction was rolled back and nothing was acked, so the
     /// same events will be delivered again. Retry after a pause.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be taken from the pool.
     #[error("PostgreSQL pool: {0}")]
@@ -27,5 +27,16 @@ pub enum ProjectorError {
 impl From<deadpool_postgres::PoolError> for ProjectorError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Pool(e.to_string())
+    }
+}
+
+/// tokio-postgres prints only "db error"; say what the server said.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }

@@ -6,7 +6,7 @@
 //! `batch_size` events, or whatever arrived within `linger` of the first), applies it in one
 //! transaction and acks the last message after commit (`AckPolicy::All` acks the batch).
 
-use crate::batch::{apply_batch, BatchReport, Incoming, Target};
+use crate::batch::{apply_prepared, prepare, BatchReport, Incoming, Prepared, Target};
 use crate::error::ProjectorError;
 use crate::store;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -16,7 +16,7 @@ use deadpool_postgres::Pool;
 use events::Subjects;
 use futures::StreamExt;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// How the projector reads and batches.
@@ -64,11 +64,68 @@ pub struct Projector {
     pool: Pool,
     js: Context,
     settings: ProjectorSettings,
-    messages: pull::Stream,
+    feed: Feed,
+    /// A batch failed: batches already read ahead must not be applied; read again from the
+    /// stored position first.
+    stale_feed: bool,
+}
+
+/// A batch read and parsed ahead, with the message whose ack (`AckPolicy::All`) acks it all.
+type Fetched = Result<(Prepared, jetstream::Message), ProjectorError>;
+
+/// Reads and parses the next batch while the current one is in the database.
+struct Feed {
+    rx: mpsc::Receiver<Fetched>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn js_err(context: &str, e: impl std::fmt::Display) -> ProjectorError {
     ProjectorError::JetStream(format!("{context}: {e}"))
+}
+
+async fn fetch(messages: &mut pull::Stream, settings: &ProjectorSettings) -> Option<Fetched> {
+    let mut batch = Vec::new();
+    let mut last = None;
+    let mut deadline = None;
+    while batch.len() < settings.batch_size {
+        let next = match deadline {
+            None => messages.next().await,
+            Some(deadline) => match tokio::time::timeout_at(deadline, messages.next()).await {
+                Err(_) => break,
+                Ok(next) => next,
+            },
+        };
+        let message = match next {
+            None => return Some(Err(js_err("message stream", "ended"))),
+            Some(Err(e)) => return Some(Err(js_err("receiving", e))),
+            Some(Ok(message)) => message,
+        };
+        let info = match message.info() {
+            Ok(info) => info,
+            Err(e) => return Some(Err(js_err("reading message metadata", e))),
+        };
+        let stored_at = DateTime::from_timestamp_nanos(
+            i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        );
+        batch.push(Incoming {
+            seq: info.stream_sequence,
+            subject: message.subject.to_string(),
+            payload: message.payload.clone(),
+            stored_at,
+        });
+        if deadline.is_none() {
+            deadline = Some(Instant::now() + settings.linger);
+        }
+        last = Some(message);
+    }
+    let last = last?;
+    Some(Ok((prepare(&settings.target(), batch), last)))
 }
 
 impl Projector {
@@ -78,12 +135,13 @@ impl Projector {
         js: Context,
         settings: ProjectorSettings,
     ) -> Result<Self, ProjectorError> {
-        let messages = Self::subscribe(&pool, &js, &settings).await?;
+        let feed = Self::subscribe(&pool, &js, &settings).await?;
         Ok(Self {
             pool,
             js,
             settings,
-            messages,
+            feed,
+            stale_feed: false,
         })
     }
 
@@ -91,7 +149,7 @@ impl Projector {
         pool: &Pool,
         js: &Context,
         settings: &ProjectorSettings,
-    ) -> Result<pull::Stream, ProjectorError> {
+    ) -> Result<Feed, ProjectorError> {
         let position = {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
@@ -124,12 +182,23 @@ impl Projector {
             })
             .await
             .map_err(|e| js_err("creating the projector consumer", e))?;
-        consumer
+        let mut messages = consumer
             .stream()
             .max_messages_per_batch(settings.batch_size)
             .messages()
             .await
-            .map_err(|e| js_err("opening the message stream", e))
+            .map_err(|e| js_err("opening the message stream", e))?;
+        let (tx, rx) = mpsc::channel(2);
+        let settings = settings.clone();
+        let task = tokio::spawn(async move {
+            while let Some(fetched) = fetch(&mut messages, &settings).await {
+                let failed = fetched.is_err();
+                if tx.send(fetched).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Feed { rx, task })
     }
 
     /// The stored position.
@@ -140,42 +209,28 @@ impl Projector {
             .unwrap_or(0))
     }
 
-    /// Reads one batch (waiting up to `wait` for its first event), applies it and acks it.
+    /// Applies the next batch (waiting up to `wait` for it) and acks it after commit.
     pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ProjectorError> {
-        let mut batch = Vec::new();
-        let mut last = None;
-        let first_deadline = Instant::now() + wait;
-        let mut deadline = first_deadline;
-        while batch.len() < self.settings.batch_size {
-            let next = match tokio::time::timeout_at(deadline, self.messages.next()).await {
-                Err(_) => break,
-                Ok(None) => return Err(js_err("message stream", "ended")),
-                Ok(Some(Err(e))) => return Err(js_err("receiving", e)),
-                Ok(Some(Ok(message))) => message,
-            };
-            let info = next
-                .info()
-                .map_err(|e| js_err("reading message metadata", e))?;
-            let stored_at = DateTime::from_timestamp_nanos(
-                i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-            );
-            batch.push(Incoming {
-                seq: info.stream_sequence,
-                subject: next.subject.to_string(),
-                payload: next.payload.clone(),
-                stored_at,
-            });
-            if last.is_none() {
-                deadline = Instant::now() + self.settings.linger;
-            }
-            last = Some(next);
+        if self.stale_feed {
+            self.feed = Self::subscribe(&self.pool, &self.js, &self.settings).await?;
+            self.stale_feed = false;
         }
-        let Some(last) = last else {
-            return Ok(Outcome::Idle);
+        let result = self.step_inner(wait).await;
+        if result.is_err() {
+            self.stale_feed = true;
+        }
+        result
+    }
+
+    async fn step_inner(&mut self, wait: Duration) -> Result<Outcome, ProjectorError> {
+        let (batch, last) = match tokio::time::timeout(wait, self.feed.rx.recv()).await {
+            Err(_) => return Ok(Outcome::Idle),
+            Ok(None) => return Err(js_err("message feed", "stopped")),
+            Ok(Some(fetched)) => fetched?,
         };
         let report = {
             let mut client = self.pool.get().await?;
-            apply_batch(&mut client, &self.settings.target(), &batch).await?
+            apply_prepared(&mut client, &self.settings.target(), &batch).await?
         };
         last.ack().await.map_err(|e| js_err("acking", e))?;
         Ok(Outcome::Applied(report))
@@ -200,12 +255,9 @@ impl Projector {
                 ),
                 Ok(Outcome::Idle) => {}
                 Err(e) => {
+                    // The next step reads again from the stored position.
                     tracing::warn!(error = %e, "batch failed; resuming from the stored position");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    match Self::subscribe(&self.pool, &self.js, &self.settings).await {
-                        Ok(messages) => self.messages = messages,
-                        Err(e) => tracing::warn!(error = %e, "could not resubscribe yet"),
-                    }
                 }
             }
         }

@@ -6,8 +6,10 @@ mod helpers;
 use events::*;
 use helpers::{Harness, World};
 use projector::checksum::checksums;
+use projector::Outcome;
 use projector::{apply_batch, Incoming, Target};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_run_lifecycle_projects_every_read_model() {
@@ -498,4 +500,38 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     assert!(projector::migrate::migrate(&mut a, "Bad-Name")
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_retried_from_the_stored_position_without_losing_events() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let runs: Vec<RunId> = (0..3).map(|_| RunId::new_random()).collect();
+    h.publish(&[w.queued(runs[0], None, None, 0)]).await;
+    h.drain().await;
+    // Break the database under the projector: the next batch fails and is rolled back.
+    h.client()
+        .await
+        .batch_execute("ALTER TABLE runs RENAME TO runs_away")
+        .await
+        .unwrap();
+    h.publish(&[w.queued(runs[1], None, None, 0)]).await;
+    let err = loop {
+        match h.projector.step(Duration::from_secs(2)).await {
+            Err(e) => break e,
+            Ok(Outcome::Idle) => panic!("the published event never arrived"),
+            Ok(Outcome::Applied(_)) => continue,
+        }
+    };
+    assert!(err.to_string().contains("runs"), "{err}");
+    h.publish(&[w.queued(runs[2], None, None, 0)]).await;
+    h.client()
+        .await
+        .batch_execute("ALTER TABLE runs_away RENAME TO runs")
+        .await
+        .unwrap();
+    h.drain().await;
+    for run in &runs {
+        assert_eq!(h.run(*run).await["status"], "queued", "no event lost");
+    }
 }
