@@ -189,15 +189,17 @@ async fn start_nats(data_dir: &Path, host: &str, port: u16) -> anyhow::Result<Ma
     })
 }
 
-/// PostgreSQL refuses to run as root; as root, the private cluster runs as the `postgres` user.
-fn as_postgres_user(binary: &Path) -> Command {
+/// PostgreSQL refuses to run as root; as root, the private cluster runs as the `postgres` user
+/// (set directly on the child, so the process we signal is PostgreSQL itself).
+fn as_postgres_user(binary: &Path) -> anyhow::Result<Command> {
+    let mut command = Command::new(binary);
     if nix::unistd::Uid::effective().is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(binary);
-        command
-    } else {
-        Command::new(binary)
+        let user = nix::unistd::User::from_name("postgres")?
+            .context("running as root needs a `postgres` user to run the private PostgreSQL")?;
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        command.env("HOME", &user.dir);
     }
+    Ok(command)
 }
 
 async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, String)> {
@@ -223,7 +225,7 @@ async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, 
         }
     }
     if !cluster.join("PG_VERSION").exists() {
-        let status = as_postgres_user(&initdb)
+        let status = as_postgres_user(&initdb)?
             .args(["-D"])
             .arg(&cluster)
             .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8"])
@@ -236,7 +238,7 @@ async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, 
         }
     }
     let log = std::fs::File::create(data_dir.join("postgres.log"))?;
-    let mut child = as_postgres_user(&postgres)
+    let mut child = as_postgres_user(&postgres)?
         .arg("-D")
         .arg(&cluster)
         .arg("-k")
