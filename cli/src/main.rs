@@ -1,6 +1,7 @@
 //! `runledger`: one binary, thin subcommands. Each parses its typed settings (flags and
 //! environment, read in one place: `settings.rs`), installs logging and calls into a library.
 
+mod bench;
 mod connect;
 mod db;
 mod infra;
@@ -9,10 +10,12 @@ mod migrate;
 mod project;
 mod publish;
 mod replay;
+mod run;
 mod settings;
 mod shutdown;
 mod status;
 mod up;
+mod watchdog;
 
 use clap::{Parser, Subcommand};
 
@@ -48,8 +51,14 @@ enum Command {
     Status(status::Args),
     /// Publish events: one from flags, or many as NDJSON from stdin or a file.
     Publish(publish::Args),
+    /// Supervise one agent command as a run: run.started, heartbeats, timeout, cancel, run.finished.
+    Run(run::Args),
+    /// Watch this host's runs: report detached and lost agent processes, reap orphaned groups.
+    Watchdog(watchdog::Args),
     /// Rebuild the read models from history into a fresh schema, check parity and swap.
     Replay(replay::Args),
+    /// Measure throughput against raw ceilings taken in the same run (scratch stream and database).
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,7 +75,10 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Publish(args) => publish::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Watchdog(args) => watchdog::run(args).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

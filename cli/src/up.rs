@@ -18,6 +18,8 @@ pub struct Args {
     pub projector: ProjectorArgs,
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
+    #[command(flatten)]
+    pub watchdog: crate::watchdog::WatchdogArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,8 +46,16 @@ async fn serve(
         projector::migrate::migrate(&mut client, &args.db.schema).await?
     };
     tracing::info!(?applied, schema = %args.db.schema, "migrations up to date");
+    let watchdog = crate::watchdog::spawn_beside(
+        pool.clone(),
+        js.clone(),
+        &args.watchdog,
+        &args.stream,
+        stop.clone(),
+    )?;
     let projector =
         projector::Projector::start(pool, js, args.projector.settings(&args.stream)?).await?;
     projector.run(stop).await?;
+    let _ = watchdog.await;
     Ok(())
 }

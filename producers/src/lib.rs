@@ -4,10 +4,15 @@
 //! sending, uses the event id as `Nats-Msg-Id` (so a re-publish is stored once), pipelines with
 //! a bounded number of acks in flight, and retries a timed-out publish with the same id — a
 //! timeout does not mean the write failed, and the duplicate window makes the retry harmless.
+//!
+//! [`supervisor`] runs one agent process and publishes its run's lifecycle; [`watchdog`] checks
+//! a host's supervisors and agent processes and reports the ones that were lost.
 
 mod error;
 mod publisher;
 mod stream;
+pub mod supervisor;
+pub mod watchdog;
 pub mod workload;
 
 pub use error::{PublishError, StreamError};

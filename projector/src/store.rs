@@ -189,21 +189,6 @@ fn dirty<'a, T>(rows: &'a HashMap<Uuid, T>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> 
 pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorError> {
     let d = &model.dirty;
     let a = &model.appends;
-    let issue_runs: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) = (
-        a.issue_runs.iter().map(|l| l.0).collect(),
-        a.issue_runs.iter().map(|l| l.1).collect(),
-        a.issue_runs.iter().map(|l| l.2).collect(),
-    );
-    let dead: (Vec<i64>, Vec<&str>, Vec<&[u8]>, Vec<&str>, Vec<Time>) = (
-        a.dead_letters.iter().map(|r| r.seq).collect(),
-        a.dead_letters.iter().map(|r| r.subject.as_str()).collect(),
-        a.dead_letters
-            .iter()
-            .map(|r| r.payload.as_slice())
-            .collect(),
-        a.dead_letters.iter().map(|r| r.reason.as_str()).collect(),
-        a.dead_letters.iter().map(|r| r.at).collect(),
-    );
     let agents = dirty(&model.agents, &d.agents);
     let issues = dirty(&model.issues, &d.issues);
     let runs = dirty(&model.runs, &d.runs);
@@ -220,30 +205,51 @@ pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorE
         append(tx, "issue_work_products", &a.work_products),
         append(tx, "document_revisions", &a.revisions),
         append(tx, "activity_log", &a.activity),
-        async {
-            if !issue_runs.0.is_empty() {
-                tx.execute(
-                    "INSERT INTO issue_runs (issue_id, run_id, company_id)
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING",
-                    &[&issue_runs.0, &issue_runs.1, &issue_runs.2],
-                )
-                .await?;
-            }
-            Ok::<_, ProjectorError>(())
-        },
-        async {
-            if !dead.0.is_empty() {
-                tx.execute(
-                    "INSERT INTO dead_letters (seq, subject, payload, reason, at)
-                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[])
-                     ON CONFLICT DO NOTHING",
-                    &[&dead.0, &dead.1, &dead.2, &dead.3, &dead.4],
-                )
-                .await?;
-            }
-            Ok::<_, ProjectorError>(())
-        },
+        insert_issue_runs(tx, &a.issue_runs),
+        insert_dead_letters(tx, &a.dead_letters),
     )?;
+    Ok(())
+}
+
+async fn insert_issue_runs(
+    tx: &Transaction<'_>,
+    links: &BTreeSet<(Uuid, Uuid, Uuid)>,
+) -> Result<(), ProjectorError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let issues: Vec<Uuid> = links.iter().map(|l| l.0).collect();
+    let runs: Vec<Uuid> = links.iter().map(|l| l.1).collect();
+    let companies: Vec<Uuid> = links.iter().map(|l| l.2).collect();
+    tx.execute(
+        "INSERT INTO issue_runs (issue_id, run_id, company_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING",
+        &[&issues, &runs, &companies],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Dead letters keep the raw bytes, which JSON cannot carry: typed arrays instead.
+async fn insert_dead_letters(
+    tx: &Transaction<'_>,
+    rows: &[DeadLetterRow],
+) -> Result<(), ProjectorError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let subjects: Vec<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
+    let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
+    let times: Vec<Time> = rows.iter().map(|r| r.at).collect();
+    tx.execute(
+        "INSERT INTO dead_letters (seq, subject, payload, reason, at)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[])
+         ON CONFLICT DO NOTHING",
+        &[&seqs, &subjects, &payloads, &reasons, &times],
+    )
+    .await?;
     Ok(())
 }
 

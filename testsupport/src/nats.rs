@@ -117,8 +117,11 @@ impl NatsServer {
                 let url = url.clone();
                 async move {
                     let client = async_nats::connect(&url).await.ok()?;
-                    let js = async_nats::jetstream::new(client);
-                    js.query_account().await.ok().map(|_| ())
+                    // JetStream answers its API (query_account wants fields 2.9 does not send).
+                    let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
+                    String::from_utf8_lossy(&reply.payload)
+                        .contains("account_info_response")
+                        .then_some(())
                 }
             },
         )

@@ -1,0 +1,123 @@
+//! `bench ingest`: from the first publish to the projector's position reaching the last event
+//! (all read models committed), against raw publish and raw COPY of the same volume.
+
+use super::scratch::Scratch;
+use super::{ceiling, median, print_table};
+use crate::settings::{DbArgs, NatsArgs};
+use bytes::Bytes;
+use producers::workload::{Mix, Workload};
+use producers::{Publisher, PublisherSettings};
+use projector::{Projector, ProjectorSettings};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Runs in the workload (each: run.started + 20 heartbeats + run.finished, 64 in flight).
+    #[arg(long, default_value_t = 2000)]
+    pub runs: usize,
+}
+
+pub async fn run(
+    nats: &NatsArgs,
+    db: &DbArgs,
+    repeat: usize,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    let events: Vec<events::Event> = Workload::new(&Mix::benchmark(args.runs), 42).collect();
+    let total = events.len();
+    let (mut publish, mut copy, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..repeat {
+        // raw publish of the same payloads
+        let scratch = Scratch::new(nats, db).await?;
+        let messages: Vec<(String, String, Bytes)> = events
+            .iter()
+            .map(|e| {
+                (
+                    scratch.subjects.of(e),
+                    e.id.to_string(),
+                    Bytes::from(e.to_vec()),
+                )
+            })
+            .collect();
+        publish.push(ceiling::raw_publish(&scratch.js, &messages).await?);
+        let pool = scratch.pool().await?;
+        copy.push(ceiling::raw_copy(&**pool.get().await?, total).await?);
+        drop(pool);
+        scratch.cleanup().await;
+
+        // end to end: publish through the Publisher while the projector folds
+        let scratch = Scratch::new(nats, db).await?;
+        let pool = scratch.pool().await?;
+        let settings = ProjectorSettings::new(&scratch.stream, scratch.subjects.clone());
+        let projector = Projector::start(pool.clone(), scratch.js.clone(), settings).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(projector.run(stop_rx));
+        let publisher = Publisher::new(
+            scratch.js.clone(),
+            scratch.subjects.clone(),
+            PublisherSettings::default(),
+        );
+        let started = Instant::now();
+        let mut last = 0;
+        for r in publisher.publish_all(&events).await {
+            last = r?.sequence;
+        }
+        let published = started.elapsed().as_secs_f64();
+        let client = pool.get().await?;
+        loop {
+            let position = projector::store::position(&client, "runledger-projector")
+                .await?
+                .unwrap_or(0);
+            if position >= last as i64 {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "the projector did not catch up in 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let done = started.elapsed().as_secs_f64();
+        e2e.push(total as f64 / done);
+        eprintln!(
+            "round {}: all published after {published:.2} s, all committed after {done:.2} s",
+            round + 1
+        );
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        drop(client);
+        drop(pool);
+        scratch.cleanup().await;
+        eprintln!(
+            "round {}: publish {:.0}/s, copy {:.0}/s, end-to-end {:.0}/s",
+            round + 1,
+            publish[round],
+            copy[round],
+            e2e[round]
+        );
+    }
+    let (p, c, e) = (median(&publish), median(&copy), median(&e2e));
+    print_table(
+        &format!(
+            "bench ingest: {total} events ({} runs), median of {repeat}",
+            args.runs
+        ),
+        &[
+            ("raw JetStream publish", p, "events/s"),
+            ("raw PostgreSQL binary COPY", c, "rows/s"),
+            ("end-to-end (published → committed)", e, "events/s"),
+            ("ratio end-to-end / raw publish", e / p, "(target ≥ 0.7)"),
+        ],
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "ingest", "events": total, "runs": args.runs, "repeat": repeat,
+            "raw_publish_eps": p, "raw_copy_rows_per_sec": c, "end_to_end_eps": e,
+            "ratio_end_to_end_vs_publish": e / p,
+            "samples": {"raw_publish": publish, "raw_copy": copy, "end_to_end": e2e},
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}

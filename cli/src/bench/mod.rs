@@ -1,0 +1,75 @@
+//! `runledger bench`: performance measured against raw ceilings taken on the same machine in
+//! the same run, reported as medians and ratios (a noisy machine moves both alike). Each
+//! workload sets up its own scratch stream and database and removes them afterwards.
+
+mod ceiling;
+mod ingest;
+mod replay;
+mod scratch;
+
+use crate::settings::{DbArgs, NatsArgs};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Times each measurement is repeated; medians are reported.
+    #[arg(long, default_value_t = 3, global = true)]
+    pub repeat: usize,
+    #[command(subcommand)]
+    pub workload: Workload,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Workload {
+    /// End-to-end ingest (publish → projected and committed) vs raw JetStream publish and COPY.
+    Ingest(ingest::Args),
+    /// Rebuild throughput from a pre-filled stream vs an ordered JetStream read and COPY.
+    Replay(replay::Args),
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let repeat = args.repeat.max(1);
+    match args.workload {
+        Workload::Ingest(w) => ingest::run(&args.nats, &args.db, repeat, w).await,
+        Workload::Replay(w) => replay::run(&args.nats, &args.db, repeat, w).await,
+    }
+}
+
+/// The median of some measurements.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Prints rows of (name, value, unit) as a table.
+pub fn print_table(title: &str, rows: &[(&str, f64, &str)]) {
+    println!("{title}");
+    for (name, value, unit) in rows {
+        println!("  {name:<34} {value:>14.2} {unit}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}

@@ -1,0 +1,134 @@
+//! `bench replay`: rebuild throughput of `runledger replay` (run as a child process, so its peak
+//! RSS is its own) from a pre-filled stream, against an ordered JetStream read and COPY.
+
+use super::scratch::Scratch;
+use super::{ceiling, median, print_table};
+use crate::settings::{DbArgs, NatsArgs};
+use producers::workload::{Mix, Workload};
+use producers::{Publisher, PublisherSettings};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Events in the pre-filled stream.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+}
+
+pub async fn run(
+    nats: &NatsArgs,
+    db: &DbArgs,
+    repeat: usize,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    let scratch = Scratch::new(nats, db).await?;
+    let result = measure(nats, &scratch, repeat, &args).await;
+    scratch.cleanup().await;
+    result
+}
+
+async fn measure(
+    nats: &NatsArgs,
+    scratch: &Scratch,
+    repeat: usize,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
+    // ~22 events per run in the benchmark mix
+    let runs = (args.events as usize / 22).max(1);
+    let publisher = Publisher::new(
+        scratch.js.clone(),
+        scratch.subjects.clone(),
+        PublisherSettings::default(),
+    );
+    let mut workload = Workload::new(&Mix::benchmark(runs), 7).take(args.events as usize);
+    let mut total = 0u64;
+    eprintln!("pre-filling {} events ...", args.events);
+    loop {
+        let chunk: Vec<events::Event> = workload.by_ref().take(10_000).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        for r in publisher.publish_all(&chunk).await {
+            r?;
+        }
+        total += chunk.len() as u64;
+    }
+    let pool = scratch.pool().await?;
+    let (mut read, mut copy, mut rebuild, mut rss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..repeat {
+        read.push(ceiling::raw_read(&scratch.js, &scratch.stream, &scratch.subjects, total).await?);
+        copy.push(ceiling::raw_copy(&**pool.get().await?, total as usize).await?);
+        let into = format!("bench_replay_{round}");
+        let output = tokio::process::Command::new(std::env::current_exe()?)
+            .args([
+                "replay",
+                "--to-seq",
+                &total.to_string(),
+                "--into",
+                &into,
+                "--json",
+            ])
+            .env("NATS_URL", nats.url_or_default())
+            .env("DATABASE_URL", &scratch.database_url)
+            .env("RUNLEDGER_STREAM", &scratch.stream)
+            .env("RUNLEDGER_SUBJECT_PREFIX", scratch.subjects.prefix())
+            .output()
+            .await?;
+        anyhow::ensure!(
+            output.status.success(),
+            "replay failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_str(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .last()
+                .unwrap_or("{}"),
+        )?;
+        rebuild.push(summary["events_per_sec"].as_f64().unwrap_or(0.0));
+        rss.push(summary["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+        pool.get()
+            .await?
+            .batch_execute(&format!("DROP SCHEMA {into} CASCADE"))
+            .await?;
+        eprintln!(
+            "round {}: read {:.0}/s, copy {:.0}/s, replay {:.0}/s, peak RSS {:.0} MiB",
+            round + 1,
+            read[round],
+            copy[round],
+            rebuild[round],
+            rss[round]
+        );
+    }
+    let (r, c, b, m) = (median(&read), median(&copy), median(&rebuild), median(&rss));
+    let floor = r.min(c);
+    print_table(
+        &format!("bench replay: {total} events, median of {repeat}"),
+        &[
+            ("raw ordered JetStream read", r, "events/s"),
+            ("raw PostgreSQL binary COPY", c, "rows/s"),
+            (
+                "replay (rebuild all read models)",
+                b,
+                "events/s (target ≥ 50,000)",
+            ),
+            (
+                "ratio replay / lower raw ceiling",
+                b / floor,
+                "(target ≥ 0.7)",
+            ),
+            ("replay peak RSS", m, "MiB (target < 150)"),
+        ],
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "replay", "events": total, "repeat": repeat,
+            "raw_read_eps": r, "raw_copy_rows_per_sec": c, "replay_eps": b,
+            "ratio_replay_vs_lower_ceiling": b / floor, "peak_rss_mib": m,
+            "samples": {"raw_read": read, "raw_copy": copy, "replay": rebuild, "peak_rss_mib": rss},
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}

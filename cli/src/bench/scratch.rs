@@ -1,0 +1,108 @@
+//! Scratch resources for a benchmark: a uniquely named database and stream, removed on
+//! [`Scratch::cleanup`].
+
+use crate::db;
+use crate::settings::{DbArgs, NatsArgs};
+use events::Subjects;
+use producers::{ensure_stream, StreamSettings};
+use std::time::Duration;
+
+pub struct Scratch {
+    pub js: async_nats::jetstream::Context,
+    pub stream: String,
+    pub subjects: Subjects,
+    pub database_url: String,
+    admin_url: String,
+    database: String,
+}
+
+fn tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+impl Scratch {
+    pub async fn new(nats: &NatsArgs, db_args: &DbArgs) -> anyhow::Result<Self> {
+        let client = nats.connect("runledger bench").await?;
+        let js = async_nats::jetstream::new(client);
+        let tag = tag();
+        let stream = format!("RLBENCH_{}", tag.to_uppercase());
+        let subjects = Subjects::new(&format!("rlbench_{tag}"))?;
+        ensure_stream(
+            &js,
+            &StreamSettings {
+                name: stream.clone(),
+                subjects: subjects.clone(),
+                duplicate_window: Duration::from_secs(120),
+            },
+        )
+        .await?;
+        let admin_url = db_args.url_or_default();
+        let database = format!("runledger_bench_{tag}");
+        let mut config: tokio_postgres::Config = admin_url.parse()?;
+        config.dbname("postgres");
+        let (admin, conn) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await?;
+        let database_url = with_database(&admin_url, &database)?;
+        Ok(Self {
+            js,
+            stream,
+            subjects,
+            database_url,
+            admin_url,
+            database,
+        })
+    }
+
+    /// A migrated pool on the scratch database.
+    pub async fn pool(&self) -> anyhow::Result<deadpool_postgres::Pool> {
+        let pool = db::pool(&self.database_url, "public", 8)?;
+        let mut client = pool.get().await?;
+        projector::migrate::migrate(&mut client, "public").await?;
+        Ok(pool)
+    }
+
+    pub async fn cleanup(self) {
+        let _ = self.js.delete_stream(&self.stream).await;
+        if let Ok(mut config) = self.admin_url.parse::<tokio_postgres::Config>() {
+            config.dbname("postgres");
+            if let Ok((admin, conn)) = config.connect(tokio_postgres::NoTls).await {
+                tokio::spawn(conn);
+                let _ = admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.database
+                    ))
+                    .await;
+            }
+        }
+    }
+}
+
+/// `url` with its database replaced (key/value and URL forms).
+fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.dbname(database);
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let mut parts = vec![format!("host={}", hosts.join(","))];
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(password) = config.get_password() {
+        parts.push(format!("password={}", String::from_utf8_lossy(password)));
+    }
+    parts.push(format!("dbname={database}"));
+    Ok(parts.join(" "))
+}
