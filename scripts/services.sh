@@ -37,6 +37,11 @@ ensure_packages() {
     apt_install postgresql
   fi
   command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+
+  # --- read API dashboard test (api/tests/it/browser.rs): headless Chromium + WebDriver ---
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    apt_install chromium chromium-driver
+  fi
 }
 
 ensure_nats() {

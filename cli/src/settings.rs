@@ -130,3 +130,83 @@ impl ProjectorArgs {
         Ok(settings)
     }
 }
+
+/// How the reconciler decides and ticks (storm control and timeouts are documented in
+/// docs/reconciler.md).
+#[derive(Args, Clone, Debug)]
+pub struct ReconcilerArgs {
+    /// Schema of the reconciler's state: its private read models, decision ledger and outbox
+    /// (never the read-model schema).
+    #[arg(
+        id = "reconciler_schema",
+        long = "reconciler-schema",
+        env = "RUNLEDGER_RECONCILER_SCHEMA",
+        default_value = reconciler::migrate::DEFAULT_SCHEMA
+    )]
+    pub schema: String,
+    /// Durable consumer name and position key of the reconciler.
+    #[arg(
+        id = "reconciler_name",
+        long = "reconciler-name",
+        env = "RUNLEDGER_RECONCILER_NAME",
+        default_value = "runledger-reconciler"
+    )]
+    pub name: String,
+    /// Most events decided per transaction.
+    #[arg(id = "reconciler_batch_size", long = "reconciler-batch-size", env = "RUNLEDGER_RECONCILER_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Interval of the reconciler's clock ticks (time-based sweeps run on them); `0s` publishes
+    /// no ticks (another reconciler or an external clock does).
+    #[arg(long = "tick-interval", env = "RUNLEDGER_TICK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub tick_interval: Duration,
+    /// A detached run silent this long is asked to stop (`run.cancel_requested`).
+    #[arg(long = "detached-silence-timeout", env = "RUNLEDGER_DETACHED_SILENCE_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub silence_timeout: Duration,
+    /// Gap after the first automatic wakeup of an issue within the window; doubles each time.
+    #[arg(long = "retry-base-backoff", env = "RUNLEDGER_RETRY_BASE_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub retry_base_backoff: Duration,
+    /// The backoff never exceeds this.
+    #[arg(long = "retry-max-backoff", env = "RUNLEDGER_RETRY_MAX_BACKOFF", default_value = "30m", value_parser = parse_duration)]
+    pub retry_max_backoff: Duration,
+    /// Most automatic wakeups per issue within the window (0: none).
+    #[arg(
+        long = "retry-ceiling",
+        env = "RUNLEDGER_RETRY_CEILING",
+        default_value_t = 6
+    )]
+    pub retry_ceiling: u32,
+    /// The rolling window of the ceiling.
+    #[arg(long = "retry-window", env = "RUNLEDGER_RETRY_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub retry_window: Duration,
+}
+
+impl ReconcilerArgs {
+    /// The rules' settings.
+    pub fn policy(&self) -> anyhow::Result<reconciler::engine::Policy> {
+        let delta = |d: Duration| {
+            chrono::TimeDelta::from_std(d).map_err(|e| anyhow::anyhow!("duration {d:?}: {e}"))
+        };
+        Ok(reconciler::engine::Policy {
+            storm: reconciler::storm::StormPolicy {
+                base_backoff: delta(self.retry_base_backoff)?,
+                max_backoff: delta(self.retry_max_backoff)?,
+                ceiling: self.retry_ceiling,
+                window: delta(self.retry_window)?,
+            },
+            silence_timeout: delta(self.silence_timeout)?,
+        })
+    }
+
+    pub fn settings(&self, stream: &StreamArgs) -> anyhow::Result<reconciler::ReconcilerSettings> {
+        let mut settings = reconciler::ReconcilerSettings::new(
+            &stream.stream,
+            events::Subjects::new(&stream.prefix)?,
+        );
+        settings.schema = self.schema.clone();
+        settings.consumer = self.name.clone();
+        settings.batch_size = self.batch_size as usize;
+        settings.policy = self.policy()?;
+        settings.tick_interval = (!self.tick_interval.is_zero()).then_some(self.tick_interval);
+        Ok(settings)
+    }
+}

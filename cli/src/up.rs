@@ -1,8 +1,9 @@
-//! `runledger up`: migrations, the stream, and the projector in one process, on the configured
-//! servers or on the embedded default (private servers started under `./.runledger/`).
+//! `runledger up`: migrations, the stream, the projector, the watchdog, the reconciler and the read
+//! API with its dashboard in one process, on the configured servers or on the embedded default
+//! (private servers started under `./.runledger/`).
 
 use crate::infra::{self, EmbeddedArgs};
-use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, StreamArgs};
+use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, ReconcilerArgs, StreamArgs};
 use crate::{db, shutdown};
 use std::process::ExitCode;
 
@@ -20,6 +21,11 @@ pub struct Args {
     pub embedded: EmbeddedArgs,
     #[command(flatten)]
     pub watchdog: crate::watchdog::WatchdogArgs,
+    #[command(flatten)]
+    pub reconciler: ReconcilerArgs,
+    // Boxed: keeps the `Command` variants of similar size.
+    #[command(flatten)]
+    pub http: Box<crate::serve::HttpArgs>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -53,9 +59,30 @@ async fn serve(
         &args.stream,
         stop.clone(),
     )?;
+    let reconciler = reconciler::Reconciler::start(
+        pool.clone(),
+        js.clone(),
+        args.reconciler.settings(&args.stream)?,
+    )
+    .await?;
+    let reconciler = tokio::spawn(reconciler.run(stop.clone()));
+    let api = crate::serve::spawn_beside(
+        &infra.database_url,
+        &args.db.schema,
+        Some(js.client()),
+        &args.http,
+        &args.stream,
+        &args.projector,
+        stop.clone(),
+    )
+    .await?;
     let projector =
         projector::Projector::start(pool, js, args.projector.settings(&args.stream)?).await?;
     projector.run(stop).await?;
+    if let Ok(Err(e)) = reconciler.await {
+        tracing::warn!(error = %e, "reconciler stopped with an error");
+    }
     let _ = watchdog.await;
+    let _ = api.await;
     Ok(())
 }

@@ -96,9 +96,62 @@ impl Event {
                 limit: MAX_EVENT_BYTES,
             });
         }
+        if let Some(event) = Self::fast(bytes) {
+            return Ok(event);
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|err| ContractError::MalformedJson(err.to_string()))?;
         Self::from_value(value)
+    }
+
+    /// The common case — current schema version, no extension attributes, valid data — parsed
+    /// without building a JSON tree (about twice as fast). Anything unusual returns `None` and
+    /// goes through [`Event::from_value`], which gives the same result or the precise error.
+    fn fast(bytes: &[u8]) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wire<'a> {
+            specversion: &'a str,
+            id: &'a str,
+            source: String,
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            time: &'a str,
+            companyid: &'a str,
+            #[serde(default)]
+            subject: Option<&'a str>,
+            #[serde(default)]
+            datacontenttype: Option<&'a str>,
+            #[serde(default)]
+            schemaversion: Option<u64>,
+            #[serde(borrow)]
+            data: &'a serde_json::value::RawValue,
+        }
+        let wire: Wire = serde_json::from_slice(bytes).ok()?;
+        let event_type = EventType::parse(wire.event_type)?;
+        let current = u64::from(event_type.schema_version());
+        let fine = wire.specversion == "1.0"
+            && !wire.source.trim().is_empty()
+            && wire.datacontenttype.is_none_or(|c| c == DATA_CONTENT_TYPE)
+            && wire.schemaversion.unwrap_or(1) == current
+            && current == 1;
+        if !fine {
+            return None;
+        }
+        let event = Event {
+            id: wire.id.parse().ok()?,
+            source: wire.source,
+            time: DateTime::parse_from_rfc3339(wire.time)
+                .ok()?
+                .with_timezone(&Utc),
+            company_id: wire.companyid.parse().ok()?,
+            data: EventData::from_json_text(event_type, wire.data.get())?,
+            extensions: Map::new(),
+        };
+        match wire.subject {
+            Some(subject) if subject != event.ce_subject() => None,
+            _ => Some(event),
+        }
     }
 
     /// Parses and validates one event from a JSON value.

@@ -12,6 +12,8 @@ pub enum Entity {
     Run,
     Document,
     Wakeup,
+    /// The reconciler's own clock; its events use the reserved nil company.
+    Reconciler,
 }
 
 impl Entity {
@@ -22,6 +24,7 @@ impl Entity {
             Entity::Run => "run",
             Entity::Document => "document",
             Entity::Wakeup => "wakeup",
+            Entity::Reconciler => "reconciler",
         }
     }
 }
@@ -118,6 +121,12 @@ event_types! {
     RunLivenessClassified => "run.liveness_classified", Run, version 1,
         emitter: "the reconciler",
         effect: "Sets the run's liveness state, reason, next action, last useful action and continuation attempt, once.";
+    IssueFollowUpRefused => "issue.follow_up_refused", Issue, version 1,
+        emitter: "the reconciler (storm control, terminal issues)",
+        effect: "Records that an automatic follow-up (retry, recovery or continuation) of the issue was refused, and why: an `activity_log` entry on the issue and, with `run_id`, a timeline entry on that run. If the refused follow-up was to take over the issue's execution lock from `run_id` (a process-loss retry), the lock is released.";
+    ReconcilerTicked => "reconciler.ticked", Reconciler, version 1,
+        emitter: "the reconciler's clock, once per interval slot, on the reserved subject `<prefix>.00000000-0000-0000-0000-000000000000.reconciler.<tick_id>`",
+        effect: "Nothing in the read models. The reconciler runs its time-based sweeps (stranded issues, silent detached runs) when it consumes a tick, with `at` as the current time, so a replay makes the same decisions.";
 }
 
 impl EventType {

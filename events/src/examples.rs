@@ -9,6 +9,7 @@ use crate::ids::*;
 use crate::issue::*;
 use crate::payload::EventData;
 use crate::run::*;
+use crate::tick::*;
 use crate::vocab::*;
 use crate::wakeup::*;
 use chrono::{DateTime, TimeZone, Utc};
@@ -202,6 +203,20 @@ pub fn data(event_type: EventType) -> EventData {
             continuation_attempt: 0,
             extra: Map::new(),
         }),
+        T::IssueFollowUpRefused => EventData::IssueFollowUpRefused(IssueFollowUpRefused {
+            issue_id,
+            run_id: Some(run_id),
+            agent_id: Some(agent_id),
+            follow_up: "run_liveness_continuation".into(),
+            reason: "automatic wakeups of this issue back off: the 3rd in 1h needs 60s after the previous one".into(),
+            retry_after: Some(at(90)),
+            extra: Map::new(),
+        }),
+        T::ReconcilerTicked => EventData::ReconcilerTicked(ReconcilerTicked {
+            tick_id: TickId(id("8c7b6a59-4837-5261-9a0b-1c2d3e4f5a6b")),
+            at: at(60),
+            extra: Map::new(),
+        }),
     }
 }
 
@@ -211,11 +226,16 @@ pub fn event(event_type: EventType) -> Event {
         .iter()
         .position(|t| *t == event_type)
         .expect("listed") as u128;
+    // Ticks belong to no tenant: they use the reserved nil company.
+    let company = match event_type {
+        EventType::ReconcilerTicked => crate::tick::TICK_COMPANY,
+        _ => CompanyId(id(COMPANY)),
+    };
     Event::with_id(
         EventId(Uuid::from_u128(
             0x1e7c_0000_0000_4000_8000_0000_0000_0000 + index,
         )),
-        CompanyId(id(COMPANY)),
+        company,
         format!("runledger-docs/{}", event_type.as_str()),
         at(60),
         data(event_type),

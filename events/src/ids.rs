@@ -62,6 +62,8 @@ uuid_id!(
     RevisionId,
     /// A work product (pull request, artifact, ...) attached to an issue.
     WorkProductId,
+    /// One reconciler clock tick (one interval slot); the same slot always has the same id.
+    TickId,
 );
 
 impl EventId {

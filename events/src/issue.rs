@@ -4,6 +4,7 @@
 use crate::ids::{AgentId, CommentId, IssueId, RunId, WorkProductId};
 use crate::patch::present;
 use crate::vocab::{ActorType, IssueStatus, Priority};
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -148,4 +149,27 @@ impl IssueUpdated {
             extra: Map::new(),
         }
     }
+}
+
+/// `issue.follow_up_refused`: the reconciler decided an automatic follow-up of the issue (a
+/// process-loss retry, a stranded-issue recovery or a liveness continuation) and refused it:
+/// the issue is terminal, or its automatic wakeups hit the backoff or the rolling ceiling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueFollowUpRefused {
+    pub issue_id: IssueId,
+    /// The run whose follow-up was refused (the lost run, the source run, the newest run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// The agent that would have been woken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<AgentId>,
+    /// The wakeup reason of the refused follow-up, e.g. `process_lost_retry`.
+    pub follow_up: String,
+    /// Why, e.g. "issue is done", "6 automatic wakeups in the last 1h (ceiling 6)".
+    pub reason: String,
+    /// When an automatic wakeup of this issue would be allowed again (absent: not by waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }

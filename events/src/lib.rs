@@ -18,6 +18,7 @@ mod payload;
 pub mod run;
 pub mod schema;
 mod subject;
+pub mod tick;
 pub mod upcast;
 mod vocab;
 pub mod wakeup;

@@ -5,8 +5,11 @@ use crate::document::{is_valid_key, DocumentRevised};
 use crate::error::ContractError;
 use crate::event_type::EventType;
 use crate::ids::RunId;
-use crate::issue::{IssueCommentAdded, IssueCreated, IssueUpdated, IssueWorkProductAdded};
+use crate::issue::{
+    IssueCommentAdded, IssueCreated, IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
+};
 use crate::run::*;
+use crate::tick::ReconcilerTicked;
 use crate::wakeup::WakeupRequested;
 use serde::Serialize;
 use serde_json::Value;
@@ -32,6 +35,8 @@ pub enum EventData {
     RunCancelRequested(RunCancelRequested),
     RunFinished(RunFinished),
     RunLivenessClassified(RunLivenessClassified),
+    IssueFollowUpRefused(IssueFollowUpRefused),
+    ReconcilerTicked(ReconcilerTicked),
 }
 
 fn typed<T: serde::de::DeserializeOwned>(
@@ -85,9 +90,42 @@ impl EventData {
             T::RunCancelRequested => Self::RunCancelRequested(typed(event_type, data)?),
             T::RunFinished => Self::RunFinished(typed(event_type, data)?),
             T::RunLivenessClassified => Self::RunLivenessClassified(typed(event_type, data)?),
+            T::IssueFollowUpRefused => Self::IssueFollowUpRefused(typed(event_type, data)?),
+            T::ReconcilerTicked => Self::ReconcilerTicked(typed(event_type, data)?),
         };
         parsed.validate()?;
         Ok(parsed)
+    }
+
+    /// Fast path: parses current-version `data` straight from its JSON text. `None` on any
+    /// problem, so the caller can take the slow path that explains it precisely.
+    pub(crate) fn from_json_text(event_type: EventType, text: &str) -> Option<Self> {
+        fn t<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+            serde_json::from_str(text).ok()
+        }
+        use EventType as T;
+        let parsed = match event_type {
+            T::AgentRegistered => Self::AgentRegistered(t(text)?),
+            T::AgentStatusChanged => Self::AgentStatusChanged(t(text)?),
+            T::IssueCreated => Self::IssueCreated(t(text)?),
+            T::IssueUpdated => Self::IssueUpdated(t(text)?),
+            T::IssueCommentAdded => Self::IssueCommentAdded(t(text)?),
+            T::IssueWorkProductAdded => Self::IssueWorkProductAdded(t(text)?),
+            T::DocumentRevised => Self::DocumentRevised(t(text)?),
+            T::WakeupRequested => Self::WakeupRequested(t(text)?),
+            T::RunQueued => Self::RunQueued(t(text)?),
+            T::RunStarted => Self::RunStarted(t(text)?),
+            T::RunActivity => Self::RunActivity(t(text)?),
+            T::RunProcessDetached => Self::RunProcessDetached(t(text)?),
+            T::RunProcessLost => Self::RunProcessLost(t(text)?),
+            T::RunCancelRequested => Self::RunCancelRequested(t(text)?),
+            T::RunFinished => Self::RunFinished(t(text)?),
+            T::RunLivenessClassified => Self::RunLivenessClassified(t(text)?),
+            T::IssueFollowUpRefused => Self::IssueFollowUpRefused(t(text)?),
+            T::ReconcilerTicked => Self::ReconcilerTicked(t(text)?),
+        };
+        parsed.validate().ok()?;
+        Some(parsed)
     }
 
     /// The CloudEvents `type` of this payload.
@@ -111,6 +149,8 @@ impl EventData {
             D::RunCancelRequested(_) => T::RunCancelRequested,
             D::RunFinished(_) => T::RunFinished,
             D::RunLivenessClassified(_) => T::RunLivenessClassified,
+            D::IssueFollowUpRefused(_) => T::IssueFollowUpRefused,
+            D::ReconcilerTicked(_) => T::ReconcilerTicked,
         }
     }
 
@@ -134,6 +174,8 @@ impl EventData {
             D::RunCancelRequested(d) => d.run_id.0,
             D::RunFinished(d) => d.run_id.0,
             D::RunLivenessClassified(d) => d.run_id.0,
+            D::IssueFollowUpRefused(d) => d.issue_id.0,
+            D::ReconcilerTicked(d) => d.tick_id.0,
         }
     }
 
@@ -155,6 +197,8 @@ impl EventData {
             D::RunCancelRequested(d) => Some(d.run_id),
             D::RunFinished(d) => Some(d.run_id),
             D::RunLivenessClassified(d) => Some(d.run_id),
+            D::IssueFollowUpRefused(d) => d.run_id,
+            D::ReconcilerTicked(_) => None,
         }
     }
 
@@ -286,6 +330,11 @@ impl EventData {
             D::RunCancelRequested(d) => non_empty("reason", &d.reason)?,
             D::RunFinished(_) => {}
             D::RunLivenessClassified(d) => non_empty("reason", &d.reason)?,
+            D::IssueFollowUpRefused(d) => {
+                non_empty("follow_up", &d.follow_up)?;
+                non_empty("reason", &d.reason)?;
+            }
+            D::ReconcilerTicked(_) => {}
         }
         Ok(())
     }

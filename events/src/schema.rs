@@ -4,7 +4,7 @@
 
 use crate::event_type::EventType;
 use crate::examples;
-use crate::{agent, document, issue, run, wakeup};
+use crate::{agent, document, issue, run, tick, wakeup};
 use schemars::{schema_for, JsonSchema};
 use serde_json::{json, Map, Value};
 
@@ -32,6 +32,8 @@ pub fn data_schema(event_type: EventType) -> Value {
         T::RunCancelRequested => payload_schema::<run::RunCancelRequested>(),
         T::RunFinished => payload_schema::<run::RunFinished>(),
         T::RunLivenessClassified => payload_schema::<run::RunLivenessClassified>(),
+        T::IssueFollowUpRefused => payload_schema::<issue::IssueFollowUpRefused>(),
+        T::ReconcilerTicked => payload_schema::<tick::ReconcilerTicked>(),
     }
 }
 

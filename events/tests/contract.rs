@@ -408,6 +408,9 @@ mod properties {
             let bytes = event.to_vec();
             let parsed = Event::from_slice(&bytes).expect("serialized events parse");
             prop_assert_eq!(&parsed, &event);
+            // the fast path and the precise path agree
+            let slow = Event::from_value(serde_json::from_slice(&bytes).unwrap()).unwrap();
+            prop_assert_eq!(&slow, &event);
             prop_assert_eq!(parsed.to_vec(), bytes);
         }
 

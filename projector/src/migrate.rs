@@ -7,11 +7,18 @@ use crate::error::ProjectorError;
 use tokio_postgres::Client;
 
 /// (version, name, SQL), in order. Append only; never edit an applied migration.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "read_models",
-    include_str!("../../migrations/0001_read_models.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "read_models",
+        include_str!("../../migrations/0001_read_models.sql"),
+    ),
+    (
+        2,
+        "ledger_order_index",
+        include_str!("../../migrations/0002_ledger_order_index.sql"),
+    ),
+];
 
 /// Checks that `schema` is a plain lowercase SQL identifier (it is interpolated into SQL).
 pub fn check_schema_name(schema: &str) -> Result<(), ProjectorError> {

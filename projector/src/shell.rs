@@ -60,6 +60,9 @@ pub enum Outcome {
     Idle,
 }
 
+/// Receives every committed batch and its duration.
+type BatchObserver = Box<dyn Fn(&BatchReport, Duration) + Send + Sync>;
+
 pub struct Projector {
     pool: Pool,
     js: Context,
@@ -68,6 +71,8 @@ pub struct Projector {
     /// A batch failed: batches already read ahead must not be applied; read again from the
     /// stored position first.
     stale_feed: bool,
+    /// Told about every committed batch (metrics); never about anything that can fail.
+    observer: Option<BatchObserver>,
 }
 
 /// A batch read and parsed ahead, with the message whose ack (`AckPolicy::All`) acks it all.
@@ -142,6 +147,7 @@ impl Projector {
             settings,
             feed,
             stale_feed: false,
+            observer: None,
         })
     }
 
@@ -201,6 +207,15 @@ impl Projector {
         Ok(Feed { rx, task })
     }
 
+    /// Calls `observer` with every committed batch and how long it took (for metrics).
+    pub fn observe(
+        mut self,
+        observer: impl Fn(&BatchReport, Duration) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
     /// The stored position.
     pub async fn position(&self) -> Result<i64, ProjectorError> {
         let client = self.pool.get().await?;
@@ -228,10 +243,14 @@ impl Projector {
             Ok(None) => return Err(js_err("message feed", "stopped")),
             Ok(Some(fetched)) => fetched?,
         };
+        let began = std::time::Instant::now();
         let report = {
             let mut client = self.pool.get().await?;
             apply_prepared(&mut client, &self.settings.target(), &batch).await?
         };
+        if let Some(observer) = &self.observer {
+            observer(&report, began.elapsed());
+        }
         last.ack().await.map_err(|e| js_err("acking", e))?;
         Ok(Outcome::Applied(report))
     }

@@ -379,13 +379,14 @@ fn continuation_wakeup(
 
     FollowUpWakeup {
         agent_id,
-        issue_id,
+        issue_id: Some(issue_id),
         reason: WAKE_REASON.to_owned(),
         payload,
         context,
         idempotency_key: Some(key.to_owned()),
         retry_of_run_id: None,
         continuation_attempt: next_attempt,
+        process_loss_retry_count: 0,
     }
 }
 

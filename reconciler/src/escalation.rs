@@ -321,13 +321,14 @@ fn recovery_wakeup(
     context.insert("source".into(), kind.source().into());
     FollowUpWakeup {
         agent_id,
-        issue_id,
+        issue_id: Some(issue_id),
         reason: kind.wake_reason().to_owned(),
         payload,
         context,
         idempotency_key: None,
         retry_of_run_id,
         continuation_attempt: 0,
+        process_loss_retry_count: 0,
     }
 }
 

@@ -1,17 +1,40 @@
-//! The reconciler decides runledger's follow-ups: what a finished run achieved (liveness), whether
-//! it earns a bounded continuation, what the continuation summary says, and how stranded issues
-//! are recovered or escalated.
+//! The reconciler decides runledger's follow-ups — what follows from what happened — and
+//! publishes each decision as an event that the projector folds like any other: the liveness of a
+//! finished run, its bounded continuation, the continuation summary, the single retry of a lost
+//! run, the recovery or escalation of a stranded issue, the cancel request of a silent detached
+//! run, and the refusals of storm control.
 //!
-//! This part of the crate is pure: no database, no NATS, no clock. Every fact (evidence counts,
-//! existing wakeups, times) is an input and every decision is a value, which the I/O shell turns
-//! into events. That keeps the rules testable from tables and identical between live decisions
-//! and replays.
+//! Layout, pure to impure:
+//! - the rules, pure functions with every fact as an input: [`liveness`], [`continuation`],
+//!   [`summary`], [`escalation`], [`retry`], [`storm`], [`silence`] (and [`text`] matchers);
+//! - [`engine`]: given the read models as of an event (the reconciler's private fold), the
+//!   decision [`engine::ledger`] and the event, the follow-up events, with deterministic ids;
+//! - [`sim`]: fold + engine entirely in memory, for data-driven tests;
+//! - [`state`] and [`batch`]: the same in PostgreSQL, one transaction per batch advancing the
+//!   private fold, the ledger, the transactional outbox and the position together;
+//! - [`service`] (JetStream consumer), [`outbox`] (publisher), [`tick`] (the clock), [`dry_run`].
 
+pub mod batch;
 pub mod continuation;
+pub mod dry_run;
+pub mod engine;
+mod error;
 pub mod escalation;
 pub mod liveness;
+pub mod migrate;
+pub mod outbox;
+pub mod retry;
+pub mod service;
+pub mod silence;
+pub mod sim;
+pub mod state;
+pub mod storm;
 pub mod summary;
 pub mod text;
+pub mod tick;
+
+pub use error::ReconcilerError;
+pub use service::{Outcome, Reconciler, ReconcilerSettings};
 
 use events::run::RunQueued;
 use events::wakeup::WakeupRequested;
@@ -27,8 +50,8 @@ pub const SYSTEM_ACTOR_ID: &str = "heartbeat";
 pub struct FollowUpWakeup {
     /// The agent to wake (the issue's assignee).
     pub agent_id: AgentId,
-    /// The issue the follow-up works on.
-    pub issue_id: IssueId,
+    /// The issue the follow-up works on (`None` only for the retry of an issue-less run).
+    pub issue_id: Option<IssueId>,
     /// Wakeup reason, e.g. `run_liveness_continuation`, `issue_assignment_recovery`.
     pub reason: String,
     /// Wakeup payload (snake_case keys).
@@ -41,6 +64,8 @@ pub struct FollowUpWakeup {
     pub retry_of_run_id: Option<RunId>,
     /// Continuation attempt of the queued run (0 outside liveness continuations).
     pub continuation_attempt: u32,
+    /// Process-loss retry count of the queued run (1 for the retry of a lost run, else 0).
+    pub process_loss_retry_count: u32,
 }
 
 impl FollowUpWakeup {
@@ -49,7 +74,7 @@ impl FollowUpWakeup {
         WakeupRequested {
             wakeup_id,
             agent_id: self.agent_id,
-            issue_id: Some(self.issue_id),
+            issue_id: self.issue_id,
             source: InvocationSource::Automation,
             trigger_detail: TriggerDetail::System,
             reason: self.reason.clone(),
@@ -67,12 +92,12 @@ impl FollowUpWakeup {
             run_id,
             agent_id: self.agent_id,
             wakeup_id: Some(wakeup_id),
-            issue_id: Some(self.issue_id),
+            issue_id: self.issue_id,
             invocation_source: InvocationSource::Automation,
             trigger_detail: TriggerDetail::System,
             context: self.context.clone(),
             retry_of_run_id: self.retry_of_run_id,
-            process_loss_retry_count: 0,
+            process_loss_retry_count: self.process_loss_retry_count,
             continuation_attempt: self.continuation_attempt,
             extra: Map::new(),
         }

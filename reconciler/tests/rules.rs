@@ -787,7 +787,7 @@ fn plan_only_continuation_carries_key_payload_and_context() {
     assert_eq!(idempotency_key, key_for_attempt(1));
     assert_eq!(wakeup.reason, "run_liveness_continuation");
     assert_eq!(wakeup.agent_id, agent_id(1));
-    assert_eq!(wakeup.issue_id, issue_id());
+    assert_eq!(wakeup.issue_id, Some(issue_id()));
     assert_eq!(
         Value::Object(wakeup.payload.clone()),
         json!({
@@ -1652,4 +1652,159 @@ fn failure_line_table() {
         escalation::failure_summary(Some(&long)).map(|s| s.chars().count()),
         Some(240)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// process-loss retry (§3), storm control and silent detached runs (§10)
+
+fn lost_run(count: u32, pid: Option<i32>, agent: bool) -> reconciler::retry::LostRun {
+    reconciler::retry::LostRun {
+        run_id: run_id(1),
+        agent_id: agent.then(|| agent_id(1)),
+        issue_id: Some(issue_id()),
+        process_loss_retry_count: count,
+        pid,
+        pgid: None,
+        context: object(json!({"issue_id": issue_id().to_string(), "session": "s-1"})),
+    }
+}
+
+#[test]
+fn process_loss_is_retried_exactly_once() {
+    use reconciler::retry::{decide, NoRetry, RetryDecision};
+    let cases = [
+        (lost_run(0, Some(42), true), None),
+        (lost_run(1, Some(42), true), Some(NoRetry::AlreadyRetried)),
+        (lost_run(0, None, true), Some(NoRetry::NoProcessRecorded)),
+        (lost_run(0, Some(42), false), Some(NoRetry::AgentUnknown)),
+    ];
+    for (run, refused) in cases {
+        match (decide(&run), refused) {
+            (RetryDecision::NoRetry(reason), Some(expected)) => assert_eq!(reason, expected),
+            (RetryDecision::Retry(wakeup), None) => {
+                assert_eq!(wakeup.reason, "process_lost_retry");
+                assert_eq!(wakeup.retry_of_run_id, Some(run_id(1)));
+                assert_eq!(wakeup.process_loss_retry_count, 1);
+                assert_eq!(
+                    Value::Object(wakeup.payload.clone()),
+                    json!({"issue_id": issue_id().to_string(), "retry_of_run_id": run_id(1).to_string()})
+                );
+                assert_eq!(wakeup.context["wake_reason"], "process_lost_retry");
+                assert_eq!(wakeup.context["retry_reason"], "process_lost");
+                assert_eq!(wakeup.context["retry_of_run_id"], run_id(1).to_string());
+                assert_eq!(wakeup.context["session"], "s-1", "same session");
+                let queued = wakeup.run_queued(run_id(2), WakeupId(Uuid::from_u128(9)));
+                assert_eq!(queued.process_loss_retry_count, 1);
+                assert_eq!(queued.retry_of_run_id, Some(run_id(1)));
+            }
+            (other, expected) => panic!("{run:?}: got {other:?}, expected {expected:?}"),
+        }
+    }
+}
+
+#[test]
+fn storm_control_backs_off_and_stops_at_the_ceiling() {
+    use chrono::TimeDelta;
+    use reconciler::storm::{check, StormPolicy, Verdict};
+    let policy = StormPolicy::default();
+    let t0 = at(T1);
+    let s = TimeDelta::seconds;
+    /// (granted so far, now, expected retry_after if refused, reason fragment)
+    type Case = (
+        Vec<DateTime<Utc>>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (vec![], t0, None, ""),
+        (
+            vec![t0],
+            t0 + s(29),
+            Some(t0 + s(30)),
+            "wakeup 2 within 1h must wait 30s",
+        ),
+        (vec![t0], t0 + s(30), None, ""),
+        (
+            vec![t0, t0 + s(30)],
+            t0 + s(89),
+            Some(t0 + s(90)),
+            "wait 1m",
+        ),
+        (vec![t0, t0 + s(30)], t0 + s(90), None, ""),
+        (
+            (0..6).map(|i| t0 + s(i * 600)).collect(),
+            t0 + s(3_100),
+            Some(t0 + s(3_600)),
+            "6 automatic wakeups of this issue in the last 1h (ceiling 6)",
+        ),
+        (
+            (0..6).map(|i| t0 + s(i * 600)).collect(),
+            t0 + s(3_601),
+            None,
+            "",
+        ),
+        (
+            vec![t0 - s(7_200)],
+            t0,
+            None,
+            "older than the window: forgotten",
+        ),
+    ];
+    for (granted, now, retry_after, fragment) in cases {
+        match check(&policy, &granted, now) {
+            Verdict::Grant => assert_eq!(retry_after, None, "{fragment}: granted"),
+            Verdict::Refuse(refusal) => {
+                assert_eq!(refusal.retry_after, retry_after, "{fragment}");
+                assert!(refusal.reason.contains(fragment), "{}", refusal.reason);
+            }
+        }
+    }
+    assert_eq!(
+        reconciler::storm::backoff(&policy, 7),
+        TimeDelta::minutes(30)
+    );
+    let none = StormPolicy {
+        ceiling: 0,
+        ..policy
+    };
+    assert!(matches!(check(&none, &[], t0), Verdict::Refuse(r) if r.retry_after.is_none()));
+}
+
+#[test]
+fn silent_detached_runs_are_asked_to_stop_after_the_timeout() {
+    use chrono::TimeDelta;
+    use reconciler::silence::{check, DetachedRun, DEFAULT_SILENCE_TIMEOUT};
+    let t0 = at(T1);
+    let run = |detached: i64, activity: Option<i64>| DetachedRun {
+        detached_at: Some(t0 + TimeDelta::minutes(detached)),
+        last_activity_at: activity.map(|m| t0 + TimeDelta::minutes(m)),
+        started_at: Some(t0),
+    };
+    let cases = [
+        (run(0, None), 14, false),
+        (run(0, None), 15, true),
+        (run(0, Some(10)), 20, false),
+        (run(0, Some(10)), 25, true),
+        (run(5, Some(1)), 19, false),
+    ];
+    for (detached, minutes, cancel) in cases {
+        let reason = check(
+            &detached,
+            t0 + TimeDelta::minutes(minutes),
+            DEFAULT_SILENCE_TIMEOUT,
+        );
+        assert_eq!(reason.is_some(), cancel, "{detached:?} at +{minutes}m");
+        if let Some(reason) = reason {
+            assert!(
+                reason.starts_with("Detached run silent for 15m"),
+                "{reason}"
+            );
+            let lower = reason.to_lowercase();
+            assert!(
+                !lower.contains("pause") && !lower.contains("budget"),
+                "stop reason stays `cancelled`"
+            );
+        }
+    }
 }

@@ -4,8 +4,11 @@
 
 mod ceiling;
 mod ingest;
+mod ledger;
+mod reconcile;
 mod replay;
 mod scratch;
+mod watchdog;
 
 use crate::settings::{DbArgs, NatsArgs};
 use std::process::ExitCode;
@@ -29,6 +32,12 @@ pub enum Workload {
     Ingest(ingest::Args),
     /// Rebuild throughput from a pre-filled stream vs an ordered JetStream read and COPY.
     Replay(replay::Args),
+    /// Detection delay: kill -9 of an agent process → run.process_lost published.
+    Watchdog(watchdog::Args),
+    /// Decision latency: run.process_lost published → its retry wakeup published, under load.
+    Reconcile(reconcile::Args),
+    /// Read latency of an issue's run ledger (8 rows) through the HTTP API, for 10,000 runs.
+    Ledger(ledger::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,6 +45,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.workload {
         Workload::Ingest(w) => ingest::run(&args.nats, &args.db, repeat, w).await,
         Workload::Replay(w) => replay::run(&args.nats, &args.db, repeat, w).await,
+        Workload::Watchdog(w) => watchdog::run(&args.nats, &args.db, w).await,
+        Workload::Reconcile(w) => reconcile::run(&args.nats, &args.db, w).await,
+        Workload::Ledger(w) => ledger::run(&args.nats, &args.db, repeat, w).await,
     }
 }
 

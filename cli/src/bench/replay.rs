@@ -13,6 +13,9 @@ pub struct Args {
     /// Events in the pre-filled stream.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
+    /// Events per replay transaction (passed to `runledger replay --replay-batch-size`).
+    #[arg(long = "replay-batch-size", default_value_t = 5000)]
+    pub batch_size: usize,
 }
 
 pub async fn run(

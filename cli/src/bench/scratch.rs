@@ -8,6 +8,7 @@ use producers::{ensure_stream, StreamSettings};
 use std::time::Duration;
 
 pub struct Scratch {
+    pub client: async_nats::Client,
     pub js: async_nats::jetstream::Context,
     pub stream: String,
     pub subjects: Subjects,
@@ -23,7 +24,7 @@ fn tag() -> String {
 impl Scratch {
     pub async fn new(nats: &NatsArgs, db_args: &DbArgs) -> anyhow::Result<Self> {
         let client = nats.connect("runledger bench").await?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let tag = tag();
         let stream = format!("RLBENCH_{}", tag.to_uppercase());
         let subjects = Subjects::new(&format!("rlbench_{tag}"))?;
@@ -47,6 +48,7 @@ impl Scratch {
             .await?;
         let database_url = with_database(&admin_url, &database)?;
         Ok(Self {
+            client,
             js,
             stream,
             subjects,

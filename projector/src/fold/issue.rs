@@ -4,7 +4,9 @@
 use super::run::{touched_by, EvidenceKind};
 use super::Ctx;
 use crate::model::{ActivityRow, CommentRow, IssueRow, Model, WorkProductRow};
-use events::issue::{IssueCommentAdded, IssueCreated, IssueUpdated, IssueWorkProductAdded};
+use events::issue::{
+    IssueCommentAdded, IssueCreated, IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
+};
 use events::{Event, IssueStatus};
 use serde_json::{json, Map, Value};
 
@@ -126,7 +128,17 @@ pub(super) fn updated(model: &mut Model, ctx: &Ctx, event: &Event, d: &IssueUpda
         details.insert("execution_state".into(), json!(state));
     }
     for (key, value) in &d.extra {
-        details.entry(key.clone()).or_insert_with(|| value.clone());
+        match (key.as_str(), value) {
+            // The reconciler's escalation sends its activity details as one object.
+            ("details", Value::Object(inner)) => {
+                for (key, value) in inner {
+                    details.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            _ => {
+                details.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
     }
     let identifier = row.identifier.clone();
     let actor = match &d.actor {
@@ -257,4 +269,49 @@ pub(super) fn work_product_added(
             details,
         );
     }
+}
+
+/// An automatic follow-up of the issue was refused: an activity entry on the issue by the
+/// system, a warning on the run's timeline, and the execution lock released if the refused
+/// follow-up was to take it over from that (ended) run.
+pub(super) fn follow_up_refused(
+    model: &mut Model,
+    ctx: &Ctx,
+    event: &Event,
+    d: &IssueFollowUpRefused,
+) {
+    model.issue_mut(ctx, d.issue_id.0);
+    let details = json!({
+        "follow_up": d.follow_up,
+        "reason": d.reason,
+        "retry_after": d.retry_after,
+        "run_id": d.run_id,
+        "agent_id": d.agent_id,
+    });
+    // The run is named in the details, not as the entry's run: this is the system's write,
+    // never evidence of that run.
+    activity(
+        model,
+        ctx,
+        event,
+        system_actor(event),
+        ("issue", d.issue_id.0),
+        None,
+        details.clone(),
+    );
+    let Some(run_id) = d.run_id.map(|r| r.0) else {
+        return;
+    };
+    let ended = model.runs.get(&run_id).is_some_and(|r| r.is_terminal());
+    if ended {
+        super::run::release_lock(model, ctx, d.issue_id.0, run_id);
+    }
+    model.timeline(
+        ctx,
+        run_id,
+        "follow_up.refused",
+        "warn",
+        format!("Automatic {} refused: {}", d.follow_up, d.reason),
+        details,
+    );
 }

@@ -80,6 +80,10 @@ impl Touched {
                 self.agents.push(d.agent_id.0);
                 self.issues.extend(d.issue_id.map(|i| i.0));
             }
+            D::IssueFollowUpRefused(d) => {
+                self.issues.push(d.issue_id.0);
+                self.agents.extend(d.agent_id.map(|a| a.0));
+            }
             _ => {}
         }
     }
@@ -111,6 +115,9 @@ pub fn apply(model: &mut Model, seq: i64, event: &Event) -> Result<(), Rejection
         D::RunCancelRequested(d) => run::cancel_requested(model, &ctx, d),
         D::RunFinished(d) => run::finished(model, &ctx, d),
         D::RunLivenessClassified(d) => run::liveness_classified(model, &ctx, d),
+        D::IssueFollowUpRefused(d) => issue::follow_up_refused(model, &ctx, event, d),
+        // The reconciler's clock: it changes nothing here (the reconciler sweeps on it).
+        D::ReconcilerTicked(_) => {}
     }
     Ok(())
 }

@@ -314,7 +314,7 @@ fn terminate(model: &mut Model, ctx: &Ctx, run_id: Uuid, status: &str, keep_lock
 
 /// Clears the issue's execution lock if it still names the run, and promotes the oldest
 /// deferred wakeup.
-fn release_lock(model: &mut Model, ctx: &Ctx, issue_id: Uuid, run_id: Uuid) {
+pub(super) fn release_lock(model: &mut Model, ctx: &Ctx, issue_id: Uuid, run_id: Uuid) {
     let holds = model
         .issues
         .get(&issue_id)

@@ -490,8 +490,8 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![1]],
-        "exactly one process applies migration 1"
+        [vec![], vec![1, 2]],
+        "exactly one process applies the migrations"
     );
     assert!(projector::migrate::migrate(&mut a, "public")
         .await

@@ -1,0 +1,178 @@
+//! How fresh a response is, and read-your-writes.
+//!
+//! Every response reflects one projector position (`projector_positions.last_seq`): the data and
+//! the position are read in one snapshot (one statement for the hot ledger read, a read-only
+//! `REPEATABLE READ` transaction where a route needs several), so the number is exact, and it is
+//! returned in the `X-Runledger-Position` header and the body's `position`. A producer that just
+//! published event N passes `?min_seq=N`: the request waits (up to the configured wait) until the
+//! projector has committed N, then reads; otherwise it gets 503 `not_reached`.
+//!
+//! One shared poller per server ([`Positions`]) reads the position every `poll_interval`, faster
+//! while someone waits for `min_seq`; SSE streams follow it instead of polling on their own.
+
+use crate::error::ApiError;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use deadpool_postgres::{Object, Pool, Transaction};
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_postgres::IsolationLevel;
+
+/// The response header carrying the projector position.
+pub const POSITION_HEADER: HeaderName = HeaderName::from_static("x-runledger-position");
+
+/// Poll interval while a `min_seq` request waits.
+const HURRIED: Duration = Duration::from_millis(10);
+
+const POSITION_SQL: &str =
+    "SELECT COALESCE((SELECT last_seq FROM projector_positions WHERE consumer = $1), 0)";
+
+/// The latest projector position, shared by all requests and SSE streams.
+pub struct Positions {
+    tx: watch::Sender<i64>,
+    hurry: Notify,
+    waiters: AtomicUsize,
+}
+
+impl Positions {
+    /// Starts the poller; it stops when `shutdown` turns true.
+    pub fn spawn(
+        pool: Pool,
+        consumer: String,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let positions = Arc::new(Self {
+            tx: watch::channel(0).0,
+            hurry: Notify::new(),
+            waiters: AtomicUsize::new(0),
+        });
+        let shared = positions.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                match read_position(&pool, &consumer).await {
+                    Ok(position) => {
+                        if failing {
+                            tracing::info!("read API reads the projector position again");
+                            failing = false;
+                        }
+                        shared.tx.send_if_modified(|current| {
+                            let changed = *current != position;
+                            *current = position;
+                            changed
+                        });
+                    }
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "read API cannot read the projector position");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+                let pause = if shared.waiters.load(Ordering::Relaxed) > 0 {
+                    HURRIED
+                } else {
+                    interval
+                };
+                if *shutdown.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shared.hurry.notified() => {}
+                    // A dropped sender also ends the poller.
+                    changed = shutdown.changed() => if changed.is_err() { break },
+                }
+            }
+        });
+        positions
+    }
+
+    /// The position last read.
+    pub fn current(&self) -> i64 {
+        *self.tx.borrow()
+    }
+
+    /// Requests waiting for `min_seq` now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// Changes of the position.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.tx.subscribe()
+    }
+
+    /// Waits until the projector has reached `min_seq` (if given), up to `wait`.
+    pub async fn reach(&self, min_seq: Option<i64>, wait: Duration) -> Result<(), ApiError> {
+        let Some(min_seq) = min_seq else {
+            return Ok(());
+        };
+        let mut rx = self.subscribe();
+        if *rx.borrow_and_update() >= min_seq {
+            return Ok(());
+        }
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let _leave = Leave(&self.waiters);
+        self.hurry.notify_one();
+        let started = Instant::now();
+        let deadline = started + wait;
+        loop {
+            if *rx.borrow_and_update() >= min_seq {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        Err(ApiError::NotReached {
+            position: self.current(),
+            min_seq,
+            waited_ms: started.elapsed().as_millis(),
+        })
+    }
+}
+
+async fn read_position(pool: &Pool, consumer: &str) -> Result<i64, ApiError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(POSITION_SQL).await?;
+    Ok(client.query_one(&statement, &[&consumer]).await?.get(0))
+}
+
+/// Starts a read-only `REPEATABLE READ` transaction: everything read in it, and the position,
+/// come from one snapshot.
+pub async fn snapshot(client: &mut Object) -> Result<Transaction<'_>, ApiError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
+/// The projector position in this snapshot.
+pub async fn position(tx: &Transaction<'_>, consumer: &str) -> Result<i64, ApiError> {
+    let statement = tx.prepare_cached(POSITION_SQL).await?;
+    Ok(tx.query_one(&statement, &[&consumer]).await?.get(0))
+}
+
+/// A JSON response that says which projector position it reflects.
+pub fn fresh<T: Serialize>(position: i64, body: T) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(POSITION_HEADER, HeaderValue::from(position));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

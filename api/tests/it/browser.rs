@@ -1,0 +1,446 @@
+//! The dashboard in a real browser: headless Chromium, driven over WebDriver (`chromedriver`),
+//! loads the page against a live runledger (real events through NATS, the projector running as a
+//! task), signs in with a company token, checks the rendered ledger, watches the running run finish
+//! live over Server-Sent Events, opens the run's timeline and the handoff card's deep link, and
+//! saves screenshots under `target/` (`dashboard.png`; `dashboard-live.png` before the finish,
+//! `dashboard-timeline.png`, `dashboard-summary.png`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/services.sh installs them).
+
+use crate::helpers::{tokens, Harness, Projection, World};
+use base64::Engine;
+use events::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use testsupport::{eventually, Deadline};
+
+const TOKEN: &str = "dashboard-company-token-0123";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one browser session.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    profile: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (apt-get install chromium chromium-driver; scripts/services.sh does)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let status = format!("{base}/status");
+        eventually(Duration::from_secs(20), "chromedriver to be ready", || {
+            let (http, status) = (http.clone(), status.clone());
+            async move {
+                let body: Value = http.get(status).send().await.ok()?.json().await.ok()?;
+                (body["value"]["ready"] == true).then_some(())
+            }
+        })
+        .await;
+        let profile =
+            std::env::temp_dir().join(format!("rl-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1366,768", "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a browser session: {created}"))
+            .to_owned();
+        Self {
+            driver,
+            base,
+            session,
+            http,
+            profile,
+        }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply: Value = request.send().await.unwrap().json().await.unwrap();
+        if reply["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {}", reply["value"]);
+        }
+        reply["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    /// Runs `body` (a function body; `arguments` available) in the page.
+    async fn script(&self, body: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": body, "args": []})),
+        )
+        .await
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self
+            .command(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.element(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Polls `condition` (a JS expression) until it is truthy; returns its value.
+    async fn wait_for(&self, what: &str, expression: &str) -> Value {
+        let deadline = Deadline::after(Duration::from_secs(20));
+        loop {
+            let value = self.script(&format!("return ({expression});")).await;
+            if !(value.is_null() || value == false || value == "" || value == 0) {
+                return value;
+            }
+            if deadline.passed() {
+                let page = self.script("return document.body.innerText;").await;
+                panic!(
+                    "timed out waiting for {what} (`{expression}`); the page shows:\n{}",
+                    page.as_str().unwrap_or("")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+        }
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let data = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap())
+            .unwrap();
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target")
+            .join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the session makes chromedriver close the browser (which runs in a process group
+        // of its own, so killing chromedriver alone would leave it running). Synchronous, so it
+        // also happens when the test fails half-way.
+        let address = self.base.trim_start_matches("http://").to_owned();
+        if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                read_response(&mut stream);
+            }
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Reads one HTTP response (headers and `Content-Length` body), without waiting for the
+/// connection to close.
+fn read_response(stream: &mut std::net::TcpStream) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buffer);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buffer.len() >= end + 4 + length {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Texts of the rendered ledger.
+const LEDGER_JS: &str =
+    "return Array.from(document.querySelectorAll('#ledger-body tr')).map(tr => ({
+    run: tr.dataset.run,
+    status: tr.querySelector('.c-status').innerText,
+    liveness: tr.querySelector('.c-liveness').innerText,
+    stop: tr.querySelector('.c-stop').innerText,
+    last: tr.querySelector('.c-last').innerText,
+    next: tr.querySelector('.c-next').innerText,
+    live: tr.classList.contains('live'),
+}));";
+
+#[tokio::test]
+async fn the_dashboard_shows_the_ledger_and_follows_it_live_in_chromium() {
+    let mut w = World::new();
+    let mut h = Harness::new(Projection::Live, tokens(&[(w.company, TOKEN)])).await;
+    let (events, runs) = w.ten_runs();
+    h.publish(&events).await;
+    let bad = format!("{}.{}.run.{}", h.ts.prefix, w.company, uuid::Uuid::new_v4());
+    let last = h.publish_raw(&bad, b"{\"specversion\": \"0.3\"}").await;
+    let ledger = format!(
+        "/v1/companies/{}/issues/{}/runs?min_seq={last}",
+        w.company, w.issue
+    );
+    assert_eq!(h.ok(&ledger).await["total"], 10, "projected");
+
+    let browser = Browser::start().await;
+    let page = format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue);
+    browser.goto(&page).await;
+    browser
+        .wait_for(
+            "the sign-in form",
+            "!document.getElementById('signin').hidden",
+        )
+        .await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser
+        .wait_for("the ledger", "document.body.dataset.ready === 'true' && document.querySelectorAll('#ledger-body tr').length")
+        .await;
+
+    let rows = browser.script(LEDGER_JS).await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 8, "8 rows: {rows:?}");
+    let older = browser
+        .script("return document.getElementById('older').innerText;")
+        .await;
+    assert_eq!(older, "2 older runs not shown");
+    let ids: Vec<&Value> = rows.iter().map(|r| &r["run"]).collect();
+    let expected: Vec<Value> = runs
+        .iter()
+        .rev()
+        .take(8)
+        .map(|r| json!(r.to_string()))
+        .collect();
+    assert_eq!(ids, expected.iter().collect::<Vec<_>>(), "newest first");
+    let running = &rows[0];
+    assert_eq!(running["live"], true);
+    assert_eq!(running["status"], "running");
+    assert_eq!(running["liveness"], "Checks after finish");
+    assert_eq!(running["stop"], "Still running");
+    assert_eq!(running["last"], "No action recorded yet");
+    let banner = browser
+        .script("return document.getElementById('live-banner').innerText;")
+        .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap()
+            .contains("Running now by CodexCoder"),
+        "{banner}"
+    );
+    let all = serde_json::to_string(rows).unwrap();
+    for label in [
+        "timeout (30s timeout)",
+        "budget paused",
+        "Exhausted",
+        "Continuation attempt 2",
+        "Continuation attempt 1",
+        "Plan only",
+        "Empty response",
+        "No liveness data",
+        "Blocked",
+        "No concrete action",
+        "No useful output",
+        "completed (30s timeout)",
+        "Need API credentials from the operator",
+    ] {
+        assert!(all.contains(label), "the ledger shows `{label}`: {all}");
+    }
+    let issue_head = browser
+        .script("return document.getElementById('issue').innerText;")
+        .await;
+    assert!(issue_head.as_str().unwrap().contains("PAP-7"));
+    browser
+        .wait_for(
+            "the dead letter in the operations panel",
+            "document.getElementById('ops-dead').innerText === '1'",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the event stream",
+            "document.body.dataset.stream === 'live'",
+        )
+        .await;
+
+    browser.screenshot("dashboard-live.png").await;
+
+    // The running run finishes: the row changes in place, without reloading the page.
+    browser
+        .script("window.__sameDocument = true; return true;")
+        .await;
+    h.publish(&[w.finished(runs[9], RunOutcome::Succeeded, None)])
+        .await;
+    browser
+        .wait_for(
+            "the finished run to show live",
+            "(() => { const tr = document.querySelector('#ledger-body tr');
+                return tr && tr.querySelector('.c-status').innerText === 'succeeded'
+                    && tr.querySelector('.c-stop').innerText === 'completed (30s timeout)'; })()",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .script("return window.__sameDocument === true;")
+            .await,
+        true
+    );
+    let rows = browser.script(LEDGER_JS).await;
+    assert_eq!(rows[0]["run"], json!(runs[9].to_string()));
+    assert_eq!(rows[0]["live"], false);
+    assert_eq!(rows[0]["liveness"], "No liveness data");
+    browser
+        .wait_for(
+            "the live banner to go",
+            "document.getElementById('live-banner').hidden",
+        )
+        .await;
+    // The reconciler classifies it a moment later: that arrives live too.
+    let classified_at = h
+        .publish(&[w.classified(
+            runs[9],
+            LivenessState::Advanced,
+            "1 tool/action event",
+            None,
+            0,
+        )])
+        .await;
+    browser
+        .wait_for(
+            "the classification to show live",
+            "document.querySelector('#ledger-body tr .c-liveness').innerText === 'Advanced'",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the operations panel to catch up",
+            &format!(
+                "Number(document.getElementById('ops-position').innerText.replace(/[^0-9]/g, '')) >= {classified_at}
+                 && document.getElementById('ops-lag').innerText === '0'"
+            ),
+        )
+        .await;
+    let shot = browser.screenshot("dashboard.png").await;
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
+
+    // A click opens the run's timeline.
+    browser.click("#ledger-body tr").await;
+    browser
+        .wait_for(
+            "the run timeline",
+            "!document.getElementById('drawer').hidden && document.querySelectorAll('#timeline li').length >= 4",
+        )
+        .await;
+    let drawer = browser
+        .script("return document.getElementById('drawer').innerText;")
+        .await;
+    let drawer = drawer.as_str().unwrap();
+    assert!(
+        drawer.contains("CodexCoder") && drawer.contains("ran cargo test"),
+        "{drawer}"
+    );
+    browser.screenshot("dashboard-timeline.png").await;
+
+    // The handoff card's deep link expands and focuses it; it can be copied.
+    browser
+        .script(&format!(
+            "location.hash = '#/c/{}/i/{}/summary'; return true;",
+            w.company, w.issue
+        ))
+        .await;
+    browser
+        .wait_for(
+            "the expanded, focused handoff card",
+            "!document.getElementById('summary-body').hidden && document.activeElement.id === 'summary-card'",
+        )
+        .await;
+    let card = browser
+        .script("return document.getElementById('summary-card').innerText;")
+        .await;
+    let card = card.as_str().unwrap();
+    assert!(
+        card.contains("Next Action") && card.contains("Copy"),
+        "{card}"
+    );
+    browser.screenshot("dashboard-summary.png").await;
+    drop(browser);
+    h.shutdown().await;
+}

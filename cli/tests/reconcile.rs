@@ -1,0 +1,564 @@
+//! The reconciler under crashes: `runledger reconcile` is killed with SIGKILL again and again
+//! while it decides a long, varied history (plans, empty answers, evidence, process losses,
+//! failures, cancels, detached runs, stranded and escalated issues, storm refusals, ticks);
+//! afterwards the follow-ups it published must be exactly — ids, types, data, each once — those
+//! of an uninterrupted reconciler deciding the same history on another stream. Then
+//! `reconcile --dry-run` on the crashed stream finds nothing to add or remove.
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use events::document::DocumentRevised;
+use events::issue::{IssueCommentAdded, IssueCreated};
+use events::run::*;
+use events::*;
+use producers::workload::Rng;
+use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
+use projector::history::HistoryReader;
+use reconciler::engine::SOURCE;
+use reconciler::{Outcome, Reconciler, ReconcilerSettings};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use testsupport::{Deadline, TestDb, TestStream};
+
+const TICK: Duration = Duration::from_secs(30);
+/// Shorter than the default, so some detached runs of the history stay silent long enough.
+const SILENCE: TimeDelta = TimeDelta::minutes(2);
+const PLAN: &str = "I will inspect the repo next and then implement the fix.";
+
+/// A deterministic history of `issues` issues with `runs` runs each, their events interleaved,
+/// and a reconciler tick every 30 s of event time.
+fn history(seed: u64, issues: usize, runs: usize) -> Vec<Event> {
+    let mut rng = Rng::new(seed);
+    let company = CompanyId(rng.uuid());
+    let start = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
+    let mut scripts: Vec<Vec<EventData>> = Vec::new();
+    for i in 0..issues {
+        let agent = AgentId(rng.uuid());
+        let issue = IssueId(rng.uuid());
+        // profiles: 0 recovered-once todo issues that fail again (escalated), 1 ordinary work,
+        // 2 issues already done (retries refused), 3 issues whose runs keep getting lost (storm)
+        let profile = i % 4;
+        let status = match profile {
+            0 => IssueStatus::Todo,
+            2 => IssueStatus::Done,
+            _ => IssueStatus::InProgress,
+        };
+        let mut s = vec![
+            EventData::AgentRegistered(agent::AgentRegistered {
+                agent_id: agent,
+                name: format!("agent-{i}"),
+                role: "engineer".into(),
+                adapter_type: "codex_local".into(),
+                adapter_config: Map::new(),
+                status: AgentStatus::Idle,
+                extra: Map::new(),
+            }),
+            EventData::IssueCreated(IssueCreated {
+                issue_id: issue,
+                identifier: format!("CR-{i}"),
+                title: "Implement feature".into(),
+                description: Some("## Objective\nWork.\n\n## Acceptance Criteria\n- done".into()),
+                status,
+                priority: Priority::Medium,
+                assignee_agent_id: Some(agent),
+                assignee_user_id: None,
+                parent_id: None,
+                extra: Map::new(),
+            }),
+        ];
+        for _ in 0..runs {
+            script_run(&mut rng, &mut s, agent, issue, profile);
+        }
+        scripts.push(s);
+    }
+    // Interleave the scripts; event times advance 7 s per event; ticks in between.
+    let mut cursors = vec![0usize; scripts.len()];
+    let mut events = Vec::new();
+    let mut clock = start;
+    let mut next_tick = reconciler::tick::slot_of(start, TICK) + 1;
+    loop {
+        let open: Vec<usize> = (0..scripts.len())
+            .filter(|&i| cursors[i] < scripts[i].len())
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        let pick = open[rng.below(open.len() as u64) as usize];
+        let data = scripts[pick][cursors[pick]].clone();
+        cursors[pick] += 1;
+        clock += TimeDelta::seconds(7);
+        while reconciler::tick::slot_of(clock, TICK) >= next_tick {
+            events.push(reconciler::tick::tick(TICK, next_tick));
+            next_tick += 1;
+        }
+        let data = match data {
+            EventData::RunActivity(mut a) => {
+                a.at = clock;
+                EventData::RunActivity(a)
+            }
+            other => other,
+        };
+        events.push(Event::with_id(
+            EventId(rng.uuid()),
+            company,
+            "crash-test",
+            clock,
+            data,
+        ));
+    }
+    events
+}
+
+fn context(issue: IssueId, marker: Option<&str>) -> Map<String, Value> {
+    let mut context = json!({"issue_id": issue, "wake_reason": "issue_assigned"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(marker) = marker {
+        context.insert("retry_reason".into(), marker.into());
+    }
+    context
+}
+
+fn finished(run: RunId, outcome: RunOutcome, summary: &str, error: Option<&str>) -> EventData {
+    EventData::RunFinished(RunFinished {
+        run_id: run,
+        outcome,
+        exit_code: Some(i32::from(outcome != RunOutcome::Succeeded)),
+        signal: None,
+        error: error.map(str::to_owned),
+        error_code: error.map(|_| "adapter_failed".to_owned()),
+        result: if summary.is_empty() {
+            Map::new()
+        } else {
+            json!({ "summary": summary })
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        },
+        stdout_excerpt: None,
+        stderr_excerpt: None,
+        usage: None,
+        extra: Map::new(),
+    })
+}
+
+fn script_run(
+    rng: &mut Rng,
+    s: &mut Vec<EventData>,
+    agent: AgentId,
+    issue: IssueId,
+    profile: usize,
+) {
+    let run = RunId(rng.uuid());
+    let marker = match (profile, rng.below(6)) {
+        (0, _) => Some("assignment_recovery"),
+        (1, 0) => Some("issue_continuation_needed"),
+        _ => None,
+    };
+    let retries = u32::from(profile == 0 || (profile == 1 && rng.below(3) == 0));
+    s.push(EventData::RunQueued(RunQueued {
+        run_id: run,
+        agent_id: agent,
+        wakeup_id: None,
+        issue_id: Some(issue),
+        invocation_source: InvocationSource::Assignment,
+        trigger_detail: TriggerDetail::System,
+        context: context(issue, marker),
+        retry_of_run_id: None,
+        process_loss_retry_count: retries,
+        continuation_attempt: rng.below(3) as u32,
+        extra: Map::new(),
+    }));
+    s.push(EventData::RunStarted(RunStarted {
+        run_id: run,
+        agent_id: agent,
+        issue_id: Some(issue),
+        host: "crash-host".into(),
+        pid: Some(4000 + rng.below(1000) as i32),
+        pgid: None,
+        process_started_at: Some(1),
+        supervisor_pid: Some(1),
+        extra: Map::new(),
+    }));
+    let activity = |kind| {
+        EventData::RunActivity(RunActivity {
+            run_id: run,
+            kind,
+            message: None,
+            at: Utc::now(), // replaced by the event time when interleaved
+            extra: Map::new(),
+        })
+    };
+    let ending = match profile {
+        0 => [3, 5, 6][rng.below(3) as usize],
+        3 => [3, 4, 3, 0][rng.below(4) as usize],
+        _ => rng.below(9),
+    };
+    match ending {
+        0 => s.push(finished(run, RunOutcome::Succeeded, PLAN, None)),
+        1 => s.push(finished(run, RunOutcome::Succeeded, "", None)),
+        2 => {
+            s.push(EventData::IssueCommentAdded(IssueCommentAdded {
+                comment_id: CommentId(rng.uuid()),
+                issue_id: issue,
+                body: "progress".into(),
+                author_agent_id: Some(agent),
+                author_user_id: None,
+                run_id: Some(run),
+                extra: Map::new(),
+            }));
+            s.push(activity(ActivityKind::ToolCall));
+            s.push(finished(run, RunOutcome::Succeeded, "Done.", None));
+        }
+        3 | 4 => s.push(EventData::RunProcessLost(RunProcessLost {
+            run_id: run,
+            pid: None,
+            pgid: None,
+            descendant_group_terminated: false,
+            message: "Process lost -- child pid is no longer running".into(),
+            extra: Map::new(),
+        })),
+        5 => s.push(finished(
+            run,
+            RunOutcome::Failed,
+            "",
+            Some("run failed before issue advanced"),
+        )),
+        6 => s.push(finished(run, RunOutcome::Cancelled, "", None)),
+        7 => {
+            s.push(EventData::RunProcessDetached(RunProcessDetached {
+                run_id: run,
+                pid: 4242,
+                host: "crash-host".into(),
+                extra: Map::new(),
+            }));
+            // silent for a while, then it ends anyway (after the silence timeout, sometimes)
+            for _ in 0..rng.below(4) {
+                s.push(activity(ActivityKind::Output));
+            }
+            s.push(finished(
+                run,
+                RunOutcome::Succeeded,
+                "Next steps:\n- inspect",
+                None,
+            ));
+        }
+        _ => {
+            s.push(EventData::DocumentRevised(DocumentRevised {
+                document_id: DocumentId(uuid::Uuid::new_v5(&issue.0, b"plan")),
+                issue_id: Some(issue),
+                key: Some("plan".into()),
+                revision_id: RevisionId(rng.uuid()),
+                revision_number: 1 + rng.below(20) as u32,
+                title: "Plan".into(),
+                format: "markdown".into(),
+                body: "# Plan".into(),
+                change_summary: None,
+                run_id: Some(run),
+                agent_id: Some(agent),
+                extra: Map::new(),
+            }));
+            s.push(finished(
+                run,
+                RunOutcome::Succeeded,
+                "I cannot proceed: blocked.",
+                None,
+            ));
+        }
+    }
+}
+
+struct Stream {
+    ts: TestStream,
+    subjects: Subjects,
+    publisher: Publisher,
+}
+
+impl Stream {
+    async fn new() -> Self {
+        let ts = TestStream::new().await.unwrap();
+        let subjects = Subjects::new(&ts.prefix).unwrap();
+        let js = ts.jetstream();
+        ensure_stream(
+            &js,
+            &StreamSettings {
+                name: ts.stream.clone(),
+                subjects: subjects.clone(),
+                duplicate_window: Duration::from_secs(120),
+            },
+        )
+        .await
+        .unwrap();
+        let publisher = Publisher::new(js, subjects.clone(), PublisherSettings::default());
+        Self {
+            ts,
+            subjects,
+            publisher,
+        }
+    }
+
+    async fn publish(&self, events: &[Event]) {
+        for r in self.publisher.publish_all(events).await {
+            r.unwrap();
+        }
+    }
+
+    async fn last(&self) -> i64 {
+        projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+            .await
+            .unwrap() as i64
+    }
+
+    /// The reconciler's follow-ups (ticks excluded) as (id → JSON), and how many copies of each.
+    async fn follow_ups(&self) -> (BTreeMap<EventId, Value>, usize) {
+        let last = self.last().await as u64;
+        let mut reader =
+            HistoryReader::open(&self.ts.jetstream(), &self.ts.stream, &self.subjects, 1)
+                .await
+                .unwrap();
+        let mut found = BTreeMap::new();
+        let mut copies = 0;
+        let mut seen = 0;
+        let deadline = Deadline::after(Duration::from_secs(30));
+        while seen < last {
+            assert!(!deadline.passed(), "history ended before {last}");
+            for m in reader
+                .next_batch(1000, Duration::from_millis(100))
+                .await
+                .unwrap()
+            {
+                seen = m.seq;
+                let event = Event::from_slice(&m.payload).unwrap();
+                if event.source == SOURCE && event.event_type() != EventType::ReconcilerTicked {
+                    copies += 1;
+                    found.insert(event.id, event.to_value());
+                }
+            }
+        }
+        (found, copies)
+    }
+}
+
+fn spawn_reconciler(stream: &Stream, db: &TestDb) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("reconcile")
+        .env("NATS_URL", &stream.ts.url)
+        .env("DATABASE_URL", db.url())
+        .env("RUNLEDGER_STREAM", &stream.ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &stream.ts.prefix)
+        .env("RUNLEDGER_RECONCILER_BATCH_SIZE", "7")
+        .env("RUNLEDGER_TICK_INTERVAL", "0s")
+        .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
+        .env("RUNLEDGER_RETRY_CEILING", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runledger binary runs")
+}
+
+/// (position, unpublished follow-ups) of the reconciler state in `db`.
+async fn progress(db: &TestDb) -> (i64, i64) {
+    let client = db.client().await.unwrap();
+    let position = client
+        .query_opt(
+            "SELECT last_seq FROM runledger_reconciler.reconciler_positions",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |r| r.get(0));
+    let unpublished = client
+        .query_one(
+            "SELECT count(*) FROM runledger_reconciler.outbox WHERE NOT published",
+            &[],
+        )
+        .await
+        .map_or(1, |r| r.get(0));
+    (position, unpublished)
+}
+
+/// Runs an in-process reconciler on `stream` until it has decided everything and published it.
+async fn clean_run(stream: &Stream, db: &TestDb) {
+    let mut settings = ReconcilerSettings::new(&stream.ts.stream, stream.subjects.clone());
+    settings.tick_interval = None;
+    settings.policy.silence_timeout = SILENCE;
+    settings.policy.storm.ceiling = 3;
+    let mut reconciler = Reconciler::start(db.pool(), stream.ts.jetstream(), settings)
+        .await
+        .unwrap();
+    let deadline = Deadline::after(Duration::from_secs(120));
+    loop {
+        assert!(!deadline.passed(), "the clean reconciler did not settle");
+        let stepped = reconciler.step(Duration::from_millis(100)).await.unwrap();
+        let published = reconciler.outbox().drain().await.unwrap();
+        let caught_up = reconciler.position().await.unwrap() >= stream.last().await;
+        if stepped == Outcome::Idle && published == 0 && caught_up {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() {
+    let events = history(11, 24, 12);
+    let (first, second) = events.split_at(events.len() / 2);
+
+    let clean_stream = Stream::new().await;
+    clean_stream.publish(&events).await;
+    let clean_db = TestDb::new().await.unwrap();
+    clean_run(&clean_stream, &clean_db).await;
+
+    let crashed_stream = Stream::new().await;
+    crashed_stream.publish(first).await;
+    let crashed_db = TestDb::new().await.unwrap();
+    let mut kills = 0;
+    let mut last_seen = 0;
+    let mut published_rest = false;
+    loop {
+        let mut child = spawn_reconciler(&crashed_stream, &crashed_db);
+        let target = last_seen + 40;
+        let deadline = Deadline::after(Duration::from_secs(60));
+        let settled = loop {
+            let (position, unpublished) = progress(&crashed_db).await;
+            let last = crashed_stream.last().await;
+            if published_rest && position >= last && unpublished == 0 {
+                break true;
+            }
+            if position >= target || deadline.passed() {
+                break false;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the reconciler exited by itself"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await; // a poll interval
+        };
+        child.kill().unwrap(); // SIGKILL, wherever it is
+        child.wait().unwrap();
+        last_seen = progress(&crashed_db).await.0;
+        if settled {
+            // settled once; make sure nothing was left half-done by the last kill
+            let (position, unpublished) = progress(&crashed_db).await;
+            if position >= crashed_stream.last().await && unpublished == 0 {
+                break;
+            }
+            continue;
+        }
+        kills += 1;
+        if kills == 3 && !published_rest {
+            crashed_stream.publish(second).await;
+            published_rest = true;
+        }
+        assert!(kills < 400, "no progress: position {last_seen}");
+    }
+    assert!(kills >= 5, "the reconciler was killed {kills} times");
+
+    let (clean, clean_copies) = clean_stream.follow_ups().await;
+    let (crashed, crashed_copies) = crashed_stream.follow_ups().await;
+    assert_eq!(
+        clean_copies,
+        clean.len(),
+        "the clean run published each once"
+    );
+    assert_eq!(
+        crashed_copies,
+        crashed.len(),
+        "the crashed run published each follow-up once"
+    );
+    let only_clean: Vec<_> = clean.keys().filter(|k| !crashed.contains_key(k)).collect();
+    let only_crashed: Vec<_> = crashed.keys().filter(|k| !clean.contains_key(k)).collect();
+    assert!(
+        only_clean.is_empty() && only_crashed.is_empty(),
+        "follow-ups differ: {} only in the clean run, {} only in the crashed run",
+        only_clean.len(),
+        only_crashed.len()
+    );
+    assert_eq!(clean, crashed, "same ids, types and data");
+    let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
+    for value in clean.values() {
+        *by_type
+            .entry(value["type"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    eprintln!("{kills} kills; follow-ups by type: {by_type:?}");
+    for t in [
+        "run.liveness_classified",
+        "document.revised",
+        "wakeup.requested",
+        "run.queued",
+        "issue.comment_added",
+        "issue.updated",
+        "run.cancel_requested",
+        "issue.follow_up_refused",
+    ] {
+        assert!(
+            by_type.get(t).is_some_and(|n| *n > 0),
+            "no {t}: {by_type:?}"
+        );
+    }
+
+    // The dry run of the crashed stream agrees with what is in it.
+    let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args(["reconcile", "--dry-run", "--from-seq", "1"])
+        .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
+        .env("RUNLEDGER_RETRY_CEILING", "3")
+        .env("NATS_URL", &crashed_stream.ts.url)
+        .env("DATABASE_URL", crashed_db.url())
+        .env("RUNLEDGER_STREAM", &crashed_stream.ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &crashed_stream.ts.prefix)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dry run: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} identical", clean.len())),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_from_a_sequence_lists_what_is_missing() {
+    let stream = Stream::new().await;
+    let events = history(5, 4, 4);
+    stream.publish(&events).await;
+    let db = TestDb::new().await.unwrap();
+    let middle = events.len() as u64 / 2;
+    let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args(["reconcile", "--dry-run", "--from-seq", &middle.to_string()])
+        .env("NATS_URL", &stream.ts.url)
+        .env("DATABASE_URL", db.url())
+        .env("RUNLEDGER_STREAM", &stream.ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &stream.ts.prefix)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Nothing was ever reconciled: every decision is missing, nothing was published.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(", 0 in the stream, 0 identical"),
+        "{stdout}"
+    );
+    let missing: Vec<&str> = stdout.lines().filter(|l| l.starts_with("+ ")).collect();
+    assert!(!missing.is_empty(), "{stdout}");
+    for line in &missing {
+        let seq: u64 = line
+            .rsplit("cause seq ")
+            .next()
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(seq >= middle, "{line}");
+    }
+    assert_eq!(
+        stream.last().await as usize,
+        events.len(),
+        "the dry run published nothing"
+    );
+}

@@ -1,0 +1,46 @@
+//! Reconciler errors. A bad event is never one of them (it becomes a dead letter of the private
+//! fold and changes nothing); these are about the infrastructure, and say what the caller does.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ReconcilerError {
+    /// PostgreSQL failed. The batch's transaction (fold, decisions, outbox, position) was rolled
+    /// back and nothing was acked, so the same events are decided again: retry after a pause.
+    #[error("PostgreSQL: {}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The private fold's store or migrations failed; same handling as [`Self::Postgres`].
+    #[error("{0}")]
+    Projector(#[from] projector::ProjectorError),
+    /// No connection could be taken from the pool; retry after a pause.
+    #[error("PostgreSQL pool: {0}")]
+    Pool(String),
+    /// JetStream failed (consumer setup, fetch, ack). Acks follow commits, so at worst events
+    /// are delivered again and skipped by position: resubscribe from the stored position.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// A follow-up could not be published. It stays in the outbox and is published again with
+    /// the same id (deduplicated by JetStream): drain again later.
+    #[error("publishing a follow-up: {0}")]
+    Publish(#[from] producers::PublishError),
+    /// Settings or stored state do not fit together; fix the configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<deadpool_postgres::PoolError> for ReconcilerError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Pool(e.to_string())
+    }
+}
+
+/// tokio-postgres prints only "db error"; say what the server said.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,109 @@
+//! The outbox drainer: publishes the follow-ups the decisions wrote, in decision order, with each
+//! event's id as `Nats-Msg-Id`, and marks them published. A crash between publishing and marking
+//! publishes the event again on restart; JetStream stores it once (duplicate window), and beyond
+//! the window the outbox holds rows until the consumer has read past the stream head, where it
+//! sees the earlier copy and marks the row instead of publishing it twice.
+
+use crate::error::ReconcilerError;
+use deadpool_postgres::Pool;
+use events::Event;
+use producers::Publisher;
+use uuid::Uuid;
+
+/// Publishes the outbox of one reconciler schema.
+#[derive(Clone)]
+pub struct Outbox {
+    pool: Pool,
+    schema: String,
+    consumer: String,
+    publisher: Publisher,
+    /// Rows published per round.
+    pub batch: i64,
+}
+
+impl Outbox {
+    /// The outbox in `schema` of the reconciler whose position row is `consumer`.
+    pub fn new(
+        pool: Pool,
+        schema: &str,
+        consumer: &str,
+        publisher: Publisher,
+    ) -> Result<Self, ReconcilerError> {
+        projector::migrate::check_schema_name(schema)?;
+        Ok(Self {
+            pool,
+            schema: schema.to_owned(),
+            consumer: consumer.to_owned(),
+            publisher,
+            batch: 256,
+        })
+    }
+
+    /// Publishes every publishable follow-up (unpublished, and held no further than the
+    /// position); returns how many were published. On a publish failure, the ones before it
+    /// are marked and the error is returned; the rest stay for the next drain.
+    pub async fn drain(&self) -> Result<usize, ReconcilerError> {
+        let client = self.pool.get().await?;
+        let schema = &self.schema;
+        let select = format!(
+            "SELECT event_id, payload FROM {schema}.outbox
+             WHERE NOT published AND hold_until_seq <= COALESCE(
+                 (SELECT last_seq FROM {schema}.reconciler_positions WHERE consumer = $1), 0)
+             ORDER BY seq LIMIT $2"
+        );
+        let mark = format!("UPDATE {schema}.outbox SET published = true WHERE event_id = ANY($1)");
+        let mut total = 0;
+        loop {
+            let rows = client
+                .query(&select, &[&self.consumer, &self.batch])
+                .await?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let payload: Vec<u8> = row.get(1);
+                let event = Event::from_slice(&payload).map_err(|e| {
+                    ReconcilerError::Config(format!("outbox row does not parse: {e}"))
+                })?;
+                events.push(event);
+            }
+            let results = self.publisher.publish_all(&events).await;
+            let mut published: Vec<Uuid> = Vec::with_capacity(events.len());
+            let mut failure = None;
+            for (event, result) in events.iter().zip(results) {
+                match result {
+                    Ok(_) => published.push(event.id.0),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let statement = client.prepare_cached(&mark).await?;
+            client.execute(&statement, &[&published]).await?;
+            total += published.len();
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
+            if (rows.len() as i64) < self.batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Follow-ups not published yet (held ones included).
+    pub async fn backlog(&self) -> Result<i64, ReconcilerError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.outbox WHERE NOT published",
+                    self.schema
+                ),
+                &[],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+}

@@ -1,0 +1,354 @@
+//! The live reconciler: a thin I/O shell around [`process_batch`] and the [`Outbox`].
+//!
+//! On start it migrates its schema, holds follow-ups a previous incarnation may have published
+//! until it has read up to the current stream head, and (re)creates its durable pull consumer
+//! after the stored position: PostgreSQL owns the position. [`Reconciler::step`] reads a batch,
+//! decides it in one transaction and acks after commit; [`Outbox::drain`] publishes what the
+//! decisions wrote. [`Reconciler::run`] loops over both and runs the [`Ticker`].
+
+use crate::batch::{process_batch, BatchReport, BatchTarget};
+use crate::engine::Policy;
+use crate::error::ReconcilerError;
+use crate::migrate::{migrate, DEFAULT_SCHEMA};
+use crate::outbox::Outbox;
+use crate::state;
+use crate::tick::Ticker;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::Context;
+use chrono::DateTime;
+use deadpool_postgres::Pool;
+use events::Subjects;
+use futures::{FutureExt, StreamExt};
+use producers::{Publisher, PublisherSettings};
+use projector::batch::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+/// How the reconciler reads, decides and ticks.
+#[derive(Clone, Debug)]
+pub struct ReconcilerSettings {
+    /// Durable consumer name; also the key of the position row.
+    pub consumer: String,
+    pub stream: String,
+    pub subjects: Subjects,
+    /// Schema of the private fold, the ledger and the outbox (never the projector's).
+    pub schema: String,
+    /// Most events per transaction.
+    pub batch_size: usize,
+    /// How long to wait for more events after the first of a batch.
+    pub linger: Duration,
+    /// The rules' settings.
+    pub policy: Policy,
+    /// Clock interval (`None`: publish no ticks; another reconciler or clock does).
+    pub tick_interval: Option<Duration>,
+}
+
+impl ReconcilerSettings {
+    /// Defaults: consumer `runledger-reconciler`, schema `runledger_reconciler`, batches of up to
+    /// 500 events with 2 ms linger (decisions are latency-bound), a tick every 30 s.
+    pub fn new(stream: &str, subjects: Subjects) -> Self {
+        Self {
+            consumer: "runledger-reconciler".into(),
+            stream: stream.to_owned(),
+            subjects,
+            schema: DEFAULT_SCHEMA.into(),
+            batch_size: 500,
+            linger: Duration::from_millis(2),
+            policy: Policy::default(),
+            tick_interval: Some(Duration::from_secs(30)),
+        }
+    }
+
+    /// The batch target of these settings.
+    pub fn target(&self) -> BatchTarget {
+        BatchTarget {
+            consumer: self.consumer.clone(),
+            stream: self.stream.clone(),
+            subjects: self.subjects.clone(),
+            schema: self.schema.clone(),
+            policy: self.policy.clone(),
+            decide_from: 0,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A batch was decided and committed.
+    Decided(BatchReport),
+    /// Nothing arrived within the wait.
+    Idle,
+}
+
+pub struct Reconciler {
+    pool: Pool,
+    js: Context,
+    settings: ReconcilerSettings,
+    messages: pull::Stream,
+    outbox: Outbox,
+}
+
+fn js_err(context: &str, e: impl std::fmt::Display) -> ReconcilerError {
+    ReconcilerError::JetStream(format!("{context}: {e}"))
+}
+
+impl Reconciler {
+    /// Migrates the schema, holds a previous incarnation's unpublished follow-ups until the
+    /// current head is read, and positions the consumer after the stored position.
+    pub async fn start(
+        pool: Pool,
+        js: Context,
+        settings: ReconcilerSettings,
+    ) -> Result<Self, ReconcilerError> {
+        {
+            let mut client = pool.get().await?;
+            migrate(&mut client, &settings.schema).await?;
+            let head = projector::shell::stream_last_seq(&js, &settings.stream).await?;
+            state::hold_unpublished(&**client, &settings.schema, head as i64).await?;
+        }
+        let messages = Self::subscribe(&pool, &js, &settings).await?;
+        let publisher = Publisher::new(
+            js.clone(),
+            settings.subjects.clone(),
+            PublisherSettings::default(),
+        );
+        let outbox = Outbox::new(
+            pool.clone(),
+            &settings.schema,
+            &settings.consumer,
+            publisher,
+        )?;
+        Ok(Self {
+            pool,
+            js,
+            settings,
+            messages,
+            outbox,
+        })
+    }
+
+    async fn subscribe(
+        pool: &Pool,
+        js: &Context,
+        settings: &ReconcilerSettings,
+    ) -> Result<pull::Stream, ReconcilerError> {
+        let position = {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            let position =
+                state::begin_batch(&tx, &settings.schema, &settings.consumer, &settings.stream)
+                    .await?;
+            tx.commit().await?;
+            position
+        };
+        let stream = js
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| js_err(&format!("opening stream `{}`", settings.stream), e))?;
+        // The consumer is only a cursor; its state is rebuilt from the stored position.
+        let _ = stream.delete_consumer(&settings.consumer).await;
+        let deliver_policy = if position <= 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: position as u64 + 1,
+            }
+        };
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(settings.consumer.clone()),
+                deliver_policy,
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: (settings.batch_size as i64 * 4).max(1000),
+                filter_subject: settings.subjects.all(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err("creating the reconciler consumer", e))?;
+        consumer
+            .stream()
+            .max_messages_per_batch(settings.batch_size)
+            .messages()
+            .await
+            .map_err(|e| js_err("opening the message stream", e))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ReconcilerSettings {
+        &self.settings
+    }
+
+    /// The outbox drainer of this reconciler.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The stored position.
+    pub async fn position(&self) -> Result<i64, ReconcilerError> {
+        let client = self.pool.get().await?;
+        Ok(
+            state::position(&**client, &self.settings.schema, &self.settings.consumer)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Reads one batch (waiting up to `wait` for its first event), decides it and acks it.
+    pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ReconcilerError> {
+        let mut batch = Vec::new();
+        let mut last = None;
+        let mut head = 0;
+        let mut more_coming = false;
+        let first_deadline = Instant::now() + wait;
+        let mut linger_until = first_deadline;
+        // Natural batching: after the first event, take every event already received, so a
+        // backlog is decided in large batches; wait (at most `linger`) only while the server
+        // says more are on their way. (The server's pending count is its view when it sent the
+        // event, so it cannot tell how many are already buffered here.)
+        while batch.len() < self.settings.batch_size {
+            let received = match self.messages.next().now_or_never() {
+                Some(received) => received,
+                None if last.is_none() || more_coming => {
+                    let deadline = if last.is_none() {
+                        first_deadline
+                    } else {
+                        linger_until
+                    };
+                    match tokio::time::timeout_at(deadline, self.messages.next()).await {
+                        Err(_) => break,
+                        Ok(received) => received,
+                    }
+                }
+                None => break,
+            };
+            let next = match received {
+                None => return Err(js_err("message stream", "ended")),
+                Some(Err(e)) => return Err(js_err("receiving", e)),
+                Some(Ok(message)) => message,
+            };
+            let info = next
+                .info()
+                .map_err(|e| js_err("reading message metadata", e))?;
+            head = head.max(info.stream_sequence + info.pending);
+            more_coming = info.pending > 0;
+            let stored_at = DateTime::from_timestamp_nanos(
+                i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+            );
+            batch.push(Incoming {
+                seq: info.stream_sequence,
+                subject: next.subject.to_string(),
+                payload: next.payload.clone(),
+                stored_at,
+            });
+            if last.is_none() {
+                linger_until = Instant::now() + self.settings.linger;
+            }
+            last = Some(next);
+        }
+        let Some(last) = last else {
+            return Ok(Outcome::Idle);
+        };
+        let began = Instant::now();
+        let report = {
+            let mut client = self.pool.get().await?;
+            process_batch(&mut client, &self.settings.target(), &batch, head).await?
+        };
+        last.ack().await.map_err(|e| js_err("acking", e))?;
+        tracing::trace!(
+            events = batch.len(),
+            decisions = report.decisions,
+            elapsed_us = began.elapsed().as_micros() as u64,
+            stored_lag_us = (chrono::Utc::now() - batch[0].stored_at).num_microseconds(),
+            "batch committed"
+        );
+        Ok(Outcome::Decided(report))
+    }
+
+    /// Steps and drains until `shutdown` turns true; runs the clock if configured. A failed
+    /// batch is rolled back and read again from the stored position after a pause.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ReconcilerError> {
+        tracing::info!(
+            stream = %self.settings.stream,
+            schema = %self.settings.schema,
+            consumer = %self.settings.consumer,
+            "reconciler started"
+        );
+        let ticker = self.settings.tick_interval.map(|interval| {
+            let publisher = Publisher::new(
+                self.js.clone(),
+                self.settings.subjects.clone(),
+                PublisherSettings::default(),
+            );
+            tokio::spawn(Ticker::new(publisher, interval).run(shutdown.clone()))
+        });
+        // The drainer publishes concurrently, woken after every batch that decided follow-ups
+        // and at least once a second (rows held while catching up become publishable as the
+        // position passes them): consuming never waits for publish acks.
+        let wake = Arc::new(Notify::new());
+        let drainer = tokio::spawn(drain_loop(
+            self.outbox.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
+        while !*shutdown.borrow() {
+            let step = tokio::select! {
+                step = self.step(Duration::from_millis(500)) => step,
+                _ = shutdown.changed() => break,
+            };
+            match step {
+                Ok(Outcome::Decided(report)) => {
+                    if report.follow_ups > 0 {
+                        wake.notify_one();
+                    }
+                    tracing::debug!(
+                        folded = report.folded,
+                        decisions = report.decisions,
+                        follow_ups = report.follow_ups,
+                        position = report.position,
+                        "batch decided"
+                    );
+                }
+                Ok(Outcome::Idle) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch failed; resuming from the stored position");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match Self::subscribe(&self.pool, &self.js, &self.settings).await {
+                        Ok(messages) => self.messages = messages,
+                        Err(e) => tracing::warn!(error = %e, "could not resubscribe yet"),
+                    }
+                }
+            }
+        }
+        let _ = drainer.await;
+        if let Some(ticker) = ticker {
+            let _ = ticker.await;
+        }
+        tracing::info!("reconciler stopped");
+        Ok(())
+    }
+}
+
+/// Drains the outbox whenever woken, and at least once a second, until `shutdown` turns true.
+async fn drain_loop(outbox: Outbox, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        let began = Instant::now();
+        match outbox.drain().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(
+                published = n,
+                elapsed_us = began.elapsed().as_micros() as u64,
+                "follow-ups published"
+            ),
+            Err(e) => tracing::warn!(error = %e, "publishing follow-ups failed; will retry"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The catalogue end to end: events published to a real JetStream stream, decided by the real
+//! reconciler (private fold, ledger and outbox in PostgreSQL), follow-ups published from the
+//! outbox and folded by the real projector. For every scenario the follow-ups in the stream must
+//! be the expected ones and exactly (ids, types, data) what the in-memory simulator decides for
+//! the same history; then the read models are checked where the catalogue says what they show.
+
+use crate::harness::Harness;
+use crate::scenarios::{lines, main_run, run_end_scenarios, tick_scenarios, Scenario};
+use crate::world::World;
+use events::{Event, RunId};
+use reconciler::sim::Simulator;
+use serde_json::{json, Value};
+
+/// What running scenarios end to end produced, per scenario.
+pub struct Ran {
+    pub worlds: Vec<World>,
+    pub phases: Vec<Vec<Vec<Event>>>,
+}
+
+impl Ran {
+    fn index(&self, scenarios: &[Scenario], name: &str) -> usize {
+        scenarios
+            .iter()
+            .position(|s| s.name.starts_with(name))
+            .unwrap_or_else(|| panic!("no scenario named {name}"))
+    }
+}
+
+/// Runs `scenarios` together on `h` (they must not use ticks unless alone), phase by phase.
+pub async fn run(h: &mut Harness, scenarios: &[Scenario]) -> Ran {
+    let n = scenarios.len();
+    assert!(
+        n == 1 || scenarios.iter().all(|s| !s.ticks),
+        "a tick sweeps every issue: tick scenarios run alone"
+    );
+    let mut worlds: Vec<World> = (0..n).map(|_| World::new()).collect();
+    let mut so_far: Vec<Vec<Event>> = vec![Vec::new(); n];
+    let mut inputs: Vec<Vec<Vec<Event>>> = vec![Vec::new(); n];
+    let mut phases: Vec<Vec<Vec<Event>>> = vec![Vec::new(); n];
+    let rounds = scenarios.iter().map(|s| s.phases.len()).max().unwrap_or(0);
+    for round in 0..rounds {
+        for (i, scenario) in scenarios.iter().enumerate() {
+            let Some(phase) = scenario.phases.get(round) else {
+                continue;
+            };
+            let given = (phase.given)(&mut worlds[i], &so_far[i]);
+            h.publish(&given).await;
+            inputs[i].push(given);
+        }
+        h.settle().await;
+        let all = h.follow_ups().await;
+        for (i, scenario) in scenarios.iter().enumerate() {
+            let Some(phase) = scenario.phases.get(round) else {
+                continue;
+            };
+            let mine: Vec<Event> = all
+                .iter()
+                .filter(|e| e.company_id == worlds[i].company)
+                .cloned()
+                .collect();
+            let new = mine[so_far[i].len()..].to_vec();
+            assert_eq!(
+                lines(&new),
+                phase.expect,
+                "{}: phase {} end to end",
+                scenario.name,
+                round + 1
+            );
+            phases[i].push(new);
+            so_far[i] = mine;
+        }
+    }
+    for (i, scenario) in scenarios.iter().enumerate() {
+        (scenario.check)(&worlds[i], &phases[i]);
+        let mut sim = Simulator::new(scenario.policy.clone());
+        let simulated: Vec<Event> = inputs[i]
+            .iter()
+            .flat_map(|given| sim.run(given.iter().cloned()))
+            .collect();
+        assert_eq!(
+            phases[i].concat(),
+            simulated,
+            "{}: the stream holds exactly what the simulator decides",
+            scenario.name
+        );
+    }
+    Ran { worlds, phases }
+}
+
+async fn run_alone(name: &str) -> (Harness, World, Vec<Vec<Event>>) {
+    let scenario = tick_scenarios()
+        .into_iter()
+        .chain(run_end_scenarios())
+        .find(|s| s.name.starts_with(name))
+        .unwrap_or_else(|| panic!("no scenario named {name}"));
+    let mut h = Harness::new(scenario.policy.clone()).await;
+    let mut ran = run(&mut h, std::slice::from_ref(&scenario)).await;
+    (h, ran.worlds.remove(0), ran.phases.remove(0))
+}
+
+fn run_of(events: &[Event]) -> RunId {
+    crate::world::queued_run(events)
+}
+
+#[tokio::test]
+async fn run_end_catalogue_end_to_end() {
+    let scenarios = run_end_scenarios();
+    let mut h = Harness::new(reconciler::engine::Policy::default()).await;
+    let ran = run(&mut h, &scenarios).await;
+
+    // process loss: failed/process_lost, one queued retry, execution → retry, checkout → old
+    let i = ran.index(&scenarios, "process loss with a dead pid");
+    let (w, old) = (&ran.worlds[i], main_run(&ran.worlds[i]));
+    let retry = run_of(&ran.phases[i][0]);
+    let r = h.row("runs", "run_id", old.0).await;
+    assert_eq!(
+        (r["status"].clone(), r["error_code"].clone()),
+        (json!("failed"), json!("process_lost"))
+    );
+    assert_eq!(r["stop_reason"], "process_lost");
+    assert_eq!(r["timeout_configured"], false);
+    assert_eq!(r["timeout_fired"], false);
+    assert_eq!(r["liveness_state"], "failed");
+    assert!(r["liveness_reason"]
+        .as_str()
+        .unwrap()
+        .contains("process_lost"));
+    let q = h.row("runs", "run_id", retry.0).await;
+    assert_eq!(q["status"], "queued");
+    assert_eq!(q["retry_of_run_id"], json!(old));
+    assert_eq!(q["process_loss_retry_count"], 1);
+    let issue = h.row("issues", "issue_id", w.issue.0).await;
+    assert_eq!(
+        issue["execution_run_id"],
+        json!(retry),
+        "execution moves to the retry"
+    );
+    assert_eq!(
+        issue["checkout_run_id"],
+        json!(old),
+        "checkout is untouched"
+    );
+
+    // a retry lost again: no retry, lock released, checkout kept
+    let i = ran.index(&scenarios, "process loss of a retry");
+    let issue = h.row("issues", "issue_id", ran.worlds[i].issue.0).await;
+    assert_eq!(issue["execution_run_id"], Value::Null);
+    assert_eq!(issue["checkout_run_id"], json!(main_run(&ran.worlds[i])));
+
+    // refused retry of a done issue: visible on the issue and the run, lock released
+    let i = ran.index(&scenarios, "process loss on a done issue");
+    let w = &ran.worlds[i];
+    let issue = h.row("issues", "issue_id", w.issue.0).await;
+    assert_eq!(issue["execution_run_id"], Value::Null);
+    let activity = h
+        .json_rows(
+            "SELECT details FROM activity_log WHERE entity_id = $1 AND action = 'issue.follow_up_refused'",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(activity.len(), 1);
+    assert_eq!(activity[0]["follow_up"], "process_lost_retry");
+    let timeline = h
+        .json_rows(
+            "SELECT to_jsonb(e) FROM run_events e WHERE run_id = $1 AND type = 'follow_up.refused'",
+            main_run(w).0,
+        )
+        .await;
+    assert_eq!(timeline.len(), 1);
+
+    // continuation: the wakeup and its run are in the read models
+    let i = ran.index(&scenarios, "planning sentence");
+    let w = &ran.worlds[i];
+    let key = format!(
+        "run_liveness_continuation:{}:{}:plan_only:1",
+        w.issue,
+        main_run(w)
+    );
+    let wakeups = h
+        .json_rows(
+            "SELECT to_jsonb(w) FROM wakeup_requests w WHERE issue_id = $1 AND idempotency_key IS NOT NULL",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(wakeups.len(), 1);
+    assert_eq!(wakeups[0]["idempotency_key"], json!(key));
+    let continued = run_of(&ran.phases[i][0]);
+    assert_eq!(
+        h.row("runs", "run_id", continued.0).await["continuation_attempt"],
+        1
+    );
+    assert_eq!(
+        h.row("runs", "run_id", main_run(w).0).await["liveness_state"],
+        "plan_only"
+    );
+
+    // exhaustion: one comment, the reason says so, the ledger shows "Exhausted"
+    let i = ran.index(&scenarios, "attempt 2");
+    let w = &ran.worlds[i];
+    let comments = h
+        .json_rows(
+            "SELECT to_jsonb(c) FROM issue_comments c WHERE issue_id = $1",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("Bounded liveness continuation exhausted"));
+    let ledger = h
+        .json_rows(
+            "SELECT to_jsonb(l) FROM issue_run_ledger l WHERE issue_id = $1",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(ledger[0]["exhausted"], true);
+
+    // the summary is a system document, revised by the run
+    let i = ran.index(&scenarios, "summary:");
+    let w = &ran.worlds[i];
+    let docs = h
+        .json_rows(
+            "SELECT to_jsonb(d) FROM documents d WHERE issue_id = $1",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["key"], "continuation-summary");
+    assert_eq!(docs[0]["is_system"], true);
+    let revisions = h
+        .json_rows(
+            "SELECT to_jsonb(r) FROM document_revisions r WHERE issue_id = $1",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(revisions[0]["created_by_run_id"], json!(main_run(w)));
+    let run = h.row("runs", "run_id", main_run(w).0).await;
+    assert_eq!(
+        run["evidence_revisions"], 0,
+        "the summary is never evidence"
+    );
+
+    // historical classification: done after the finish does not change the verdict
+    let i = ran.index(&scenarios, "the issue as of the run's end");
+    let run = h.row("runs", "run_id", main_run(&ran.worlds[i]).0).await;
+    assert_eq!(run["liveness_state"], "plan_only");
+}
+
+#[tokio::test]
+async fn stranded_todo_dispatch_then_escalation_end_to_end() {
+    let (h, w, phases) = run_alone("stranded todo").await;
+    let issue = h.row("issues", "issue_id", w.issue.0).await;
+    assert_eq!(issue["status"], "blocked");
+    assert_eq!(issue["assignee_agent_id"], json!(w.agent), "assignee kept");
+    let comments = h
+        .json_rows(
+            "SELECT to_jsonb(c) FROM issue_comments c WHERE issue_id = $1",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0]["author_agent_id"], Value::Null);
+    assert_eq!(comments[0]["author_user_id"], Value::Null);
+    let activity = h
+        .json_rows(
+            "SELECT to_jsonb(a) FROM activity_log a
+             WHERE entity_id = $1 AND action = 'issue.updated' AND details->>'status' = 'blocked'",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(activity.len(), 1);
+    let details = &activity[0]["details"];
+    assert_eq!(activity[0]["actor_type"], "system");
+    assert_eq!(
+        details["source"],
+        "heartbeat.reconcile_stranded_assigned_issue"
+    );
+    assert_eq!(details["previous_status"], "todo");
+    assert_eq!(details["identifier"], "PAP-12");
+    assert_eq!(details["latest_run_id"], json!(run_of(&phases[1])));
+    assert_eq!(details["latest_run_status"], "failed");
+    assert_eq!(details["latest_run_error_code"], "process_lost");
+}
+
+#[tokio::test]
+async fn run_ending_right_after_an_escalation_sees_it_end_to_end() {
+    let (h, w, _) = run_alone("a run ending right after an escalation").await;
+    assert_eq!(
+        h.row("issues", "issue_id", w.issue.0).await["status"],
+        "blocked"
+    );
+}
+
+#[tokio::test]
+async fn stranded_in_progress_continuation_then_escalation_end_to_end() {
+    let (h, w, _) = run_alone("stranded in_progress").await;
+    assert_eq!(
+        h.row("issues", "issue_id", w.issue.0).await["status"],
+        "blocked"
+    );
+}
+
+#[tokio::test]
+async fn recovery_run_that_only_plans_is_continued_end_to_end() {
+    let (h, w, phases) = run_alone("the recovery run only plans").await;
+    let recovery = run_of(&phases[1]);
+    let run = h.row("runs", "run_id", recovery.0).await;
+    assert_eq!(run["liveness_state"], "plan_only");
+    assert_eq!(run["context"]["retry_reason"], "issue_continuation_needed");
+    let continued = run_of(&phases[2]);
+    let next = h.row("runs", "run_id", continued.0).await;
+    assert_eq!(
+        next["context"]["liveness_continuation_source_run_id"],
+        json!(recovery)
+    );
+    assert_eq!(
+        h.row("issues", "issue_id", w.issue.0).await["status"],
+        "in_progress"
+    );
+}
+
+#[tokio::test]
+async fn recovery_run_with_a_plan_revision_is_advanced_and_left_alone_end_to_end() {
+    let (h, w, phases) = run_alone("the recovery run writes a plan revision").await;
+    let run = h.row("runs", "run_id", run_of(&phases[1]).0).await;
+    assert_eq!(run["liveness_state"], "advanced");
+    assert_eq!(
+        h.row("issues", "issue_id", w.issue.0).await["status"],
+        "in_progress"
+    );
+}
+
+#[tokio::test]
+async fn user_assigned_issue_is_untouched_end_to_end() {
+    let (h, w, _) = run_alone("a user-assigned todo").await;
+    assert_eq!(
+        h.row("issues", "issue_id", w.issue.0).await["status"],
+        "todo"
+    );
+    let runs = h
+        .json_rows(
+            "SELECT to_jsonb(r) FROM runs r WHERE issue_id = $1",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(runs.len(), 1, "no recovery run");
+}
+
+#[tokio::test]
+async fn silent_detached_run_gets_a_cancel_request_end_to_end() {
+    let (h, w, _) = run_alone("a detached run silent").await;
+    let run = h.row("runs", "run_id", main_run(&w).0).await;
+    assert!(run["cancel_requested_at"].is_string());
+    assert!(run["cancel_reason"]
+        .as_str()
+        .unwrap()
+        .contains("silent for 15m"));
+    assert_eq!(
+        run["status"], "running",
+        "the supervisor or watchdog ends it"
+    );
+}
+
+#[tokio::test]
+async fn storm_ceiling_refusal_is_visible_end_to_end() {
+    let (h, w, phases) = run_alone("storm ceiling").await;
+    let lost = run_of(&phases[1]);
+    let issue = h.row("issues", "issue_id", w.issue.0).await;
+    assert_eq!(
+        issue["execution_run_id"],
+        Value::Null,
+        "the kept lock is released"
+    );
+    let activity = h
+        .json_rows(
+            "SELECT details FROM activity_log WHERE entity_id = $1 AND action = 'issue.follow_up_refused'",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(activity.len(), 1);
+    assert!(activity[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("ceiling 2"));
+    let timeline = h
+        .json_rows(
+            "SELECT to_jsonb(e) FROM run_events e WHERE run_id = $1 AND type = 'follow_up.refused'",
+            lost.0,
+        )
+        .await;
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0]["level"], "warn");
+}
+
+#[tokio::test]
+async fn backoff_refusal_then_sweep_recovery_end_to_end() {
+    run_alone("backoff").await;
+}
+
+#[tokio::test]
+async fn sweep_refusal_is_recorded_once_end_to_end() {
+    run_alone("a sweep refusal is recorded once").await;
+}

@@ -1,0 +1,946 @@
+//! The reference's scenario catalogue (§11) as data: given events (in phases; everything settles
+//! between phases) → the follow-ups the reconciler emits, one summary line each, plus detailed
+//! checks. The same table runs through the in-memory simulator (`decisions.rs`) and end to end
+//! through NATS and PostgreSQL (`e2e.rs`), which also compares the two exactly.
+
+use crate::world::{queued_run, World, PLAN_SENTENCE};
+use ::reconciler::engine::Policy;
+use ::reconciler::storm::StormPolicy;
+use chrono::TimeDelta;
+use events::*;
+use serde_json::{json, Value};
+
+/// Input of one phase: built from the world and the follow-ups emitted so far.
+pub type Given = Box<dyn Fn(&mut World, &[Event]) -> Vec<Event> + Send + Sync>;
+/// Detailed checks on the follow-ups of every phase.
+pub type Check = Box<dyn Fn(&World, &[Vec<Event>]) + Send + Sync>;
+
+pub struct Phase {
+    pub given: Given,
+    pub expect: Vec<&'static str>,
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub policy: Policy,
+    pub phases: Vec<Phase>,
+    pub check: Check,
+    /// Whether it publishes ticks (a tick sweeps every issue, so such scenarios run alone).
+    pub ticks: bool,
+}
+
+/// One line per follow-up: type and the fields a scenario is about.
+pub fn line(event: &Event) -> String {
+    match &event.data {
+        EventData::RunLivenessClassified(d) => format!("liveness {}: {}", d.state, d.reason),
+        EventData::DocumentRevised(d) => format!("summary r{}", d.revision_number),
+        EventData::WakeupRequested(d) => format!("wakeup {}", d.reason),
+        EventData::RunQueued(d) => format!(
+            "queued attempt={} retries={}",
+            d.continuation_attempt, d.process_loss_retry_count
+        ),
+        EventData::IssueCommentAdded(d) => {
+            let first = d.body.lines().next().unwrap_or_default();
+            format!("comment: {}", first.split(',').next().unwrap_or_default())
+        }
+        EventData::IssueUpdated(d) => {
+            format!("issue -> {}", d.status.map_or("?", |s| s.as_str()))
+        }
+        EventData::RunCancelRequested(_) => "cancel requested".into(),
+        EventData::IssueFollowUpRefused(d) => format!("refused {}: {}", d.follow_up, d.reason),
+        other => other.event_type().to_string(),
+    }
+}
+
+pub fn lines(events: &[Event]) -> Vec<String> {
+    events.iter().map(line).collect()
+}
+
+fn phase(
+    expect: Vec<&'static str>,
+    given: impl Fn(&mut World, &[Event]) -> Vec<Event> + Send + Sync + 'static,
+) -> Phase {
+    Phase {
+        given: Box::new(given),
+        expect,
+    }
+}
+
+fn no_check() -> Check {
+    Box::new(|_, _| {})
+}
+
+fn scenario(name: &'static str, phases: Vec<Phase>, check: Check) -> Scenario {
+    Scenario {
+        name,
+        policy: Policy::default(),
+        phases,
+        check,
+        ticks: false,
+    }
+}
+
+fn find<'a, T>(events: &'a [Event], pick: impl Fn(&'a EventData) -> Option<&'a T>) -> &'a T {
+    events
+        .iter()
+        .find_map(|e| pick(&e.data))
+        .expect("the follow-up is there")
+}
+
+fn liveness(events: &[Event]) -> &run::RunLivenessClassified {
+    find(events, |d| match d {
+        EventData::RunLivenessClassified(l) => Some(l),
+        _ => None,
+    })
+}
+
+fn wakeup(events: &[Event]) -> &wakeup::WakeupRequested {
+    find(events, |d| match d {
+        EventData::WakeupRequested(w) => Some(w),
+        _ => None,
+    })
+}
+
+fn queued(events: &[Event]) -> &run::RunQueued {
+    find(events, |d| match d {
+        EventData::RunQueued(q) => Some(q),
+        _ => None,
+    })
+}
+
+fn summary_body(events: &[Event]) -> &str {
+    &find(events, |d| match d {
+        EventData::DocumentRevised(r) => Some(r),
+        _ => None,
+    })
+    .body
+}
+
+fn comment_body(events: &[Event]) -> &str {
+    &find(events, |d| match d {
+        EventData::IssueCommentAdded(c) => Some(c),
+        _ => None,
+    })
+    .body
+}
+
+fn refused(events: &[Event]) -> &issue::IssueFollowUpRefused {
+    find(events, |d| match d {
+        EventData::IssueFollowUpRefused(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// The run of the scenario's main run (fixed per world so checks can name it).
+pub fn main_run(w: &World) -> RunId {
+    RunId(uuid::Uuid::new_v5(&w.issue.0, b"main-run"))
+}
+
+fn base(w: &mut World) -> Vec<Event> {
+    vec![w.agent("codex_local"), w.issue(IssueStatus::InProgress)]
+}
+
+/// Agent, issue, the main run started: the catalogue's defaults.
+fn running(w: &mut World) -> Vec<Event> {
+    let mut events = base(w);
+    events.extend(w.start(main_run(w)));
+    events
+}
+
+const PLAN_ONLY: &str =
+    "liveness plan_only: Run described future work without concrete action evidence";
+const EMPTY: &str =
+    "liveness empty_response: Run succeeded without useful output or concrete action evidence";
+const LOST: &str = "liveness failed: Run ended with failed (process_lost)";
+const CONTINUATION: [&str; 2] = [
+    "wakeup run_liveness_continuation",
+    "queued attempt=1 retries=0",
+];
+
+fn with(mut head: Vec<&'static str>, tail: &[&'static str]) -> Vec<&'static str> {
+    head.extend_from_slice(tail);
+    head
+}
+
+/// Scenarios whose decisions are triggered by run ends only (they can share one stream).
+pub fn run_end_scenarios() -> Vec<Scenario> {
+    vec![
+        scenario(
+            "planning sentence: plan_only, next action, continuation attempt 1 with every field",
+            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+                let mut e = running(w);
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e
+            })],
+            Box::new(|w, phases| {
+                let f = &phases[0];
+                let run = main_run(w);
+                assert_eq!(liveness(f).next_action.as_deref(), Some(PLAN_SENTENCE));
+                assert!(liveness(f).last_useful_action_at.is_none());
+                let wake = wakeup(f);
+                let key = format!("run_liveness_continuation:{}:{run}:plan_only:1", w.issue);
+                assert_eq!(wake.idempotency_key.as_deref(), Some(key.as_str()));
+                assert_eq!(wake.source, InvocationSource::Automation);
+                assert_eq!(wake.trigger_detail, TriggerDetail::System);
+                assert_eq!(wake.requested_by_actor_type, ActorType::System);
+                assert_eq!(wake.requested_by_actor_id.as_deref(), Some("heartbeat"));
+                assert_eq!(
+                    Value::Object(wake.payload.clone()),
+                    json!({
+                        "issue_id": w.issue,
+                        "source_run_id": run,
+                        "liveness_state": "plan_only",
+                        "liveness_reason": "Run described future work without concrete action evidence",
+                        "continuation_attempt": 1,
+                        "max_continuation_attempts": 2,
+                        "instruction": PLAN_SENTENCE,
+                    })
+                );
+                let q = queued(f);
+                assert_eq!(q.wakeup_id, Some(wake.wakeup_id));
+                assert_eq!(q.continuation_attempt, 1);
+                for key in [
+                    "wake_reason",
+                    "liveness_continuation_attempt",
+                    "liveness_continuation_max_attempts",
+                    "liveness_continuation_source_run_id",
+                    "liveness_continuation_state",
+                    "liveness_continuation_reason",
+                    "liveness_continuation_instruction",
+                ] {
+                    assert!(q.context.contains_key(key), "context has {key}");
+                }
+                assert_eq!(q.context["wake_reason"], "run_liveness_continuation");
+            }),
+        ),
+        scenario(
+            "no output and no evidence: empty_response, continuation attempt 1",
+            vec![phase(with(vec![EMPTY, "summary r1"], &CONTINUATION), |w, _| {
+                let mut e = running(w);
+                e.push(w.says(main_run(w), ""));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "comment, revision, work product and tool event: advanced, last useful action",
+            vec![phase(
+                vec![
+                    "liveness advanced: Run produced concrete action evidence: 1 issue comment(s), 1 document revision(s), 1 work product(s), 3 activity event(s), 1 tool/action event(s)",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.comment(run));
+                    e.push(w.revision("notes", run));
+                    e.push(w.work_product(run));
+                    e.push(w.activity(run, ActivityKind::ToolCall));
+                    e.push(w.says(run, "Implemented the query; tests pass."));
+                    e
+                },
+            )],
+            Box::new(|w, phases| {
+                let newest = w.now() - TimeDelta::seconds(1); // the tool event, before the finish
+                assert_eq!(liveness(&phases[0]).last_useful_action_at, Some(newest));
+            }),
+        ),
+        scenario(
+            "workspace operation and a plan: plan_only without last useful action",
+            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+                let run = main_run(w);
+                let mut e = running(w);
+                e.push(w.activity(run, ActivityKind::Workspace));
+                e.push(w.says(run, "I will inspect the repo next."));
+                e
+            })],
+            Box::new(|_, phases| {
+                assert!(liveness(&phases[0]).last_useful_action_at.is_none());
+            }),
+        ),
+        scenario(
+            "planning task with a Plan: header: advanced (exempt)",
+            vec![phase(
+                vec![
+                    "liveness advanced: Planning/document task produced useful output and is exempt from plan-only classification",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = vec![
+                        w.agent("codex_local"),
+                        w.issue_with(IssueStatus::InProgress, "Draft implementation plan", None, None),
+                    ];
+                    e.extend(w.start(run));
+                    e.push(w.says(run, "Plan:\n- inspect files"));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "plan revision and Next steps: advanced",
+            vec![phase(
+                vec![
+                    "liveness advanced: Run produced concrete action evidence: 1 document revision(s), 1 activity event(s)",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.revision("plan", run));
+                    e.push(w.says(run, "Next steps:\n- inspect files"));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "issue done: completed, no continuation",
+            vec![phase(vec!["liveness completed: Issue is done", "summary r1"], |w, _| {
+                let mut e = running(w);
+                e.push(w.update(|u| u.status = Some(IssueStatus::Done)));
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "declared blocker: blocked, no continuation",
+            vec![phase(
+                vec![
+                    "liveness blocked: Run output declared a concrete blocker",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let mut e = running(w);
+                    e.push(w.says(
+                        main_run(w),
+                        "I cannot proceed because I need access credentials.",
+                    ));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "empty_response at attempt 1: continuation attempt 2",
+            vec![phase(
+                vec![EMPTY, "summary r1", "wakeup run_liveness_continuation", "queued attempt=2 retries=0"],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = base(w);
+                    e.push(w.queued(run, 0, 1));
+                    e.push(w.started(run));
+                    e.push(w.says(run, ""));
+                    e
+                },
+            )],
+            Box::new(|_, phases| {
+                assert_eq!(wakeup(&phases[0]).payload["continuation_attempt"], 2);
+            }),
+        ),
+        scenario(
+            "attempt 2: exhausted, no wakeup, one comment",
+            vec![phase(
+                vec![
+                    "liveness plan_only: Run described future work without concrete action evidence; continuation attempts exhausted",
+                    "summary r1",
+                    "comment: Bounded liveness continuation exhausted",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = base(w);
+                    e.push(w.queued(run, 0, 2));
+                    e.push(w.started(run));
+                    e.push(w.says(run, PLAN_SENTENCE));
+                    e
+                },
+            )],
+            Box::new(|_, phases| {
+                assert!(comment_body(&phases[0]).contains("Attempts used: 2/2"));
+            }),
+        ),
+        scenario(
+            "guard: the issue was reassigned to another agent",
+            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+                let mut e = running(w);
+                e.push(w.update(|u| u.assignee_agent_id = Some(Some(AgentId::new_random()))));
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "guard: an execution state (review stage) is active",
+            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+                let mut e = running(w);
+                e.push(w.update(|u| u.execution_state = Some(Some(json!({"stage": "review"})))));
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "guard: the agent is paused",
+            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+                let mut e = running(w);
+                e.push(w.agent_status(AgentStatus::Paused, false));
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "guard: budget hard stop",
+            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+                let mut e = running(w);
+                e.push(w.agent_status(AgentStatus::Idle, true));
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "guard: a wakeup with the continuation's key exists",
+            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+                let run = main_run(w);
+                let mut e = running(w);
+                let key = format!("run_liveness_continuation:{}:{run}:plan_only:1", w.issue);
+                e.push(w.wakeup_with_key(&key));
+                e.push(w.says(run, PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "summary: objective, acceptance criteria, run line, touched path, caps",
+            vec![phase(
+                vec![
+                    "liveness needs_followup: Run produced useful output but no concrete action evidence",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = vec![
+                        w.agent("codex_local"),
+                        w.issue_with(
+                            IssueStatus::InProgress,
+                            "Implement feature",
+                            Some("## Objective\nShip the run ledger.\n\n## Acceptance Criteria\n- Ledger shows 8 runs"),
+                            None,
+                        ),
+                    ];
+                    e.extend(w.start(run));
+                    e.push(w.finish(
+                        run,
+                        RunOutcome::Succeeded,
+                        json!({"summary": "Edited server/src/services/heartbeat.ts and ran the tests."}),
+                        None,
+                    ));
+                    e
+                },
+            )],
+            Box::new(|w, phases| {
+                let body = summary_body(&phases[0]);
+                assert!(body.contains("## Objective\n\nShip the run ledger."), "{body}");
+                assert!(body.contains("## Acceptance Criteria\n\n- Ledger shows 8 runs"), "{body}");
+                let line = format!("Run `{}` finished with status `succeeded`", main_run(w));
+                assert!(body.contains(&line), "{body}");
+                assert!(body.contains("`server/src/services/heartbeat.ts`"), "{body}");
+                for section in [
+                    "Recent Concrete Actions",
+                    "Files / Routes Touched",
+                    "Commands Run",
+                    "Blockers / Decisions",
+                    "Next Action",
+                ] {
+                    assert!(body.contains(&format!("## {section}")), "{section}");
+                }
+                assert!(body.chars().count() <= 8_000);
+            }),
+        ),
+        scenario(
+            "adapter failure: failed, summary names the error and the next action",
+            vec![phase(
+                vec!["liveness failed: Run ended with failed (adapter_failed)", "summary r1"],
+                |w, _| {
+                    let mut e = running(w);
+                    e.push(w.finish(
+                        main_run(w),
+                        RunOutcome::Failed,
+                        json!({}),
+                        Some(("adapter_failed", "adapter failed")),
+                    ));
+                    e
+                },
+            )],
+            Box::new(|_, phases| {
+                let body = summary_body(&phases[0]);
+                assert!(body.contains("Latest run error (adapter_failed): adapter failed"));
+                assert!(body.contains("Inspect the failed run, fix the cause"));
+            }),
+        ),
+        scenario(
+            "process loss with a dead pid: failed, one retry, count 1",
+            vec![phase(
+                vec![LOST, "wakeup process_lost_retry", "queued attempt=0 retries=1"],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.update(|u| u.checkout_run_id = Some(Some(run))));
+                    e.push(w.lost(run));
+                    e
+                },
+            )],
+            Box::new(|w, phases| {
+                let run = main_run(w);
+                let wake = wakeup(&phases[0]);
+                assert_eq!(
+                    Value::Object(wake.payload.clone()),
+                    json!({"issue_id": w.issue, "retry_of_run_id": run})
+                );
+                assert_eq!(wake.source, InvocationSource::Automation);
+                let q = queued(&phases[0]);
+                assert_eq!(q.retry_of_run_id, Some(run));
+                assert_eq!(q.process_loss_retry_count, 1);
+                assert_eq!(q.context["wake_reason"], "process_lost_retry");
+                assert_eq!(q.context["retry_reason"], "process_lost");
+                assert_eq!(q.context["retry_of_run_id"], json!(run));
+                assert_eq!(q.context["issue_id"], json!(w.issue), "same session context");
+            }),
+        ),
+        scenario(
+            "process loss of a retry (count 1): no second retry",
+            vec![phase(vec![LOST], |w, _| {
+                let run = main_run(w);
+                let mut e = base(w);
+                e.push(w.queued(run, 1, 0));
+                e.push(w.started(run));
+                e.push(w.update(|u| u.checkout_run_id = Some(Some(run))));
+                e.push(w.lost(run));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "process loss on a done issue: the retry is refused, visibly",
+            vec![phase(
+                vec![
+                    LOST,
+                    "refused process_lost_retry: issue is done: no retries for finished issues",
+                ],
+                |w, _| {
+                    let mut e = running(w);
+                    e.push(w.update(|u| u.status = Some(IssueStatus::Done)));
+                    e.push(w.lost(main_run(w)));
+                    e
+                },
+            )],
+            Box::new(|w, phases| {
+                assert_eq!(refused(&phases[0]).run_id, Some(main_run(w)));
+            }),
+        ),
+        scenario(
+            "cancelled run: classified failed, no summary",
+            vec![phase(vec!["liveness failed: Run ended with cancelled (cancelled)"], |w, _| {
+                let mut e = running(w);
+                e.push(w.finish(main_run(w), RunOutcome::Cancelled, json!({}), None));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "a second finish of an ended run decides nothing",
+            vec![phase(
+                vec![
+                    "liveness needs_followup: Run produced useful output but no concrete action evidence",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.says(run, "Done."));
+                    e.push(w.says(run, PLAN_SENTENCE));
+                    e.push(w.lost(run));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "the issue as of the run's end: done afterwards changes nothing",
+            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+                let mut e = running(w);
+                e.push(w.says(main_run(w), PLAN_SENTENCE));
+                e.push(w.update(|u| u.status = Some(IssueStatus::Done)));
+                e
+            })],
+            no_check(),
+        ),
+    ]
+}
+
+/// A first run that failed the way the catalogue's recovery fixtures say ("last run
+/// `process_lost`, error 'run failed before issue advanced'"), already a retry so it is not
+/// retried again.
+fn stranded(w: &mut World, status: IssueStatus, user: Option<&str>) -> Vec<Event> {
+    let run = main_run(w);
+    let mut e = vec![
+        w.agent("codex_local"),
+        w.issue_with(status, "Implement feature", None, user),
+    ];
+    e.push(w.queued(run, 1, 0));
+    e.push(w.started(run));
+    e.push(w.finish(
+        run,
+        RunOutcome::Failed,
+        json!({}),
+        Some(("process_lost", "run failed before issue advanced")),
+    ));
+    e
+}
+
+fn tick_after(by: TimeDelta) -> impl Fn(&mut World, &[Event]) -> Vec<Event> + Send + Sync {
+    move |w, _| {
+        w.advance(by);
+        vec![w.tick()]
+    }
+}
+
+/// The recovery run (queued by the last tick) starts and fails like the first one.
+fn recovery_fails(w: &mut World, so_far: &[Event]) -> Vec<Event> {
+    w.advance(TimeDelta::minutes(1));
+    let run = queued_run(so_far);
+    vec![
+        w.started(run),
+        w.finish(
+            run,
+            RunOutcome::Failed,
+            json!({}),
+            Some(("process_lost", "run failed before issue advanced")),
+        ),
+    ]
+}
+
+const FIRST_FAILED: [&str; 2] = [LOST, "summary r1"];
+const RECOVERY_FAILED: [&str; 2] = [LOST, "summary r2"];
+
+fn ticking(name: &'static str, phases: Vec<Phase>, check: Check) -> Scenario {
+    Scenario {
+        ticks: true,
+        ..scenario(name, phases, check)
+    }
+}
+
+/// Scenarios driven by ticks (each runs on its own stream).
+pub fn tick_scenarios() -> Vec<Scenario> {
+    let minute = TimeDelta::minutes(1);
+    vec![
+        ticking(
+            "stranded todo: one dispatch, then escalation with 'retried dispatch'",
+            vec![
+                phase(FIRST_FAILED.to_vec(), |w, _| stranded(w, IssueStatus::Todo, None)),
+                phase(
+                    vec!["wakeup issue_assignment_recovery", "queued attempt=0 retries=0"],
+                    tick_after(minute),
+                ),
+                phase(vec![], tick_after(minute)),
+                phase(RECOVERY_FAILED.to_vec(), recovery_fails),
+                phase(
+                    vec![
+                        "issue -> blocked",
+                        "comment: runledger automatically retried dispatch for this assigned `todo` issue after a lost wake/run",
+                    ],
+                    tick_after(minute),
+                ),
+                phase(vec![], tick_after(minute)),
+            ],
+            Box::new(|w, phases| {
+                let q = queued(&phases[1]);
+                assert_eq!(q.context["retry_reason"], "assignment_recovery");
+                assert_eq!(q.context["source"], "issue.assignment_recovery");
+                assert_eq!(q.retry_of_run_id, Some(main_run(w)));
+                assert_eq!(wakeup(&phases[1]).payload["retry_of_run_id"], json!(main_run(w)));
+                let body = comment_body(&phases[4]);
+                assert!(body.contains("retried dispatch"), "{body}");
+                assert!(
+                    body.contains(
+                        "Latest retry failure: `process_lost` - run failed before issue advanced."
+                    ),
+                    "{body}"
+                );
+            }),
+        ),
+        ticking(
+            "a run ending right after an escalation sees the issue blocked",
+            vec![
+                phase(FIRST_FAILED.to_vec(), |w, _| stranded(w, IssueStatus::Todo, None)),
+                phase(
+                    vec!["wakeup issue_assignment_recovery", "queued attempt=0 retries=0"],
+                    tick_after(minute),
+                ),
+                phase(RECOVERY_FAILED.to_vec(), recovery_fails),
+                phase(
+                    vec![
+                        "issue -> blocked",
+                        "comment: runledger automatically retried dispatch for this assigned `todo` issue after a lost wake/run",
+                        "liveness blocked: Issue status is blocked",
+                        "summary r3",
+                    ],
+                    |w, _| {
+                        w.advance(TimeDelta::minutes(1));
+                        let run = RunId::new_random();
+                        let mut e = vec![w.tick()];
+                        e.extend(w.start(run));
+                        e.push(w.says(run, PLAN_SENTENCE));
+                        e
+                    },
+                ),
+            ],
+            no_check(),
+        ),
+        ticking(
+            "stranded in_progress: one continuation, then escalation with 'retried continuation'",
+            vec![
+                phase(FIRST_FAILED.to_vec(), |w, _| {
+                    stranded(w, IssueStatus::InProgress, None)
+                }),
+                phase(
+                    vec!["wakeup issue_continuation_needed", "queued attempt=0 retries=0"],
+                    tick_after(minute),
+                ),
+                phase(RECOVERY_FAILED.to_vec(), recovery_fails),
+                phase(
+                    vec![
+                        "issue -> blocked",
+                        "comment: runledger automatically retried continuation for this assigned `in_progress` issue after its live execution disappeared",
+                    ],
+                    tick_after(minute),
+                ),
+            ],
+            Box::new(|_, phases| {
+                let q = queued(&phases[1]);
+                assert_eq!(q.context["retry_reason"], "issue_continuation_needed");
+                assert_eq!(q.context["source"], "issue.continuation_recovery");
+                let body = comment_body(&phases[3]);
+                assert!(body.contains("retried continuation"), "{body}");
+                assert!(body.contains(
+                    "Latest retry failure: `process_lost` - run failed before issue advanced."
+                ));
+            }),
+        ),
+        ticking(
+            "the recovery run only plans: a continuation sourced from the recovery run",
+            vec![
+                phase(FIRST_FAILED.to_vec(), |w, _| {
+                    stranded(w, IssueStatus::InProgress, None)
+                }),
+                phase(
+                    vec!["wakeup issue_continuation_needed", "queued attempt=0 retries=0"],
+                    tick_after(minute),
+                ),
+                phase(
+                    with(vec![PLAN_ONLY, "summary r2"], &CONTINUATION),
+                    |w, so_far| {
+                        w.advance(TimeDelta::minutes(5));
+                        let run = queued_run(so_far);
+                        vec![w.started(run), w.says(run, PLAN_SENTENCE)]
+                    },
+                ),
+            ],
+            Box::new(|_, phases| {
+                let recovery = queued(&phases[1]).run_id;
+                let wake = wakeup(&phases[2]);
+                assert_eq!(wake.payload["source_run_id"], json!(recovery));
+                assert_eq!(wake.payload["liveness_state"], "plan_only");
+                assert_eq!(wake.payload["continuation_attempt"], 1);
+            }),
+        ),
+        ticking(
+            "the recovery run writes a plan revision: advanced, no continuation, not escalated",
+            vec![
+                phase(FIRST_FAILED.to_vec(), |w, _| {
+                    stranded(w, IssueStatus::InProgress, None)
+                }),
+                phase(
+                    vec!["wakeup issue_continuation_needed", "queued attempt=0 retries=0"],
+                    tick_after(minute),
+                ),
+                phase(
+                    vec![
+                        "liveness advanced: Run produced concrete action evidence: 1 document revision(s), 1 activity event(s)",
+                        "summary r2",
+                    ],
+                    |w, so_far| {
+                        w.advance(TimeDelta::minutes(5));
+                        let run = queued_run(so_far);
+                        vec![
+                            w.started(run),
+                            w.revision("plan", run),
+                            w.says(run, "Next steps:\n- inspect files"),
+                        ]
+                    },
+                ),
+                // the recovery succeeded: the idle issue is not escalated (reference §10)
+                phase(vec![], tick_after(minute)),
+            ],
+            no_check(),
+        ),
+        ticking(
+            "a user-assigned todo is never touched",
+            vec![
+                phase(FIRST_FAILED.to_vec(), |w, _| {
+                    stranded(w, IssueStatus::Todo, Some("user-1"))
+                }),
+                phase(vec![], tick_after(minute)),
+            ],
+            no_check(),
+        ),
+        ticking(
+            "a detached run silent for 15 minutes gets one cancel request",
+            vec![
+                phase(vec![], |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.detached(run));
+                    e
+                }),
+                phase(vec![], tick_after(TimeDelta::minutes(10))),
+                phase(vec!["cancel requested"], tick_after(TimeDelta::minutes(6))),
+                phase(vec![], tick_after(minute)),
+            ],
+            Box::new(|w, phases| {
+                let EventData::RunCancelRequested(cancel) = &phases[2][0].data else {
+                    panic!("a cancel request");
+                };
+                assert_eq!(cancel.run_id, main_run(w));
+                assert!(cancel.reason.contains("silent for 15m"), "{}", cancel.reason);
+            }),
+        ),
+        Scenario {
+            policy: Policy {
+                storm: StormPolicy {
+                    ceiling: 2,
+                    ..StormPolicy::default()
+                },
+                ..Policy::default()
+            },
+            ..ticking(
+                "storm ceiling: the third automatic wakeup within the window is refused, visibly",
+                vec![
+                    phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+                        let mut e = running(w);
+                        e.push(w.says(main_run(w), PLAN_SENTENCE));
+                        e
+                    }),
+                    phase(
+                        vec![
+                            PLAN_ONLY,
+                            "summary r2",
+                            "wakeup run_liveness_continuation",
+                            "queued attempt=2 retries=0",
+                        ],
+                        |w, so_far| {
+                            w.advance(TimeDelta::minutes(10));
+                            let run = queued_run(so_far);
+                            vec![w.started(run), w.says(run, PLAN_SENTENCE)]
+                        },
+                    ),
+                    phase(
+                        vec![
+                            LOST,
+                            "refused process_lost_retry: 2 automatic wakeups of this issue in the last 1h (ceiling 2)",
+                        ],
+                        |w, so_far| {
+                            w.advance(TimeDelta::minutes(10));
+                            let run = queued_run(so_far);
+                            vec![w.started(run), w.lost(run)]
+                        },
+                    ),
+                ],
+                Box::new(|w, phases| {
+                    let refusal = refused(&phases[2]);
+                    assert_eq!(refusal.issue_id, w.issue);
+                    assert_eq!(refusal.run_id, Some(queued(&phases[1]).run_id));
+                    assert!(refusal.retry_after.is_some());
+                }),
+            )
+        },
+        ticking(
+            "backoff: a continuation 3 s after a retry is refused; the sweep recovers later",
+            vec![
+                phase(
+                    vec![LOST, "wakeup process_lost_retry", "queued attempt=0 retries=1"],
+                    |w, _| {
+                        let mut e = running(w);
+                        e.push(w.lost(main_run(w)));
+                        e
+                    },
+                ),
+                phase(
+                    vec![
+                        PLAN_ONLY,
+                        "summary r1",
+                        "refused run_liveness_continuation: automatic wakeups of this issue back off: wakeup 2 within 1h must wait 30s after the previous one",
+                    ],
+                    |w, so_far| {
+                        let run = queued_run(so_far);
+                        vec![w.started(run), w.says(run, PLAN_SENTENCE)]
+                    },
+                ),
+                phase(
+                    vec!["wakeup issue_continuation_needed", "queued attempt=0 retries=0"],
+                    tick_after(TimeDelta::minutes(2)),
+                ),
+            ],
+            no_check(),
+        ),
+        Scenario {
+            policy: Policy {
+                storm: StormPolicy {
+                    ceiling: 1,
+                    ..StormPolicy::default()
+                },
+                ..Policy::default()
+            },
+            ..ticking(
+                "a sweep refusal is recorded once, not on every tick",
+                vec![
+                    phase(
+                        vec![LOST, "wakeup process_lost_retry", "queued attempt=0 retries=1"],
+                        |w, _| {
+                            let mut e = running(w);
+                            e.push(w.lost(main_run(w)));
+                            e
+                        },
+                    ),
+                    phase(
+                        vec!["liveness failed: Run ended with failed (adapter_failed)", "summary r1"],
+                        |w, so_far| {
+                            let run = queued_run(so_far);
+                            vec![
+                                w.started(run),
+                                w.finish(
+                                    run,
+                                    RunOutcome::Failed,
+                                    json!({}),
+                                    Some(("adapter_failed", "boom")),
+                                ),
+                            ]
+                        },
+                    ),
+                    phase(
+                        vec![
+                            "refused issue_continuation_needed: 1 automatic wakeups of this issue in the last 1h (ceiling 1)",
+                        ],
+                        tick_after(minute),
+                    ),
+                    phase(vec![], tick_after(minute)),
+                    phase(vec![], tick_after(minute)),
+                ],
+                no_check(),
+            )
+        },
+    ]
+}
