@@ -82,14 +82,14 @@ pub async fn spawn_beside(
     schema: &str,
     nats: Option<async_nats::Client>,
     http: &HttpArgs,
-    stream: &StreamArgs,
-    projector: &ProjectorArgs,
+    settings: api::ApiSettings,
+    metrics: std::sync::Arc<api::metrics::Registry>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let settings = http.settings(stream, projector)?;
     let listener = http.bind(&settings).await?;
     let pool = db::pool(database_url, schema, 8)?;
-    let state = api::ApiState::new(pool, nats, settings);
+    let mut state = api::ApiState::new(pool, nats, settings);
+    state.metrics = metrics;
     Ok(tokio::spawn(async move {
         if let Err(e) = api::serve(listener, state, stop).await {
             tracing::error!(error = %e, "read API stopped");

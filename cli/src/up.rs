@@ -66,18 +66,21 @@ async fn serve(
     )
     .await?;
     let reconciler = tokio::spawn(reconciler.run(stop.clone()));
+    // One registry: the projector feeds it, the API serves it on /metrics.
+    let metrics = std::sync::Arc::new(api::metrics::Registry::default());
     let api = crate::serve::spawn_beside(
         &infra.database_url,
         &args.db.schema,
         Some(js.client()),
         &args.http,
-        &args.stream,
-        &args.projector,
+        args.http.settings(&args.stream, &args.projector)?,
+        metrics.clone(),
         stop.clone(),
     )
     .await?;
-    let projector =
-        projector::Projector::start(pool, js, args.projector.settings(&args.stream)?).await?;
+    let projector = projector::Projector::start(pool, js, args.projector.settings(&args.stream)?)
+        .await?
+        .observe(move |report, took| metrics.record_projector_batch(report, took));
     projector.run(stop).await?;
     if let Ok(Err(e)) = reconciler.await {
         tracing::warn!(error = %e, "reconciler stopped with an error");

@@ -57,3 +57,42 @@ fn the_same_history_yields_byte_identical_follow_ups() {
         assert_eq!(first, replayed, "{}", scenario.name);
     }
 }
+
+#[test]
+fn ticks_are_the_same_event_for_every_publisher_of_a_slot() {
+    use ::reconciler::tick::{slot_of, tick};
+    use chrono::{TimeZone, Utc};
+    use std::time::Duration;
+    let interval = Duration::from_secs(30);
+    let now = Utc.with_ymd_and_hms(2026, 4, 1, 9, 0, 44).unwrap();
+    let slot = slot_of(now, interval);
+    let a = tick(interval, slot);
+    let b = tick(
+        interval,
+        slot_of(now - chrono::TimeDelta::seconds(10), interval),
+    );
+    assert_eq!(a.to_vec(), b.to_vec(), "same slot, byte-identical tick");
+    assert_ne!(a.id, tick(interval, slot + 1).id);
+    assert_ne!(
+        a.id,
+        tick(Duration::from_secs(10), slot).id,
+        "the interval is part of the id"
+    );
+    assert_eq!(
+        a.time,
+        Utc.with_ymd_and_hms(2026, 4, 1, 9, 0, 30).unwrap(),
+        "slot start"
+    );
+    let subjects = events::Subjects::new("runledger").unwrap();
+    let events::EventData::ReconcilerTicked(data) = &a.data else {
+        panic!("a tick");
+    };
+    assert_eq!(data.at, a.time);
+    assert_eq!(
+        subjects.of(&a),
+        format!(
+            "runledger.00000000-0000-0000-0000-000000000000.reconciler.{}",
+            data.tick_id
+        )
+    );
+}

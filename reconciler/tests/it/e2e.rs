@@ -70,6 +70,15 @@ pub async fn run(h: &mut Harness, scenarios: &[Scenario]) -> Ran {
             so_far[i] = mine;
         }
     }
+    let client = h.pool.get().await.unwrap();
+    for schema in ["public", "runledger_reconciler"] {
+        let dead: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {schema}.dead_letters"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(dead, 0, "no event was dead-lettered in {schema}");
+    }
     for (i, scenario) in scenarios.iter().enumerate() {
         (scenario.check)(&worlds[i], &phases[i]);
         let mut sim = Simulator::new(scenario.policy.clone());
@@ -401,4 +410,143 @@ async fn backoff_refusal_then_sweep_recovery_end_to_end() {
 #[tokio::test]
 async fn sweep_refusal_is_recorded_once_end_to_end() {
     run_alone("a sweep refusal is recorded once").await;
+}
+
+#[tokio::test]
+async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
+    use crate::world::PLAN_SENTENCE;
+    let mut h = Harness::new(reconciler::engine::Policy::default()).await;
+    let mut w = World::new();
+    let run = RunId::new_random();
+    let mut given = vec![
+        w.agent("codex_local"),
+        w.issue(events::IssueStatus::InProgress),
+    ];
+    given.extend(w.start(run));
+    given.push(w.says(run, PLAN_SENTENCE));
+    h.publish(&given).await;
+    let inputs = h.last_seq().await;
+    while h.reconciler.position().await.unwrap() < inputs {
+        h.reconciler
+            .step(std::time::Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+    // Publish, then lose the marks: a crash between publishing and marking.
+    assert_eq!(h.reconciler.outbox().drain().await.unwrap(), 4);
+    let client = h.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE runledger_reconciler.outbox SET published = false",
+            &[],
+        )
+        .await
+        .unwrap();
+    let with_follow_ups = h.last_seq().await;
+    assert_eq!(with_follow_ups, inputs + 4);
+
+    // Restart: the rows are held until the consumer has read up to the current head, where it
+    // finds the earlier copies and marks them; nothing is published again, whatever JetStream's
+    // duplicate window.
+    let mut settings = reconciler::ReconcilerSettings::new(&h.ts.stream, h.subjects.clone());
+    settings.tick_interval = None;
+    let mut restarted = reconciler::Reconciler::start(h.pool.clone(), h.ts.jetstream(), settings)
+        .await
+        .unwrap();
+    assert_eq!(restarted.outbox().drain().await.unwrap(), 0, "held");
+    while restarted.position().await.unwrap() < with_follow_ups {
+        restarted
+            .step(std::time::Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        restarted.outbox().drain().await.unwrap(),
+        0,
+        "seen, not republished"
+    );
+    let marked: i64 = client
+        .query_one(
+            "SELECT count(*) FROM runledger_reconciler.outbox WHERE published AND seen_seq IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(marked, 4);
+    assert_eq!(
+        h.last_seq().await,
+        with_follow_ups,
+        "nothing published twice"
+    );
+}
+
+#[tokio::test]
+async fn the_running_service_ticks_sweeps_and_publishes() {
+    use crate::scenarios::lines;
+    use std::time::Duration;
+    // A stranded in_progress issue (its only run failed), and the service loop with a 1 s clock.
+    let h = Harness::new(reconciler::engine::Policy::default()).await;
+    let mut w = World::new();
+    let run = RunId::new_random();
+    let mut given = vec![
+        w.agent("codex_local"),
+        w.issue(events::IssueStatus::InProgress),
+    ];
+    given.push(w.queued(run, 1, 0));
+    given.push(w.started(run));
+    given.push(w.finish(
+        run,
+        events::RunOutcome::Failed,
+        json!({}),
+        Some(("adapter_failed", "boom")),
+    ));
+    h.publish(&given).await;
+    let mut settings = reconciler::ReconcilerSettings::new(&h.ts.stream, h.subjects.clone());
+    settings.tick_interval = Some(Duration::from_secs(1));
+    settings.consumer = "service-under-test".into();
+    settings.schema = "service_under_test".into();
+    let service = reconciler::Reconciler::start(h.pool.clone(), h.ts.jetstream(), settings)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(service.run(stopped));
+    let company = w.company;
+    let found = testsupport::eventually(
+        Duration::from_secs(20),
+        "a continuation recovery decided at a published tick",
+        || {
+            let h = &h;
+            async move {
+                let mine: Vec<Event> = h
+                    .follow_ups()
+                    .await
+                    .into_iter()
+                    .filter(|e| e.company_id == company)
+                    .collect();
+                mine.iter()
+                    .any(|e| matches!(&e.data, events::EventData::WakeupRequested(_)))
+                    .then_some(mine)
+            }
+        },
+    )
+    .await;
+    let _ = stop.send(true);
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        lines(&found),
+        [
+            "liveness failed: Run ended with failed (adapter_failed)",
+            "summary r1",
+            "wakeup issue_continuation_needed",
+            "queued attempt=0 retries=0",
+        ]
+    );
+    let ticks = h
+        .history()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type() == events::EventType::ReconcilerTicked)
+        .count();
+    assert!(ticks >= 1, "the clock published ticks");
 }

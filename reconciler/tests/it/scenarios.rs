@@ -296,6 +296,32 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
             no_check(),
         ),
         scenario(
+            "a plan revision by another run and Next steps: plan_only",
+            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+                let run = main_run(w);
+                let mut e = running(w);
+                e.push(w.revision("plan", RunId::new_random()));
+                e.push(w.says(run, "Next steps:\n- inspect files"));
+                e
+            })],
+            Box::new(|_, phases| {
+                let verdict = liveness(&phases[0]);
+                assert!(verdict.last_useful_action_at.is_none());
+                assert_eq!(verdict.next_action.as_deref(), Some("Next steps:"));
+            }),
+        ),
+        scenario(
+            "the run's own continuation-summary revision is no evidence: still plan_only",
+            vec![phase(with(vec![PLAN_ONLY, "summary r2"], &CONTINUATION), |w, _| {
+                let run = main_run(w);
+                let mut e = running(w);
+                e.push(w.revision("continuation-summary", run));
+                e.push(w.says(run, PLAN_SENTENCE));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
             "issue done: completed, no continuation",
             vec![phase(vec!["liveness completed: Issue is done", "summary r1"], |w, _| {
                 let mut e = running(w);
