@@ -59,15 +59,25 @@ async fn serve(
         &args.stream,
         stop.clone(),
     )?;
+    // One registry: the projector and the reconciler feed it, the API serves it on /metrics.
+    let metrics = std::sync::Arc::new(api::metrics::Registry::default());
     let reconciler = reconciler::Reconciler::start(
         pool.clone(),
         js.clone(),
         args.reconciler.settings(&args.stream)?,
     )
-    .await?;
+    .await?
+    .observe({
+        let metrics = metrics.clone();
+        move |report| {
+            for (rule, n) in &report.by_rule {
+                for _ in 0..*n {
+                    metrics.record_reconciler_decision(rule);
+                }
+            }
+        }
+    });
     let reconciler = tokio::spawn(reconciler.run(stop.clone()));
-    // One registry: the projector feeds it, the API serves it on /metrics.
-    let metrics = std::sync::Arc::new(api::metrics::Registry::default());
     let api = crate::serve::spawn_beside(
         &infra.database_url,
         &args.db.schema,

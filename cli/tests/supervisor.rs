@@ -276,6 +276,26 @@ async fn kill_9_of_the_supervisor_detaches_and_then_killing_the_agent_loses_the_
     let mut ledger = Ledger::new(&ts, &subjects).await;
     let r = Run::new();
     let _cleanup = ResultDirCleanup(r.run);
+    // The agent is known, so the reconciler may retry its lost run.
+    let publisher = producers::Publisher::new(ts.jetstream(), subjects.clone(), Default::default());
+    let registered = events::agent::AgentRegistered {
+        agent_id: r.agent,
+        name: "CodexCoder".into(),
+        role: "engineer".into(),
+        adapter_type: "codex_local".into(),
+        adapter_config: Default::default(),
+        status: events::AgentStatus::Idle,
+        extra: Default::default(),
+    };
+    publisher
+        .publish(&Event::new(
+            r.company,
+            "test",
+            chrono::Utc::now(),
+            EventData::AgentRegistered(registered),
+        ))
+        .await
+        .unwrap();
     let supervisor = r
         .command(&ts.url, &ts, &["sleep", "60"])
         .stdout(Stdio::null())
@@ -340,6 +360,48 @@ async fn kill_9_of_the_supervisor_detaches_and_then_killing_the_agent_loses_the_
     assert_eq!(row["status"], "failed");
     assert_eq!(row["error_code"], "process_lost");
     assert_eq!(row["error"], format!("{message}; retrying once").as_str());
+
+    // The reconciler queues exactly one retry of the lost run.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reconciler = reconciler::Reconciler::start(
+        ledger.pool.clone(),
+        ts.jetstream(),
+        reconciler::ReconcilerSettings::new(&ts.stream, subjects.clone()),
+    )
+    .await
+    .unwrap();
+    let task = tokio::spawn(reconciler.run(stop_rx));
+    let client = ledger.pool.get().await.unwrap();
+    let count_retries = || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM runs WHERE retry_of_run_id = $1",
+                &[&r.run.0],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let deadline = testsupport::Deadline::after(Duration::from_secs(20));
+    let retries = loop {
+        // project what the reconciler publishes (it runs concurrently)
+        ledger
+            .projector
+            .step(Duration::from_millis(100))
+            .await
+            .unwrap();
+        let n = count_retries().await;
+        if n > 0 {
+            break n;
+        }
+        assert!(!deadline.passed(), "no retry was queued");
+    };
+    assert_eq!(retries, 1, "exactly one retry");
+    let _ = stop_tx.send(true);
+    task.await.unwrap().unwrap();
+    ledger.drain(&ts).await;
+    assert_eq!(count_retries().await, 1, "never a second retry");
     assert!(watchdog.sweep().await.unwrap().runs.is_empty());
 }
 

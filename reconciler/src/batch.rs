@@ -54,8 +54,25 @@ pub struct BatchReport {
     pub decisions: usize,
     /// Follow-ups written to the outbox.
     pub follow_ups: usize,
+    /// Follow-ups by the rule that decided them (for metrics).
+    pub by_rule: std::collections::BTreeMap<String, usize>,
     /// The position after the batch.
     pub position: i64,
+}
+
+impl BatchReport {
+    fn count(&mut self, follow_ups: &[Event]) {
+        self.decisions += 1;
+        self.follow_ups += follow_ups.len();
+        for event in follow_ups {
+            let rule = event
+                .extensions
+                .get(engine::RULE_ATTRIBUTE)
+                .and_then(|r| r.as_str())
+                .unwrap_or("unknown");
+            *self.by_rule.entry(rule.to_owned()).or_default() += 1;
+        }
+    }
 }
 
 enum Parsed {
@@ -132,8 +149,7 @@ pub async fn process_batch(
                 state::load_sweep(&tx, now - target.policy.storm.window, &seen.ids).await?;
             let trigger = Trigger::Tick { now };
             let decision = engine::decide(&snapshot, &ledger, event, trigger, &target.policy);
-            report.decisions += 1;
-            report.follow_ups += decision.follow_ups.len();
+            report.count(&decision.follow_ups);
             let decided = [Decided {
                 cause_seq: seq,
                 cause: event,
@@ -277,8 +293,7 @@ async fn segment<'a>(
                                 let decision =
                                     engine::decide(&model, &ledger, event, trigger, policy);
                                 ledger.apply(&decision.follow_ups, &decision.changes);
-                                report.decisions += 1;
-                                report.follow_ups += decision.follow_ups.len();
+                                report.count(&decision.follow_ups);
                                 decided.push(Decided {
                                     cause_seq: seq,
                                     cause: event,

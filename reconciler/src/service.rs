@@ -89,7 +89,12 @@ pub struct Reconciler {
     settings: ReconcilerSettings,
     messages: pull::Stream,
     outbox: Outbox,
+    /// Told about every decided batch (metrics).
+    observer: Option<BatchObserver>,
 }
+
+/// Receives every decided batch.
+type BatchObserver = Box<dyn Fn(&BatchReport) + Send + Sync>;
 
 fn js_err(context: &str, e: impl std::fmt::Display) -> ReconcilerError {
     ReconcilerError::JetStream(format!("{context}: {e}"))
@@ -127,7 +132,14 @@ impl Reconciler {
             settings,
             messages,
             outbox,
+            observer: None,
         })
+    }
+
+    /// Calls `observer` with every decided batch (for metrics).
+    pub fn observe(mut self, observer: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
     }
 
     async fn subscribe(
@@ -301,6 +313,9 @@ impl Reconciler {
             };
             match step {
                 Ok(Outcome::Decided(report)) => {
+                    if let Some(observer) = &self.observer {
+                        observer(&report);
+                    }
                     if report.follow_ups > 0 {
                         wake.notify_one();
                     }
