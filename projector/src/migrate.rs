@@ -37,41 +37,73 @@ pub fn check_schema_name(schema: &str) -> Result<(), ProjectorError> {
     }
 }
 
-/// Applies the pending migrations to `schema` (created if missing); returns the versions applied.
+/// A list of migrations and the table that records which were applied. The read models are
+/// one set; a service with tables of its own (the reconciler) brings another.
+pub struct MigrationSet {
+    /// Names the advisory lock and error messages.
+    pub name: &'static str,
+    /// Table recording the applied versions (in the migrated schema).
+    pub table: &'static str,
+    pub migrations: &'static [(i32, &'static str, &'static str)],
+}
+
+/// The read models.
+pub const READ_MODELS: MigrationSet = MigrationSet {
+    name: "read_models",
+    table: "schema_migrations",
+    migrations: MIGRATIONS,
+};
+
+/// Applies the pending read-model migrations to `schema` (created if missing); returns the
+/// versions applied.
 pub async fn migrate(client: &mut Client, schema: &str) -> Result<Vec<i32>, ProjectorError> {
+    apply(client, schema, &READ_MODELS).await
+}
+
+/// Applies the pending migrations of `set` to `schema` (created if missing), in one transaction
+/// under an advisory lock; returns the versions applied.
+pub async fn apply(
+    client: &mut Client,
+    schema: &str,
+    set: &MigrationSet,
+) -> Result<Vec<i32>, ProjectorError> {
     check_schema_name(schema)?;
     let tx = client.transaction().await?;
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('runledger.migrate.' || $1::text))",
-        &[&schema],
+        "SELECT pg_advisory_xact_lock(hashtext('runledger.migrate.' || $1::text || '.' || $2::text))",
+        &[&set.name, &schema],
     )
     .await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          SET LOCAL search_path TO {schema};
-         CREATE TABLE IF NOT EXISTS schema_migrations (
+         CREATE TABLE IF NOT EXISTS {table} (
              version    integer PRIMARY KEY,
              name       text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
-         );"
+         );",
+        table = set.table
     ))
     .await?;
     let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
+        .query(&format!("SELECT version FROM {}", set.table), &[])
         .await?
         .iter()
         .map(|row| row.get(0))
         .collect();
     let mut newly = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql) in set.migrations {
         if applied.contains(version) {
             continue;
         }
         tx.batch_execute(sql).await.map_err(|e| {
-            ProjectorError::Migration(format!("migration {version} ({name}) failed: {e}"))
+            ProjectorError::Migration(format!(
+                "{} migration {version} ({name}) failed: {e}",
+                set.name
+            ))
         })?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &format!("INSERT INTO {} (version, name) VALUES ($1, $2)", set.table),
             &[version, name],
         )
         .await?;
