@@ -163,37 +163,15 @@ impl Projector {
             tx.commit().await?;
             position
         };
-        let stream = js
-            .get_stream(&settings.stream)
-            .await
-            .map_err(|e| js_err(&format!("opening stream `{}`", settings.stream), e))?;
-        // The consumer is only a cursor; its state is rebuilt from the stored position.
-        let _ = stream.delete_consumer(&settings.consumer).await;
-        let deliver_policy = if position <= 0 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence {
-                start_sequence: position as u64 + 1,
-            }
-        };
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(settings.consumer.clone()),
-                deliver_policy,
-                ack_policy: AckPolicy::All,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: (settings.batch_size as i64 * 4).max(1000),
-                filter_subject: settings.subjects.all(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("creating the projector consumer", e))?;
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(settings.batch_size)
-            .messages()
-            .await
-            .map_err(|e| js_err("opening the message stream", e))?;
+        let mut messages = cursor(
+            js,
+            &settings.stream,
+            &settings.consumer,
+            &settings.subjects,
+            position,
+            settings.batch_size,
+        )
+        .await?;
         let (tx, rx) = mpsc::channel(2);
         let settings = settings.clone();
         let task = tokio::spawn(async move {
@@ -283,6 +261,49 @@ impl Projector {
         tracing::info!("projector stopped");
         Ok(())
     }
+}
+
+/// A durable pull consumer positioned right after `position` (which the caller's database owns):
+/// any previous consumer of that name is replaced, since it is only a cursor. Acks are
+/// cumulative (`AckPolicy::All`), so acking a batch's last message acks the batch.
+pub async fn cursor(
+    js: &Context,
+    stream: &str,
+    consumer: &str,
+    subjects: &Subjects,
+    position: i64,
+    batch_size: usize,
+) -> Result<pull::Stream, ProjectorError> {
+    let stream = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| js_err(&format!("opening stream `{stream}`"), e))?;
+    let _ = stream.delete_consumer(consumer).await;
+    let deliver_policy = if position <= 0 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: position as u64 + 1,
+        }
+    };
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(consumer.to_owned()),
+            deliver_policy,
+            ack_policy: AckPolicy::All,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: (batch_size as i64 * 4).max(1000),
+            filter_subject: subjects.all(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err(&format!("creating the consumer `{consumer}`"), e))?;
+    consumer
+        .stream()
+        .max_messages_per_batch(batch_size)
+        .messages()
+        .await
+        .map_err(|e| js_err("opening the message stream", e))
 }
 
 /// The stream's last sequence (for lag).

@@ -13,7 +13,7 @@ use crate::migrate::{migrate, DEFAULT_SCHEMA};
 use crate::outbox::Outbox;
 use crate::state;
 use crate::tick::Ticker;
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::Context;
 use chrono::DateTime;
 use deadpool_postgres::Pool;
@@ -156,37 +156,15 @@ impl Reconciler {
             tx.commit().await?;
             position
         };
-        let stream = js
-            .get_stream(&settings.stream)
-            .await
-            .map_err(|e| js_err(&format!("opening stream `{}`", settings.stream), e))?;
-        // The consumer is only a cursor; its state is rebuilt from the stored position.
-        let _ = stream.delete_consumer(&settings.consumer).await;
-        let deliver_policy = if position <= 0 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence {
-                start_sequence: position as u64 + 1,
-            }
-        };
-        let consumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(settings.consumer.clone()),
-                deliver_policy,
-                ack_policy: AckPolicy::All,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: (settings.batch_size as i64 * 4).max(1000),
-                filter_subject: settings.subjects.all(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err("creating the reconciler consumer", e))?;
-        consumer
-            .stream()
-            .max_messages_per_batch(settings.batch_size)
-            .messages()
-            .await
-            .map_err(|e| js_err("opening the message stream", e))
+        Ok(projector::shell::cursor(
+            js,
+            &settings.stream,
+            &settings.consumer,
+            &settings.subjects,
+            position,
+            settings.batch_size,
+        )
+        .await?)
     }
 
     /// The settings.
