@@ -48,6 +48,18 @@ impl App {
     pub async fn client(&self) -> Result<deadpool_postgres::Object, crate::ApiError> {
         Ok(self.pool.get().await?)
     }
+
+    /// A connection for a read that honours `?min_seq`: waits (briefly) until the projector has
+    /// reached it, then takes a pooled client.
+    pub async fn reader(
+        &self,
+        q: &crate::params::QueryParams,
+    ) -> Result<deadpool_postgres::Object, crate::ApiError> {
+        self.positions
+            .reach(q.min_seq()?, self.settings.min_seq_wait)
+            .await?;
+        self.client().await
+    }
 }
 
 pub(crate) type Shared = Arc<App>;

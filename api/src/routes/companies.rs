@@ -46,11 +46,8 @@ pub(crate) async fn list(
     q: QueryParams,
 ) -> Result<Response, ApiError> {
     q.check(&LIST)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
     let only: Option<Uuid> = access.only_company();
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(
@@ -98,10 +95,7 @@ pub(crate) async fn dead_letters(
     let company = access.company(ids.raw("company"))?;
     q.check(&DEAD_LETTERS)?;
     let limit = q.int("limit", 1, 500, 50)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let list = tx
         .prepare_cached(

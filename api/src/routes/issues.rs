@@ -136,10 +136,7 @@ pub(crate) async fn list(
     let status = q.text("status");
     let text = q.text("q").map(str::to_lowercase);
     let limit = q.int("limit", 1, 200, 50)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let sql = format!(
         "SELECT {ISSUE_COLUMNS}
@@ -198,10 +195,7 @@ pub(crate) async fn get(
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
     q.check(&GET)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let sql = format!(
         "SELECT {ISSUE_COLUMNS}, i.company_id, i.description, i.parent_id, i.checkout_run_id,
@@ -263,10 +257,7 @@ pub(crate) async fn documents(
     let issue = ids.uuid("issue")?;
     q.check(&DOCUMENTS)?;
     let include_system = q.flag("include_system")?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(
@@ -322,10 +313,7 @@ pub(crate) async fn continuation_summary(
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
     q.check(&SUMMARY)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(

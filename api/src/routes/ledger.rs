@@ -186,10 +186,7 @@ pub(crate) async fn ledger(
     let issue = ids.uuid("issue")?;
     q.check(&LEDGER)?;
     let limit = q.int("limit", 1, 100, 8)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let client = app.client().await?;
+    let client = app.reader(&q).await?;
     let Page {
         position,
         issue_exists,

@@ -106,10 +106,7 @@ pub(crate) async fn list(
     };
     let agent = q.uuid("agent")?;
     let limit = q.int("limit", 1, 500, 100)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(concat!(
@@ -154,10 +151,7 @@ pub(crate) async fn get(
     let company = access.company(ids.raw("company"))?;
     let run = ids.uuid("run")?;
     q.check(&GET)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(concat!(
@@ -220,10 +214,7 @@ pub(crate) async fn events(
     q.check(&EVENTS)?;
     let after = q.int("after_seq", 0, i64::MAX, 0)?;
     let limit = q.int("limit", 1, 1000, 200)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let exists = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = $1 AND company_id = $2)")

@@ -64,10 +64,7 @@ pub(crate) async fn list(
     let issue = q.uuid("issue")?;
     let status = q.text("status");
     let limit = q.int("limit", 1, 500, 100)?;
-    app.positions
-        .reach(q.min_seq()?, app.settings.min_seq_wait)
-        .await?;
-    let mut client = app.client().await?;
+    let mut client = app.reader(&q).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(
