@@ -1,15 +1,16 @@
 //! The run-ledger columns as SQL, with the labels of the reference's §8, shared by the ledger page,
 //! the SSE change feed, the live-run list and the run detail.
 //!
-//! They are the `issue_run_ledger` view's expressions, written against `runs r` and `agents a`
+//! They are the `issue_run_ledger` view's columns, written against `runs r` and `agents a`
 //! instead of the view: the view ranks with a window over all of an issue's runs, which costs
-//! O(runs) per read, while the page query here takes the newest N from an index. A parity test
-//! (`api/tests/it/ledger.rs`) checks that every label matches the view's for every run state.
+//! O(runs) per read, while the page query here takes the newest N from an index. The labels come
+//! from the same SQL functions the view uses (`migrations/0003_ledger_labels.sql`); a parity test
+//! (`api/tests/it/ledger.rs`) checks every column against the view for every run state.
 
 /// `SELECT` list for one ledger row of `runs r LEFT JOIN agents a`.
 macro_rules! ledger_columns {
     () => {
-        "r.run_id, r.status, (r.status IN ('queued', 'running') OR r.status IS NULL) AS is_live,
+        "r.run_id, r.status, ledger_is_live(r.status) AS is_live,
     r.agent_id, a.name AS agent_name, a.adapter_type, r.invocation_source,
     r.created_at, r.queued_at, r.started_at, r.finished_at,
     CASE WHEN r.started_at IS NULL THEN NULL
@@ -19,34 +20,9 @@ macro_rules! ledger_columns {
     r.stop_reason, r.effective_timeout_sec, r.timeout_configured, r.timeout_source, r.timeout_fired,
     r.liveness_state, r.liveness_reason, r.continuation_attempt, r.last_useful_action_at, r.next_action,
     COALESCE(r.liveness_reason LIKE '%continuation attempts exhausted%', false) AS exhausted,
-    CASE r.liveness_state
-        WHEN 'completed' THEN 'Completed'
-        WHEN 'advanced' THEN 'Advanced'
-        WHEN 'plan_only' THEN 'Plan only'
-        WHEN 'empty_response' THEN 'Empty response'
-        WHEN 'blocked' THEN 'Blocked'
-        WHEN 'failed' THEN 'Failed'
-        WHEN 'needs_followup' THEN 'Needs follow-up'
-        ELSE CASE WHEN r.status IN ('queued', 'running') OR r.status IS NULL
-                  THEN 'Checks after finish' ELSE 'No liveness data' END
-    END AS liveness_label,
-    CASE
-        WHEN r.stop_reason = 'timeout' AND r.timeout_configured
-            THEN 'timeout (' || r.effective_timeout_sec || 's timeout)'
-        WHEN r.stop_reason = 'completed' AND r.timeout_configured
-            THEN 'completed (' || r.effective_timeout_sec || 's timeout)'
-        WHEN r.stop_reason IS NOT NULL THEN replace(r.stop_reason, '_', ' ')
-        WHEN r.status = 'queued' OR r.status IS NULL THEN 'Waiting to start'
-        WHEN r.status = 'running' THEN 'Still running'
-        ELSE 'Unavailable'
-    END AS stop_label,
-    CASE
-        WHEN r.status IN ('queued', 'running') OR r.status IS NULL THEN 'No action recorded yet'
-        WHEN r.liveness_state IN ('plan_only', 'needs_followup') THEN 'No concrete action'
-        WHEN r.liveness_state = 'empty_response' THEN 'No useful output'
-        WHEN r.liveness_state IS NULL THEN 'Unavailable'
-        ELSE NULL
-    END AS last_useful_action_fallback,
+    ledger_liveness_label(r.status, r.liveness_state) AS liveness_label,
+    ledger_stop_label(r.status, r.stop_reason, r.timeout_configured, r.effective_timeout_sec) AS stop_label,
+    ledger_last_useful_action_fallback(r.status, r.liveness_state) AS last_useful_action_fallback,
     r.process_loss_retry_count, r.retry_of_run_id,
     r.result -> 'summary' AS result_summary,
     CASE WHEN r.usage IS NULL THEN NULL ELSE NULLIF(jsonb_strip_nulls(jsonb_build_object(

@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ledger_order_index",
         include_str!("../../migrations/0002_ledger_order_index.sql"),
     ),
+    (
+        3,
+        "ledger_labels",
+        include_str!("../../migrations/0003_ledger_labels.sql"),
+    ),
 ];
 
 /// Checks that `schema` is a plain lowercase SQL identifier (it is interpolated into SQL).

@@ -490,7 +490,7 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![1, 2]],
+        [vec![], vec![1, 2, 3]],
         "exactly one process applies the migrations"
     );
     assert!(projector::migrate::migrate(&mut a, "public")
