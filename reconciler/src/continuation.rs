@@ -292,26 +292,46 @@ fn check_guards(input: &ContinuationInput) -> Result<(&IssueState, &AgentState),
         return Err(SkipReason::StateNotActionable(run.liveness_state));
     }
     let issue = input.issue.as_ref().ok_or(SkipReason::IssueMissing)?;
-    let agent = input.agent.as_ref().ok_or(SkipReason::AgentMissing)?;
-    if issue.company_id != run.company_id || agent.company_id != run.company_id {
-        return Err(SkipReason::CompanyMismatch);
-    }
-    if issue.assignee_agent_id != Some(run.agent_id) {
-        return Err(SkipReason::NoLongerAssigned);
-    }
+    let agent = assigned_agent(run.company_id, run.agent_id, issue, input.agent.as_ref())?;
     if !matches!(issue.status, IssueStatus::Todo | IssueStatus::InProgress) {
         return Err(SkipReason::IssueStatusNotContinuable(issue.status));
     }
     if issue.has_execution_state {
         return Err(SkipReason::ExecutionStateActive);
     }
+    invokable(agent)?;
+    Ok((issue, agent))
+}
+
+/// The first guards of every automatic wake of a run's agent on the run's issue (continuations
+/// and missing-comment follow-ups): the agent exists, issue and agent belong to the run's
+/// company, and the issue is still assigned to that agent.
+pub fn assigned_agent<'a>(
+    run_company: CompanyId,
+    run_agent: AgentId,
+    issue: &IssueState,
+    agent: Option<&'a AgentState>,
+) -> Result<&'a AgentState, SkipReason> {
+    let agent = agent.ok_or(SkipReason::AgentMissing)?;
+    if issue.company_id != run_company || agent.company_id != run_company {
+        return Err(SkipReason::CompanyMismatch);
+    }
+    if issue.assignee_agent_id != Some(run_agent) {
+        return Err(SkipReason::NoLongerAssigned);
+    }
+    Ok(agent)
+}
+
+/// The last guards of every automatic wake of an agent: it can be invoked and is not
+/// hard-stopped for budget.
+pub fn invokable(agent: &AgentState) -> Result<(), SkipReason> {
     if !agent.status.is_invokable() {
         return Err(SkipReason::AgentNotInvokable(agent.status));
     }
     if agent.budget_blocked {
         return Err(SkipReason::BudgetHardStop);
     }
-    Ok((issue, agent))
+    Ok(())
 }
 
 /// The status of a recorded wakeup with `key` that already stands for the continuation.

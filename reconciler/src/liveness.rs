@@ -153,7 +153,7 @@ impl Classification {
 pub fn output_text(input: &ClassificationInput) -> String {
     let from_result = RESULT_TEXT_KEYS
         .iter()
-        .filter_map(|key| text::non_empty_trimmed(input.result.get(*key).and_then(Value::as_str)));
+        .filter_map(|key| text::field_text(&input.result, key));
     let from_run = [
         input.stdout_excerpt.as_deref(),
         input.stderr_excerpt.as_deref(),

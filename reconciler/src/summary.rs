@@ -279,9 +279,7 @@ fn is_repo_path(path: &str) -> bool {
 
 /// The adapter's own summary of the run: first non-empty `summary`, `result`, `message`, `error`.
 pub fn result_summary(result: &Map<String, Value>) -> Option<&str> {
-    RESULT_SUMMARY_KEYS
-        .iter()
-        .find_map(|key| text::non_empty_trimmed(result.get(*key).and_then(Value::as_str)))
+    text::first_field_text(result, &RESULT_SUMMARY_KEYS)
 }
 
 /// A markdown bullet list, or one bullet saying there is nothing.

@@ -5,6 +5,7 @@
 //! classifier, the continuation instruction and the tests share one definition of each phrase.
 
 use regex::Regex;
+use serde_json::{Map, Value};
 use std::sync::LazyLock;
 
 /// Compiles one of this module's constant patterns.
@@ -108,6 +109,16 @@ pub fn truncate_with_ellipsis(text: &str, max_chars: usize) -> String {
 /// Returns the value trimmed, or `None` when nothing but whitespace is left.
 pub fn non_empty_trimmed(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The string at `key` of an adapter result, trimmed; `None` when absent, not a string or blank.
+pub fn field_text<'a>(result: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    non_empty_trimmed(result.get(key).and_then(Value::as_str))
+}
+
+/// The first of `keys` with text in the adapter result (see [`field_text`]).
+pub fn first_field_text<'a>(result: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|key| field_text(result, key))
 }
 
 #[cfg(test)]
