@@ -1,6 +1,6 @@
 //! The reconciler under crashes: `runledger reconcile` is killed with SIGKILL again and again
-//! while it decides a long, varied history (plans, empty answers, evidence, process losses,
-//! failures, cancels, detached runs, stranded and escalated issues, storm refusals, ticks);
+//! while it decides a long, varied history (plans, empty answers, evidence, silent work, process
+//! losses, failures, cancels, detached runs, stranded and escalated issues, storm refusals, ticks);
 //! afterwards the follow-ups it published must be exactly — ids, types, data, each once — those
 //! of an uninterrupted reconciler deciding the same history on another stream. Then
 //! `reconcile --dry-run` on the crashed stream finds nothing to add or remove.
@@ -194,7 +194,7 @@ fn script_run(
     let ending = match profile {
         0 => [3, 5, 6][rng.below(3) as usize],
         3 => [3, 4, 3, 0][rng.below(4) as usize],
-        _ => rng.below(9),
+        _ => rng.below(10),
     };
     match ending {
         0 => s.push(finished(run, RunOutcome::Succeeded, PLAN, None)),
@@ -227,6 +227,11 @@ fn script_run(
             Some("run failed before issue advanced"),
         )),
         6 => s.push(finished(run, RunOutcome::Cancelled, "", None)),
+        // worked but said nothing: a missing-comment follow-up (or its refusal)
+        9 => {
+            s.push(activity(ActivityKind::ToolCall));
+            s.push(finished(run, RunOutcome::Succeeded, "", None));
+        }
         7 => {
             s.push(EventData::RunProcessDetached(RunProcessDetached {
                 run_id: run,
@@ -483,7 +488,19 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
             .entry(value["type"].as_str().unwrap().to_owned())
             .or_default() += 1;
     }
-    eprintln!("{kills} kills; follow-ups by type: {by_type:?}");
+    let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
+    for value in clean.values() {
+        *by_rule
+            .entry(value["rule"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    eprintln!("{kills} kills; follow-ups by type: {by_type:?}, by rule: {by_rule:?}");
+    for rule in ["result_comment", "missing_comment", "liveness_continuation"] {
+        assert!(
+            by_rule.get(rule).is_some_and(|n| *n > 0),
+            "no {rule}: {by_rule:?}"
+        );
+    }
     for t in [
         "run.liveness_classified",
         "document.revised",

@@ -1,12 +1,14 @@
 //! The reconciler decides runledger's follow-ups — what follows from what happened — and
 //! publishes each decision as an event that the projector folds like any other: the liveness of a
-//! finished run, its bounded continuation, the continuation summary, the single retry of a lost
-//! run, the recovery or escalation of a stranded issue, the cancel request of a silent detached
-//! run, and the refusals of storm control.
+//! finished run, its bounded continuation, the continuation summary, the result comment or
+//! missing-comment follow-up of a run that never commented, the single retry of a lost run, the
+//! recovery or escalation of a stranded issue, the cancel request of a silent detached run, and
+//! the refusals of storm control.
 //!
 //! Layout, pure to impure:
 //! - the rules, pure functions with every fact as an input: [`liveness`], [`continuation`],
-//!   [`summary`], [`escalation`], [`retry`], [`storm`], [`silence`] (and [`text`] matchers);
+//!   [`summary`], [`comment`], [`escalation`], [`retry`], [`storm`], [`silence`] (and [`text`]
+//!   matchers);
 //! - [`engine`]: given the read models as of an event (the reconciler's private fold), the
 //!   decision [`engine::ledger`] and the event, the follow-up events, with deterministic ids;
 //! - [`sim`]: fold + engine entirely in memory, for data-driven tests;
@@ -15,6 +17,7 @@
 //! - [`service`] (JetStream consumer), [`outbox`] (publisher), [`tick`] (the clock), [`dry_run`].
 
 pub mod batch;
+pub mod comment;
 pub mod continuation;
 pub mod dry_run;
 pub mod engine;

@@ -7,6 +7,9 @@ use events::{
     ActorType, AgentId, AgentStatus, CommentId, CompanyId, InvocationSource, IssueId, IssueStatus,
     LivenessState, Priority, RunId, RunOutcome, TriggerDetail, WakeupId,
 };
+use reconciler::comment::{
+    self, CommentDecision, CommentInput, CommentSkip, ContinuationEffect, EndedRun,
+};
 use reconciler::continuation::{
     self, AgentState, ContinuationDecision, ContinuationInput, ExistingWakeup, IssueState,
     SkipReason, SourceRun, WakeupStatus,
@@ -546,15 +549,10 @@ fn existing(attempt: u32, status: WakeupStatus) -> ExistingWakeup {
     }
 }
 
-fn with_issue(input: &mut ContinuationInput, change: impl FnOnce(&mut IssueState)) {
-    if let Some(issue) = input.issue.as_mut() {
-        change(issue);
-    }
-}
-
-fn with_agent(input: &mut ContinuationInput, change: impl FnOnce(&mut AgentState)) {
-    if let Some(agent) = input.agent.as_mut() {
-        change(agent);
+/// Changes the issue or agent of a rule input, if it has one.
+fn with<T>(state: &mut Option<T>, change: impl FnOnce(&mut T)) {
+    if let Some(state) = state.as_mut() {
+        change(state);
     }
 }
 
@@ -626,53 +624,57 @@ fn continuation_cases() -> Vec<ContinuationCase> {
         ),
         (
             "issue of another company",
-            |i| with_issue(i, |issue| issue.company_id = company(2)),
+            |i| with(&mut i.issue, |issue| issue.company_id = company(2)),
             Skip(SkipReason::CompanyMismatch),
         ),
         (
             "agent of another company",
-            |i| with_agent(i, |agent| agent.company_id = company(2)),
+            |i| with(&mut i.agent, |agent| agent.company_id = company(2)),
             Skip(SkipReason::CompanyMismatch),
         ),
         (
             "issue reassigned to another agent",
-            |i| with_issue(i, |issue| issue.assignee_agent_id = Some(agent_id(2))),
+            |i| {
+                with(&mut i.issue, |issue| {
+                    issue.assignee_agent_id = Some(agent_id(2))
+                })
+            },
             Skip(SkipReason::NoLongerAssigned),
         ),
         (
             "issue unassigned",
-            |i| with_issue(i, |issue| issue.assignee_agent_id = None),
+            |i| with(&mut i.issue, |issue| issue.assignee_agent_id = None),
             Skip(SkipReason::NoLongerAssigned),
         ),
         (
             "issue done",
-            |i| with_issue(i, |issue| issue.status = IssueStatus::Done),
+            |i| with(&mut i.issue, |issue| issue.status = IssueStatus::Done),
             Skip(SkipReason::IssueStatusNotContinuable(IssueStatus::Done)),
         ),
         (
             "issue in review",
-            |i| with_issue(i, |issue| issue.status = IssueStatus::InReview),
+            |i| with(&mut i.issue, |issue| issue.status = IssueStatus::InReview),
             Skip(SkipReason::IssueStatusNotContinuable(IssueStatus::InReview)),
         ),
         (
             "todo issue is continuable",
-            |i| with_issue(i, |issue| issue.status = IssueStatus::Todo),
+            |i| with(&mut i.issue, |issue| issue.status = IssueStatus::Todo),
             Enqueue(1),
         ),
         (
             "execution state set",
-            |i| with_issue(i, |issue| issue.has_execution_state = true),
+            |i| with(&mut i.issue, |issue| issue.has_execution_state = true),
             Skip(SkipReason::ExecutionStateActive),
         ),
         (
             "agent paused",
-            |i| with_agent(i, |agent| agent.status = AgentStatus::Paused),
+            |i| with(&mut i.agent, |agent| agent.status = AgentStatus::Paused),
             Skip(SkipReason::AgentNotInvokable(AgentStatus::Paused)),
         ),
         (
             "agent not invokable is reported before the budget stop",
             |i| {
-                with_agent(i, |agent| {
+                with(&mut i.agent, |agent| {
                     agent.status = AgentStatus::Terminated;
                     agent.budget_blocked = true;
                 })
@@ -681,19 +683,19 @@ fn continuation_cases() -> Vec<ContinuationCase> {
         ),
         (
             "agent in error is still invokable",
-            |i| with_agent(i, |agent| agent.status = AgentStatus::Error),
+            |i| with(&mut i.agent, |agent| agent.status = AgentStatus::Error),
             Enqueue(1),
         ),
         (
             "budget hard stop",
-            |i| with_agent(i, |agent| agent.budget_blocked = true),
+            |i| with(&mut i.agent, |agent| agent.budget_blocked = true),
             Skip(SkipReason::BudgetHardStop),
         ),
         (
             "budget hard stop is checked before exhaustion",
             |i| {
                 i.run.continuation_attempt = 2;
-                with_agent(i, |agent| agent.budget_blocked = true);
+                with(&mut i.agent, |agent| agent.budget_blocked = true);
             },
             Skip(SkipReason::BudgetHardStop),
         ),
@@ -1807,4 +1809,327 @@ fn silent_detached_runs_are_asked_to_stop_after_the_timeout() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// what a succeeded run leaves on its issue (§2): result comment or missing-comment follow-up
+
+/// A succeeded run of the continuation fixtures' issue and agent, silent: no comment, no result.
+fn comment_base() -> CommentInput {
+    let continuation = continuation_base();
+    CommentInput {
+        run: EndedRun {
+            run_id: run_id(1),
+            company_id: company(1),
+            agent_id: agent_id(1),
+            outcome: RunOutcome::Succeeded,
+            comments: 0,
+            result: Map::new(),
+            wake_reason: Some("issue_assigned".into()),
+        },
+        issue: continuation.issue,
+        agent: continuation.agent,
+        continuation: ContinuationEffect::Nothing,
+    }
+}
+
+fn result_says(input: &mut CommentInput, result: Value) {
+    input.run.result = object(result);
+}
+
+/// What a row expects: the posted body, a follow-up, or why nothing.
+#[derive(Debug, PartialEq)]
+enum Word {
+    Post(String),
+    FollowUp,
+    Skip(CommentSkip),
+}
+
+/// One row: name, how it differs from the base, expectation.
+type CommentCase = (&'static str, fn(&mut CommentInput), Word);
+
+fn comment_cases() -> Vec<CommentCase> {
+    use CommentSkip::*;
+    use Word::*;
+    vec![
+        ("a silent succeeded run is followed up", |_| {}, FollowUp),
+        (
+            "its summary is posted, trimmed",
+            |i| result_says(i, json!({"summary": "  Shipped it.\n"})),
+            Post("Shipped it.".into()),
+        ),
+        (
+            "a blank summary falls back to result",
+            |i| {
+                result_says(
+                    i,
+                    json!({"summary": " ", "result": "Result text", "message": "m"}),
+                )
+            },
+            Post("Result text".into()),
+        ),
+        (
+            "non-string summary and result fall back to message",
+            |i| {
+                result_says(
+                    i,
+                    json!({"summary": 42, "result": null, "message": "Message text"}),
+                )
+            },
+            Post("Message text".into()),
+        ),
+        (
+            "stdout, stderr and error are no result summary",
+            |i| result_says(i, json!({"stdout": "out", "stderr": "err", "error": "e"})),
+            FollowUp,
+        ),
+        (
+            "a run that commented gets no result comment",
+            |i| {
+                i.run.comments = 1;
+                result_says(i, json!({"summary": "Shipped it."}));
+            },
+            Skip(AlreadyCommented(1)),
+        ),
+        (
+            "a run that commented gets no follow-up",
+            |i| i.run.comments = 2,
+            Skip(AlreadyCommented(2)),
+        ),
+        (
+            "a failed run skips the auto-comment",
+            |i| {
+                i.run.outcome = RunOutcome::Failed;
+                result_says(i, json!({"summary": "Tried."}));
+            },
+            Skip(NotSucceeded(RunOutcome::Failed)),
+        ),
+        (
+            "a timed-out run skips both",
+            |i| i.run.outcome = RunOutcome::TimedOut,
+            Skip(NotSucceeded(RunOutcome::TimedOut)),
+        ),
+        (
+            "a cancelled run skips both",
+            |i| i.run.outcome = RunOutcome::Cancelled,
+            Skip(NotSucceeded(RunOutcome::Cancelled)),
+        ),
+        (
+            "a run without an issue",
+            |i| {
+                i.issue = None;
+                result_says(i, json!({"summary": "Shipped it."}));
+            },
+            Skip(NoIssue),
+        ),
+        (
+            "an issue of another company is never commented on",
+            |i| {
+                with(&mut i.issue, |issue| issue.company_id = company(2));
+                result_says(i, json!({"summary": "Shipped it."}));
+            },
+            Skip(NoIssue),
+        ),
+        (
+            "a done issue still gets the result comment",
+            |i| {
+                with(&mut i.issue, |issue| issue.status = IssueStatus::Done);
+                result_says(i, json!({"summary": "Shipped it."}));
+            },
+            Post("Shipped it.".into()),
+        ),
+        (
+            "a done issue gets no follow-up",
+            |i| with(&mut i.issue, |issue| issue.status = IssueStatus::Done),
+            Skip(IssueClosed(IssueStatus::Done)),
+        ),
+        (
+            "a cancelled issue gets no follow-up",
+            |i| with(&mut i.issue, |issue| issue.status = IssueStatus::Cancelled),
+            Skip(IssueClosed(IssueStatus::Cancelled)),
+        ),
+        (
+            "a blocked issue is followed up (it is not over)",
+            |i| with(&mut i.issue, |issue| issue.status = IssueStatus::Blocked),
+            FollowUp,
+        ),
+        (
+            "an execution state is no guard of the follow-up",
+            |i| with(&mut i.issue, |issue| issue.has_execution_state = true),
+            FollowUp,
+        ),
+        (
+            "reassigned to another agent",
+            |i| {
+                with(&mut i.issue, |issue| {
+                    issue.assignee_agent_id = Some(agent_id(2))
+                })
+            },
+            Skip(Guard(SkipReason::NoLongerAssigned)),
+        ),
+        (
+            "assigned to nobody (a user)",
+            |i| with(&mut i.issue, |issue| issue.assignee_agent_id = None),
+            Skip(Guard(SkipReason::NoLongerAssigned)),
+        ),
+        (
+            "the agent is missing",
+            |i| i.agent = None,
+            Skip(Guard(SkipReason::AgentMissing)),
+        ),
+        (
+            "the agent is of another company",
+            |i| with(&mut i.agent, |agent| agent.company_id = company(2)),
+            Skip(Guard(SkipReason::CompanyMismatch)),
+        ),
+        (
+            "the agent is paused",
+            |i| with(&mut i.agent, |agent| agent.status = AgentStatus::Paused),
+            Skip(Guard(SkipReason::AgentNotInvokable(AgentStatus::Paused))),
+        ),
+        (
+            "the agent is terminated",
+            |i| with(&mut i.agent, |agent| agent.status = AgentStatus::Terminated),
+            Skip(Guard(SkipReason::AgentNotInvokable(
+                AgentStatus::Terminated,
+            ))),
+        ),
+        (
+            "the agent is budget-blocked",
+            |i| with(&mut i.agent, |agent| agent.budget_blocked = true),
+            Skip(Guard(SkipReason::BudgetHardStop)),
+        ),
+        (
+            "a run woken by a missing-comment follow-up gets no second one",
+            |i| i.run.wake_reason = Some(comment::WAKE_REASON.into()),
+            Skip(AlreadyFollowedUp),
+        ),
+        (
+            "a run woken by a missing-comment follow-up still posts its summary",
+            |i| {
+                i.run.wake_reason = Some(comment::WAKE_REASON.into());
+                result_says(i, json!({"summary": "Did it; next: tests."}));
+            },
+            Post("Did it; next: tests.".into()),
+        ),
+        (
+            "a continuation wakes the agent anyway",
+            |i| i.continuation = ContinuationEffect::Wakes,
+            Skip(ContinuationWakes),
+        ),
+        (
+            "an exhausted chain comments as the run",
+            |i| i.continuation = ContinuationEffect::Comments,
+            Skip(ExhaustionComments),
+        ),
+        (
+            "a continuation does not stop the result comment",
+            |i| {
+                i.continuation = ContinuationEffect::Wakes;
+                result_says(i, json!({"summary": PLAN_SENTENCE}));
+            },
+            Post(PLAN_SENTENCE.into()),
+        ),
+    ]
+}
+
+#[test]
+fn run_comment_table() {
+    for (name, given, expected) in comment_cases() {
+        let mut input = comment_base();
+        given(&mut input);
+        let actual = match comment::decide(&input) {
+            CommentDecision::Post(posted) => {
+                assert_eq!(posted.issue_id, issue_id(), "{name}");
+                assert_eq!(posted.author_agent_id, agent_id(1), "{name}");
+                assert_eq!(posted.run_id, run_id(1), "{name}");
+                Word::Post(posted.body)
+            }
+            CommentDecision::FollowUp(_) => Word::FollowUp,
+            CommentDecision::Skip(skip) => Word::Skip(skip),
+        };
+        assert_eq!(actual, expected, "{name}");
+    }
+}
+
+#[test]
+fn missing_comment_follow_up_carries_key_payload_and_context() {
+    let CommentDecision::FollowUp(wakeup) = comment::decide(&comment_base()) else {
+        panic!("a follow-up");
+    };
+    let (issue, run) = (issue_id(), run_id(1));
+    assert_eq!(wakeup.agent_id, agent_id(1));
+    assert_eq!(wakeup.issue_id, Some(issue));
+    assert_eq!(wakeup.reason, "issue_comment_missing");
+    let key = format!("issue_comment_missing:{issue}:{run}");
+    assert_eq!(wakeup.idempotency_key.as_deref(), Some(key.as_str()));
+    assert_eq!(comment::idempotency_key(issue, run), key);
+    assert_eq!(
+        Value::Object(wakeup.payload.clone()),
+        json!({"issue_id": issue, "source_run_id": run, "instruction": comment::INSTRUCTION})
+    );
+    assert_eq!(
+        Value::Object(wakeup.context.clone()),
+        json!({
+            "issue_id": issue,
+            "wake_reason": "issue_comment_missing",
+            "source": "issue.comment_missing",
+            "missing_comment_source_run_id": run,
+        })
+    );
+    assert_eq!(
+        (
+            wakeup.retry_of_run_id,
+            wakeup.continuation_attempt,
+            wakeup.process_loss_retry_count
+        ),
+        (None, 0, 0)
+    );
+    let requested = wakeup.wakeup_requested(WakeupId(Uuid::from_u128(9)));
+    assert_eq!(requested.source, InvocationSource::Automation);
+    assert_eq!(requested.trigger_detail, TriggerDetail::System);
+    assert_eq!(requested.requested_by_actor_type, ActorType::System);
+}
+
+#[test]
+fn result_comment_is_capped_on_a_char_boundary() {
+    let long = "é".repeat(comment::MAX_RESULT_COMMENT_CHARS + 100);
+    let body = comment::result_summary(&object(json!({ "summary": long }))).unwrap();
+    assert_eq!(body.chars().count(), comment::MAX_RESULT_COMMENT_CHARS);
+    assert!(body.ends_with("é..."));
+    let exact = "x".repeat(comment::MAX_RESULT_COMMENT_CHARS);
+    let body = comment::result_summary(&object(json!({ "message": exact.clone() }))).unwrap();
+    assert_eq!(body, exact, "at the limit: unchanged");
+    assert_eq!(comment::result_summary(&Map::new()), None);
+
+    let posted = comment::ResultComment {
+        issue_id: issue_id(),
+        author_agent_id: agent_id(1),
+        run_id: run_id(1),
+        body: "Shipped it.".into(),
+    }
+    .comment_added(CommentId(Uuid::from_u128(7)));
+    assert_eq!(posted.author_agent_id, Some(agent_id(1)));
+    assert_eq!(posted.author_user_id, None);
+    assert_eq!(posted.run_id, Some(run_id(1)));
+    assert_eq!(posted.body, "Shipped it.");
+}
+
+#[test]
+fn continuation_effects() {
+    let decide = |change: fn(&mut ContinuationInput)| {
+        let mut input = continuation_base();
+        change(&mut input);
+        ContinuationEffect::of(Some(&continuation::decide(&input)))
+    };
+    assert_eq!(decide(|_| {}), ContinuationEffect::Wakes);
+    assert_eq!(
+        decide(|i| i.run.continuation_attempt = 2),
+        ContinuationEffect::Comments
+    );
+    assert_eq!(
+        decide(|i| i.run.liveness_state = LivenessState::Advanced),
+        ContinuationEffect::Nothing
+    );
+    assert_eq!(ContinuationEffect::of(None), ContinuationEffect::Nothing);
 }

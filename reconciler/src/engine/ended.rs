@@ -1,6 +1,8 @@
-//! What follows when a run ends (reference §2 "finalization order", §3, §5, §6, §7): its liveness
-//! verdict, the refreshed continuation summary of its issue, and either the single retry of a
-//! lost run or the bounded continuation (or exhaustion comment) of a run that only planned.
+//! What follows when a run ends (reference §2 "finalization order", §3, §5, §6, §7), in
+//! publishing order: its liveness verdict, the refreshed continuation summary of its issue, for a
+//! succeeded run that never commented its result summary as its comment or else a
+//! missing-comment follow-up if due ([`crate::comment`]), and either the single retry of a lost
+//! run or the bounded continuation (or exhaustion comment) of a run that only planned.
 //!
 //! The issue is read as of the run's end: the private fold is at the ending event, and the
 //! classifier uses the issue status the fold snapshotted at the finish (`issue_status_at_finish`).
@@ -8,6 +10,7 @@
 //! what the reference's backfill records; live and replayed verdicts then agree.
 
 use super::{rule, Emitter, Policy};
+use crate::comment::{self, CommentDecision, CommentInput, ContinuationEffect, EndedRun};
 use crate::continuation::{
     self, AgentState, ContinuationDecision, ContinuationInput, ExistingWakeup, IssueState,
     SourceRun, WakeupStatus,
@@ -18,7 +21,6 @@ use crate::liveness::{self, Classification, ClassificationInput, EvidenceCounts,
 use crate::retry::{self, LostRun, NoRetry, RetryDecision};
 use crate::summary::{self, SummaryAgent, SummaryInput, SummaryIssue, SummaryRun};
 use events::document::DocumentRevised;
-use events::issue::IssueCommentAdded;
 use events::{
     AgentId, AgentStatus, CommentId, CompanyId, DocumentId, EventData, IssueId, IssueStatus,
     LivenessState, Priority, RevisionId, RunId, RunOutcome,
@@ -97,6 +99,11 @@ pub(super) fn run_ended(
     }
     if lost {
         process_loss_retry(ledger, em, policy, run, issue);
+    } else {
+        let effect = ContinuationEffect::of(continuation.as_ref());
+        if let Some(input) = comment_input(run, issue, agent, outcome, effect) {
+            leave_word(ledger, em, policy, &input);
+        }
     }
     match continuation {
         Some(ContinuationDecision::Enqueue { wakeup, .. }) => em.rationed_wakeup(
@@ -115,15 +122,13 @@ pub(super) fn run_ended(
                 "issue.comment_added",
                 company,
                 |id| {
-                    EventData::IssueCommentAdded(IssueCommentAdded {
-                        comment_id: CommentId(entity_id(id, "comment_id")),
-                        issue_id: exhausted.issue_id,
-                        body: exhausted.comment_body.clone(),
-                        author_agent_id: Some(exhausted.author_agent_id),
-                        author_user_id: None,
-                        run_id: Some(exhausted.source_run_id),
-                        extra: Map::new(),
-                    })
+                    EventData::IssueCommentAdded(comment::run_comment(
+                        CommentId(entity_id(id, "comment_id")),
+                        exhausted.issue_id,
+                        exhausted.author_agent_id,
+                        exhausted.source_run_id,
+                        &exhausted.comment_body,
+                    ))
                 },
             );
         }
@@ -221,23 +226,6 @@ fn continuation_input(
         next_action,
         continuation_attempt: count(run.continuation_attempt),
     };
-    let issue_state = issue.and_then(|issue| {
-        Some(IssueState {
-            issue_id: IssueId(issue.issue_id),
-            company_id: CompanyId(issue.company_id),
-            status: issue_status(issue)?,
-            assignee_agent_id: issue.assignee_agent_id.map(AgentId),
-            has_execution_state: issue.execution_state.as_ref().is_some_and(|s| !s.is_null()),
-        })
-    });
-    let agent_state = agent.and_then(|agent| {
-        Some(AgentState {
-            agent_id: AgentId(agent.agent_id),
-            company_id: CompanyId(agent.company_id),
-            status: agent.status.as_deref().and_then(AgentStatus::parse)?,
-            budget_blocked: agent.budget_blocked,
-        })
-    });
     let mut existing_wakeups = Vec::new();
     if let Some(issue) = issue {
         let prefix = continuation_key_prefix(issue.issue_id, run.run_id);
@@ -266,10 +254,85 @@ fn continuation_input(
     }
     Some(ContinuationInput {
         run: source,
-        issue: issue_state,
-        agent: agent_state,
+        issue: issue.and_then(issue_state),
+        agent: agent.and_then(agent_state),
         existing_wakeups,
     })
+}
+
+/// The issue as the wake guards see it (`None`: only a placeholder is known).
+fn issue_state(issue: &IssueRow) -> Option<IssueState> {
+    Some(IssueState {
+        issue_id: IssueId(issue.issue_id),
+        company_id: CompanyId(issue.company_id),
+        status: issue_status(issue)?,
+        assignee_agent_id: issue.assignee_agent_id.map(AgentId),
+        has_execution_state: issue.execution_state.as_ref().is_some_and(|s| !s.is_null()),
+    })
+}
+
+/// The agent as the wake guards see it (`None`: only a placeholder is known).
+fn agent_state(agent: &AgentRow) -> Option<AgentState> {
+    Some(AgentState {
+        agent_id: AgentId(agent.agent_id),
+        company_id: CompanyId(agent.company_id),
+        status: agent.status.as_deref().and_then(AgentStatus::parse)?,
+        budget_blocked: agent.budget_blocked,
+    })
+}
+
+/// What the run-comment rules read: the run's own comments are the fold's evidence count, cut
+/// off at the run's end, so the reconciler's comments after it never count.
+fn comment_input(
+    run: &RunRow,
+    issue: Option<&IssueRow>,
+    agent: Option<&AgentRow>,
+    outcome: RunOutcome,
+    continuation: ContinuationEffect,
+) -> Option<CommentInput> {
+    Some(CommentInput {
+        run: EndedRun {
+            run_id: RunId(run.run_id),
+            company_id: CompanyId(run.company_id),
+            agent_id: AgentId(run.agent_id?),
+            outcome,
+            comments: count(run.evidence.comments),
+            result: result_map(run),
+            wake_reason: run
+                .context
+                .get("wake_reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        },
+        issue: issue.and_then(issue_state),
+        agent: agent.and_then(agent_state),
+        continuation,
+    })
+}
+
+/// §2: the result summary as the run's comment, or the missing-comment follow-up if due.
+fn leave_word(ledger: &Ledger, em: &mut Emitter<'_>, policy: &Policy, input: &CommentInput) {
+    let company = input.run.company_id;
+    match comment::decide(input) {
+        CommentDecision::Post(posted) => {
+            em.emit(rule::RESULT_COMMENT, "issue.comment_added", company, |id| {
+                EventData::IssueCommentAdded(
+                    posted.comment_added(CommentId(entity_id(id, "comment_id"))),
+                )
+            });
+        }
+        CommentDecision::FollowUp(wakeup) => em.rationed_wakeup(
+            ledger,
+            &policy.storm,
+            rule::MISSING_COMMENT,
+            "",
+            company,
+            Some(input.run.run_id.0),
+            &wakeup,
+            false,
+        ),
+        CommentDecision::Skip(_) => {}
+    }
 }
 
 /// The document id of an issue's `continuation-summary` when none exists yet (one per issue).

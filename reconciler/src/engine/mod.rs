@@ -9,7 +9,8 @@
 //! derived from its own id: the same history always yields byte-identical follow-ups.
 //!
 //! Triggers: `run.finished` and `run.process_lost` of a run that had not ended yet
-//! ([`ended`]: liveness, continuation summary, process-loss retry, bounded continuation), and
+//! ([`ended`]: liveness, continuation summary, result comment or missing-comment follow-up,
+//! process-loss retry, bounded continuation), and
 //! `reconciler.ticked` ([`sweep`]: silent detached runs, stranded assigned issues).
 
 mod ended;
@@ -41,6 +42,10 @@ pub mod rule {
     pub const SUMMARY: &str = "continuation_summary";
     /// The single retry of a lost run.
     pub const PROCESS_LOST_RETRY: &str = "process_lost_retry";
+    /// The result summary of a succeeded run that never commented, as its comment.
+    pub const RESULT_COMMENT: &str = "result_comment";
+    /// The follow-up wakeup asking the agent of a run that left no word on its issue to comment.
+    pub const MISSING_COMMENT: &str = "missing_comment";
     /// A bounded liveness continuation.
     pub const CONTINUATION: &str = "liveness_continuation";
     /// The comment of an exhausted continuation chain.

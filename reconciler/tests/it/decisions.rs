@@ -59,6 +59,70 @@ fn the_same_history_yields_byte_identical_follow_ups() {
 }
 
 #[test]
+fn the_result_comment_is_never_the_runs_evidence_live_or_on_replay() {
+    use crate::scenarios::main_run;
+    use events::EventData;
+    use std::collections::VecDeque;
+    let scenario = run_end_scenarios()
+        .into_iter()
+        .find(|s| s.name.starts_with("a succeeded run that never commented"))
+        .expect("the scenario");
+    let mut world = World::new();
+    let inputs = (scenario.phases[0].given)(&mut world, &[]);
+    let run = main_run(&world).0;
+
+    // Live: every follow-up folded right after its cause; record the stream as it would be.
+    let mut live = Simulator::new(scenario.policy.clone());
+    let (mut stream, mut decided) = (Vec::new(), Vec::new());
+    for event in inputs {
+        let mut queue = VecDeque::from([event]);
+        while let Some(next) = queue.pop_front() {
+            let follow_ups = live.feed(&next);
+            stream.push(next);
+            queue.extend(follow_ups.iter().cloned());
+            decided.extend(follow_ups);
+        }
+    }
+    let comment_id = decided
+        .iter()
+        .find_map(|e| match &e.data {
+            EventData::IssueCommentAdded(c) if c.run_id.map(|r| r.0) == Some(run) => {
+                Some(c.comment_id.0)
+            }
+            _ => None,
+        })
+        .expect("the result comment names the run");
+    let finish = stream
+        .iter()
+        .position(|e| e.event_type() == events::EventType::RunFinished)
+        .unwrap();
+    let posted = stream.iter().position(
+        |e| matches!(&e.data, EventData::IssueCommentAdded(c) if c.comment_id.0 == comment_id),
+    );
+    assert!(
+        posted > Some(finish),
+        "after the run ended, in stream order"
+    );
+
+    // Replay: the recorded stream (follow-ups included) decided again from scratch.
+    let mut replay = Simulator::new(scenario.policy.clone());
+    let again: Vec<Event> = stream.iter().flat_map(|e| replay.feed(e)).collect();
+    let bytes = |events: &[Event]| events.iter().map(Event::to_vec).collect::<Vec<_>>();
+    assert_eq!(bytes(&again), bytes(&decided), "replay decides the same");
+
+    for sim in [&live, &replay] {
+        assert!(sim.model.known_children.contains(&comment_id), "folded");
+        let row = &sim.model.runs[&run];
+        assert_eq!(
+            row.evidence.comments, 0,
+            "the result comment is not evidence"
+        );
+        assert_eq!(row.evidence.activity, 0);
+        assert_eq!(row.liveness_state.as_deref(), Some("needs_followup"));
+    }
+}
+
+#[test]
 fn ticks_are_the_same_event_for_every_publisher_of_a_slot() {
     use ::reconciler::tick::{slot_of, tick};
     use chrono::{TimeZone, Utc};

@@ -203,20 +203,21 @@ async fn run_end_catalogue_end_to_end() {
         "plan_only"
     );
 
-    // exhaustion: one comment, the reason says so, the ledger shows "Exhausted"
+    // exhaustion: the result comment, then one exhaustion comment, both as the run; the reason
+    // says so, the ledger shows "Exhausted"
     let i = ran.index(&scenarios, "attempt 2");
     let w = &ran.worlds[i];
-    let comments = h
-        .json_rows(
-            "SELECT to_jsonb(c) FROM issue_comments c WHERE issue_id = $1",
-            w.issue.0,
-        )
-        .await;
-    assert_eq!(comments.len(), 1);
-    assert!(comments[0]["body"]
+    let comments = h.comments(w.issue.0).await;
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[0]["body"], crate::world::PLAN_SENTENCE);
+    assert!(comments[1]["body"]
         .as_str()
         .unwrap()
         .starts_with("Bounded liveness continuation exhausted"));
+    for comment in &comments {
+        assert_eq!(comment["run_id"], json!(main_run(w)));
+        assert_eq!(comment["author_agent_id"], json!(w.agent));
+    }
     let ledger = h
         .json_rows(
             "SELECT to_jsonb(l) FROM issue_run_ledger l WHERE issue_id = $1",
@@ -250,6 +251,41 @@ async fn run_end_catalogue_end_to_end() {
         "the summary is never evidence"
     );
 
+    // the result comment: on the issue as the run's agent, naming the run, never its evidence
+    let i = ran.index(&scenarios, "a succeeded run that never commented");
+    let w = &ran.worlds[i];
+    let comments = h.comments(w.issue.0).await;
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0]["body"], "Shipped the ledger.\nAll green.");
+    assert_eq!(comments[0]["author_agent_id"], json!(w.agent));
+    assert_eq!(comments[0]["author_user_id"], Value::Null);
+    assert_eq!(comments[0]["run_id"], json!(main_run(w)));
+    let run = h.row("runs", "run_id", main_run(w).0).await;
+    assert_eq!(
+        run["evidence_comments"], 0,
+        "the result comment is never evidence"
+    );
+    assert_eq!(run["evidence_activity"], 0);
+    assert_eq!(run["liveness_state"], "needs_followup");
+
+    // the missing-comment follow-up: its wakeup and run are in the read models
+    let i = ran.index(&scenarios, "an advanced run that left no word");
+    let w = &ran.worlds[i];
+    let key = format!("issue_comment_missing:{}:{}", w.issue, main_run(w));
+    let wakeups = h
+        .json_rows(
+            "SELECT to_jsonb(w) FROM wakeup_requests w WHERE issue_id = $1 AND idempotency_key IS NOT NULL",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(wakeups.len(), 1, "one follow-up, not two");
+    assert_eq!(wakeups[0]["idempotency_key"], json!(key));
+    assert_eq!(wakeups[0]["reason"], "issue_comment_missing");
+    assert_eq!(wakeups[0]["status"], "completed", "its run succeeded");
+    let follow_up = h.row("runs", "run_id", run_of(&ran.phases[i][0]).0).await;
+    assert_eq!(follow_up["context"]["wake_reason"], "issue_comment_missing");
+    assert_eq!(follow_up["status"], "succeeded");
+
     // historical classification: done after the finish does not change the verdict
     let i = ran.index(&scenarios, "the issue as of the run's end");
     let run = h.row("runs", "run_id", main_run(&ran.worlds[i]).0).await;
@@ -262,12 +298,7 @@ async fn stranded_todo_dispatch_then_escalation_end_to_end() {
     let issue = h.row("issues", "issue_id", w.issue.0).await;
     assert_eq!(issue["status"], "blocked");
     assert_eq!(issue["assignee_agent_id"], json!(w.agent), "assignee kept");
-    let comments = h
-        .json_rows(
-            "SELECT to_jsonb(c) FROM issue_comments c WHERE issue_id = $1",
-            w.issue.0,
-        )
-        .await;
+    let comments = h.comments(w.issue.0).await;
     assert_eq!(comments.len(), 1);
     assert_eq!(comments[0]["author_agent_id"], Value::Null);
     assert_eq!(comments[0]["author_user_id"], Value::Null);
@@ -433,7 +464,8 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
             .unwrap();
     }
     // Publish, then lose the marks: a crash between publishing and marking.
-    assert_eq!(h.reconciler.outbox().drain().await.unwrap(), 4);
+    // liveness, summary, result comment, continuation wakeup and run
+    assert_eq!(h.reconciler.outbox().drain().await.unwrap(), 5);
     let client = h.pool.get().await.unwrap();
     client
         .execute(
@@ -443,7 +475,7 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
         .await
         .unwrap();
     let with_follow_ups = h.last_seq().await;
-    assert_eq!(with_follow_ups, inputs + 4);
+    assert_eq!(with_follow_ups, inputs + 5);
 
     // Restart: the rows are held until the consumer has read up to the current head, where it
     // finds the earlier copies and marks them; nothing is published again, whatever JetStream's
@@ -473,7 +505,7 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(marked, 4);
+    assert_eq!(marked, 5);
     assert_eq!(
         h.last_seq().await,
         with_follow_ups,

@@ -171,6 +171,15 @@ impl Harness {
             .get(0)
     }
 
+    /// The comments on an issue, oldest first.
+    pub async fn comments(&self, issue: Uuid) -> Vec<Value> {
+        self.json_rows(
+            "SELECT to_jsonb(c) FROM issue_comments c WHERE issue_id = $1 ORDER BY seq",
+            issue,
+        )
+        .await
+    }
+
     /// Rows of a query returning one JSON column.
     pub async fn json_rows(&self, sql: &str, id: Uuid) -> Vec<Value> {
         self.pool

@@ -117,11 +117,23 @@ fn summary_body(events: &[Event]) -> &str {
 }
 
 fn comment_body(events: &[Event]) -> &str {
-    &find(events, |d| match d {
-        EventData::IssueCommentAdded(c) => Some(c),
+    &comment_starting(events, "").body
+}
+
+/// The follow-up comment whose body starts with `start`.
+fn comment_starting<'a>(events: &'a [Event], start: &str) -> &'a issue::IssueCommentAdded {
+    find(events, |d| match d {
+        EventData::IssueCommentAdded(c) if c.body.starts_with(start) => Some(c),
         _ => None,
     })
-    .body
+}
+
+/// The `rule` attribute of every follow-up, in order.
+fn rules(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e.extensions["rule"].as_str().unwrap_or_default())
+        .collect()
 }
 
 fn refused(events: &[Event]) -> &issue::IssueFollowUpRefused {
@@ -152,10 +164,33 @@ const PLAN_ONLY: &str =
 const EMPTY: &str =
     "liveness empty_response: Run succeeded without useful output or concrete action evidence";
 const LOST: &str = "liveness failed: Run ended with failed (process_lost)";
+const ADVANCED_BY_TOOL: &str =
+    "liveness advanced: Run produced concrete action evidence: 1 tool/action event(s)";
+const RETRIED: [&str; 3] = [
+    LOST,
+    "wakeup process_lost_retry",
+    "queued attempt=0 retries=1",
+];
+/// The result comment of a run that said [`PLAN_SENTENCE`] and never commented.
+const PLAN_COMMENT: &str = "comment: I will inspect the repo next and then implement the fix.";
 const CONTINUATION: [&str; 2] = [
     "wakeup run_liveness_continuation",
     "queued attempt=1 retries=0",
 ];
+
+/// The main run is lost (a pid was recorded): it is retried once.
+fn main_run_lost() -> Phase {
+    phase(RETRIED.to_vec(), |w, _| {
+        let mut e = running(w);
+        e.push(w.lost(main_run(w)));
+        e
+    })
+}
+
+/// The run works (a tool call) and succeeds without a word: no comment, empty result.
+fn works_silently(w: &mut World, run: RunId) -> Vec<Event> {
+    vec![w.activity(run, ActivityKind::ToolCall), w.says(run, "")]
+}
 
 fn with(mut head: Vec<&'static str>, tail: &[&'static str]) -> Vec<&'static str> {
     head.extend_from_slice(tail);
@@ -164,10 +199,10 @@ fn with(mut head: Vec<&'static str>, tail: &[&'static str]) -> Vec<&'static str>
 
 /// Scenarios whose decisions are triggered by run ends only (they can share one stream).
 pub fn run_end_scenarios() -> Vec<Scenario> {
-    vec![
+    let mut all = vec![
         scenario(
             "planning sentence: plan_only, next action, continuation attempt 1 with every field",
-            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+            vec![phase(with(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], &CONTINUATION), |w, _| {
                 let mut e = running(w);
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
                 e
@@ -247,7 +282,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "workspace operation and a plan: plan_only without last useful action",
-            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+            vec![phase(with(vec![PLAN_ONLY, "summary r1", "comment: I will inspect the repo next."], &CONTINUATION), |w, _| {
                 let run = main_run(w);
                 let mut e = running(w);
                 e.push(w.activity(run, ActivityKind::Workspace));
@@ -264,6 +299,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
                 vec![
                     "liveness advanced: Planning/document task produced useful output and is exempt from plan-only classification",
                     "summary r1",
+                    "comment: Plan:",
                 ],
                 |w, _| {
                     let run = main_run(w);
@@ -284,6 +320,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
                 vec![
                     "liveness advanced: Run produced concrete action evidence: 1 document revision(s), 1 activity event(s)",
                     "summary r1",
+                    "comment: Next steps:",
                 ],
                 |w, _| {
                     let run = main_run(w);
@@ -297,7 +334,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "a plan revision by another run and Next steps: plan_only",
-            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+            vec![phase(with(vec![PLAN_ONLY, "summary r1", "comment: Next steps:"], &CONTINUATION), |w, _| {
                 let run = main_run(w);
                 let mut e = running(w);
                 e.push(w.revision("plan", RunId::new_random()));
@@ -312,7 +349,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "the run's own continuation-summary revision is no evidence: still plan_only",
-            vec![phase(with(vec![PLAN_ONLY, "summary r2"], &CONTINUATION), |w, _| {
+            vec![phase(with(vec![PLAN_ONLY, "summary r2", PLAN_COMMENT], &CONTINUATION), |w, _| {
                 let run = main_run(w);
                 let mut e = running(w);
                 e.push(w.revision("continuation-summary", run));
@@ -323,7 +360,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "issue done: completed, no continuation",
-            vec![phase(vec!["liveness completed: Issue is done", "summary r1"], |w, _| {
+            vec![phase(vec!["liveness completed: Issue is done", "summary r1", PLAN_COMMENT], |w, _| {
                 let mut e = running(w);
                 e.push(w.update(|u| u.status = Some(IssueStatus::Done)));
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
@@ -337,6 +374,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
                 vec![
                     "liveness blocked: Run output declared a concrete blocker",
                     "summary r1",
+                    "comment: I cannot proceed because I need access credentials.",
                 ],
                 |w, _| {
                     let mut e = running(w);
@@ -367,11 +405,12 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
             }),
         ),
         scenario(
-            "attempt 2: exhausted, no wakeup, one comment",
+            "attempt 2: exhausted, no wakeup, the result comment and one exhaustion comment",
             vec![phase(
                 vec![
                     "liveness plan_only: Run described future work without concrete action evidence; continuation attempts exhausted",
                     "summary r1",
+                    PLAN_COMMENT,
                     "comment: Bounded liveness continuation exhausted",
                 ],
                 |w, _| {
@@ -384,12 +423,13 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
                 },
             )],
             Box::new(|_, phases| {
-                assert!(comment_body(&phases[0]).contains("Attempts used: 2/2"));
+                let exhausted = comment_starting(&phases[0], "Bounded liveness");
+                assert!(exhausted.body.contains("Attempts used: 2/2"));
             }),
         ),
         scenario(
             "guard: the issue was reassigned to another agent",
-            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+            vec![phase(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], |w, _| {
                 let mut e = running(w);
                 e.push(w.update(|u| u.assignee_agent_id = Some(Some(AgentId::new_random()))));
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
@@ -399,7 +439,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "guard: an execution state (review stage) is active",
-            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+            vec![phase(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], |w, _| {
                 let mut e = running(w);
                 e.push(w.update(|u| u.execution_state = Some(Some(json!({"stage": "review"})))));
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
@@ -409,7 +449,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "guard: the agent is paused",
-            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+            vec![phase(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], |w, _| {
                 let mut e = running(w);
                 e.push(w.agent_status(AgentStatus::Paused, false));
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
@@ -419,7 +459,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "guard: budget hard stop",
-            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+            vec![phase(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], |w, _| {
                 let mut e = running(w);
                 e.push(w.agent_status(AgentStatus::Idle, true));
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
@@ -429,7 +469,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "guard: a wakeup with the continuation's key exists",
-            vec![phase(vec![PLAN_ONLY, "summary r1"], |w, _| {
+            vec![phase(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], |w, _| {
                 let run = main_run(w);
                 let mut e = running(w);
                 let key = format!("run_liveness_continuation:{}:{run}:plan_only:1", w.issue);
@@ -445,6 +485,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
                 vec![
                     "liveness needs_followup: Run produced useful output but no concrete action evidence",
                     "summary r1",
+                    "comment: Edited server/src/services/heartbeat.ts and ran the tests.",
                 ],
                 |w, _| {
                     let run = main_run(w);
@@ -510,7 +551,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         scenario(
             "process loss with a dead pid: failed, one retry, count 1",
             vec![phase(
-                vec![LOST, "wakeup process_lost_retry", "queued attempt=0 retries=1"],
+                RETRIED.to_vec(),
                 |w, _| {
                     let run = main_run(w);
                     let mut e = running(w);
@@ -582,6 +623,7 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
                 vec![
                     "liveness needs_followup: Run produced useful output but no concrete action evidence",
                     "summary r1",
+                    "comment: Done.",
                 ],
                 |w, _| {
                     let run = main_run(w);
@@ -596,13 +638,248 @@ pub fn run_end_scenarios() -> Vec<Scenario> {
         ),
         scenario(
             "the issue as of the run's end: done afterwards changes nothing",
-            vec![phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+            vec![phase(with(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], &CONTINUATION), |w, _| {
                 let mut e = running(w);
                 e.push(w.says(main_run(w), PLAN_SENTENCE));
                 e.push(w.update(|u| u.status = Some(IssueStatus::Done)));
                 e
             })],
             no_check(),
+        ),
+    ];
+    all.extend(run_comment_scenarios());
+    all
+}
+
+/// Scenarios of what a succeeded run leaves on its issue (reference §2): its result summary as
+/// its comment, or a missing-comment follow-up if due (docs/reconciler.md).
+fn run_comment_scenarios() -> Vec<Scenario> {
+    vec![
+        scenario(
+            "a succeeded run that never commented: its result summary is its comment",
+            vec![phase(
+                vec![
+                    "liveness needs_followup: Run produced useful output but no concrete action evidence",
+                    "summary r1",
+                    "comment: Shipped the ledger.",
+                ],
+                |w, _| {
+                    let mut e = running(w);
+                    e.push(w.finish(
+                        main_run(w),
+                        RunOutcome::Succeeded,
+                        json!({"summary": "  ", "result": "  Shipped the ledger.\nAll green.  ", "message": "not this"}),
+                        None,
+                    ));
+                    e
+                },
+            )],
+            Box::new(|w, phases| {
+                let f = &phases[0];
+                assert_eq!(rules(f), ["liveness", "continuation_summary", "result_comment"]);
+                let posted = comment_starting(f, "");
+                assert_eq!(posted.issue_id, w.issue);
+                assert_eq!(posted.author_agent_id, Some(w.agent), "attributed to the run's agent");
+                assert_eq!(posted.author_user_id, None);
+                assert_eq!(posted.run_id, Some(main_run(w)));
+                assert_eq!(posted.body, "Shipped the ledger.\nAll green.", "`result`, trimmed");
+                assert_eq!(f[2].time, f[0].time, "at the finish's time");
+            }),
+        ),
+        scenario(
+            "a succeeded run that commented itself: no result comment",
+            vec![phase(
+                vec![
+                    "liveness advanced: Run produced concrete action evidence: 1 issue comment(s), 1 activity event(s)",
+                    "summary r1",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.comment(run));
+                    e.push(w.says(run, "Implemented the query."));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "an advanced run that left no word: one missing-comment follow-up, not two",
+            vec![
+                phase(
+                    vec![
+                        "liveness advanced: Run produced concrete action evidence: 1 work product(s), 1 activity event(s), 1 tool/action event(s)",
+                        "summary r1",
+                        "wakeup issue_comment_missing",
+                        "queued attempt=0 retries=0",
+                    ],
+                    |w, _| {
+                        let run = main_run(w);
+                        let mut e = running(w);
+                        e.push(w.activity(run, ActivityKind::ToolCall));
+                        e.push(w.work_product(run));
+                        e.push(w.says(run, ""));
+                        e
+                    },
+                ),
+                // the follow-up run succeeds silently too: it was the chain's one follow-up
+                phase(
+                    vec![
+                        ADVANCED_BY_TOOL,
+                        "summary r2",
+                    ],
+                    |w, so_far| {
+                        w.advance(TimeDelta::minutes(5));
+                        let run = queued_run(so_far);
+                        let mut e = vec![w.started(run)];
+                            e.extend(works_silently(w, run));
+                            e
+                    },
+                ),
+            ],
+            Box::new(|w, phases| {
+                let f = &phases[0];
+                let run = main_run(w);
+                assert_eq!(
+                    rules(f),
+                    ["liveness", "continuation_summary", "missing_comment", "missing_comment"]
+                );
+                let wake = wakeup(f);
+                let key = format!("issue_comment_missing:{}:{run}", w.issue);
+                assert_eq!(wake.idempotency_key.as_deref(), Some(key.as_str()));
+                assert_eq!(wake.agent_id, w.agent);
+                assert_eq!(wake.issue_id, Some(w.issue));
+                assert_eq!(wake.source, InvocationSource::Automation);
+                assert_eq!(wake.trigger_detail, TriggerDetail::System);
+                assert_eq!(wake.requested_by_actor_type, ActorType::System);
+                assert_eq!(wake.requested_by_actor_id.as_deref(), Some("heartbeat"));
+                assert_eq!(
+                    Value::Object(wake.payload.clone()),
+                    json!({
+                        "issue_id": w.issue,
+                        "source_run_id": run,
+                        "instruction": ::reconciler::comment::INSTRUCTION,
+                    })
+                );
+                let instruction = wake.payload["instruction"].as_str().unwrap();
+                for part in ["comment", "what you did", "what changed", "what is next"] {
+                    assert!(instruction.contains(part), "{instruction}");
+                }
+                let q = queued(f);
+                assert_eq!(q.wakeup_id, Some(wake.wakeup_id));
+                assert_eq!((q.agent_id, q.issue_id), (w.agent, Some(w.issue)));
+                assert_eq!(q.continuation_attempt, 0);
+                assert_eq!(q.retry_of_run_id, None);
+                assert_eq!(
+                    Value::Object(q.context.clone()),
+                    json!({
+                        "issue_id": w.issue,
+                        "wake_reason": "issue_comment_missing",
+                        "source": "issue.comment_missing",
+                        "missing_comment_source_run_id": run,
+                    })
+                );
+            }),
+        ),
+        scenario(
+            "a failed run with a summary: neither a result comment nor a follow-up",
+            vec![phase(
+                vec!["liveness failed: Run ended with failed (adapter_failed)", "summary r1"],
+                |w, _| {
+                    let mut e = running(w);
+                    e.push(w.finish(
+                        main_run(w),
+                        RunOutcome::Failed,
+                        json!({"summary": "Tried the migration; it broke."}),
+                        Some(("adapter_failed", "boom")),
+                    ));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "a timed-out silent run: no missing-comment follow-up",
+            vec![phase(
+                vec!["liveness failed: Run ended with timed_out (timeout)", "summary r1"],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = running(w);
+                    e.push(w.activity(run, ActivityKind::ToolCall));
+                    let timeout = Some(("timeout", "timed out"));
+                    e.push(w.finish(run, RunOutcome::TimedOut, json!({}), timeout));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "a silent advanced run of a done issue: no missing-comment follow-up",
+            vec![phase(vec!["liveness completed: Issue is done", "summary r1"], |w, _| {
+                let run = main_run(w);
+                let mut e = running(w);
+                e.push(w.update(|u| u.status = Some(IssueStatus::Done)));
+                e.extend(works_silently(w, run));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "a silent advanced run whose agent is paused: no missing-comment follow-up",
+            vec![phase(vec![ADVANCED_BY_TOOL, "summary r1"], |w, _| {
+                let run = main_run(w);
+                let mut e = running(w);
+                e.push(w.agent_status(AgentStatus::Paused, false));
+                e.extend(works_silently(w, run));
+                e
+            })],
+            no_check(),
+        ),
+        scenario(
+            "empty_response at attempt 2: the exhaustion comment is its word, no follow-up",
+            vec![phase(
+                vec![
+                    "liveness empty_response: Run succeeded without useful output or concrete action evidence; continuation attempts exhausted",
+                    "summary r1",
+                    "comment: Bounded liveness continuation exhausted",
+                ],
+                |w, _| {
+                    let run = main_run(w);
+                    let mut e = base(w);
+                    e.push(w.queued(run, 0, 2));
+                    e.push(w.started(run));
+                    e.push(w.says(run, ""));
+                    e
+                },
+            )],
+            no_check(),
+        ),
+        scenario(
+            "a missing-comment follow-up within a retry's backoff: refused, visibly",
+            vec![
+                main_run_lost(),
+                phase(
+                    vec![
+                        ADVANCED_BY_TOOL,
+                        "summary r1",
+                        "refused issue_comment_missing: automatic wakeups of this issue back off: wakeup 2 within 1h must wait 30s after the previous one",
+                    ],
+                    |w, so_far| {
+                        let run = queued_run(so_far);
+                        let mut e = vec![w.started(run)];
+                            e.extend(works_silently(w, run));
+                            e
+                    },
+                ),
+            ],
+            Box::new(|w, phases| {
+                let refusal = refused(&phases[1]);
+                assert_eq!(refusal.issue_id, w.issue);
+                assert_eq!(refusal.run_id, Some(queued(&phases[0]).run_id));
+                assert_eq!(refusal.agent_id, Some(w.agent));
+                assert!(refusal.retry_after.is_some());
+                assert_eq!(rules(&phases[1])[2], "missing_comment");
+            }),
         ),
     ]
 }
@@ -713,6 +990,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
                         "comment: runledger automatically retried dispatch for this assigned `todo` issue after a lost wake/run",
                         "liveness blocked: Issue status is blocked",
                         "summary r3",
+                        PLAN_COMMENT,
                     ],
                     |w, _| {
                         w.advance(TimeDelta::minutes(1));
@@ -767,7 +1045,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
                     tick_after(minute),
                 ),
                 phase(
-                    with(vec![PLAN_ONLY, "summary r2"], &CONTINUATION),
+                    with(vec![PLAN_ONLY, "summary r2", PLAN_COMMENT], &CONTINUATION),
                     |w, so_far| {
                         w.advance(TimeDelta::minutes(5));
                         let run = queued_run(so_far);
@@ -797,6 +1075,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
                     vec![
                         "liveness advanced: Run produced concrete action evidence: 1 document revision(s), 1 activity event(s)",
                         "summary r2",
+                        "comment: Next steps:",
                     ],
                     |w, so_far| {
                         w.advance(TimeDelta::minutes(5));
@@ -855,7 +1134,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
             ..ticking(
                 "storm ceiling: the third automatic wakeup within the window is refused, visibly",
                 vec![
-                    phase(with(vec![PLAN_ONLY, "summary r1"], &CONTINUATION), |w, _| {
+                    phase(with(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], &CONTINUATION), |w, _| {
                         let mut e = running(w);
                         e.push(w.says(main_run(w), PLAN_SENTENCE));
                         e
@@ -864,6 +1143,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
                         vec![
                             PLAN_ONLY,
                             "summary r2",
+                            PLAN_COMMENT,
                             "wakeup run_liveness_continuation",
                             "queued attempt=2 retries=0",
                         ],
@@ -896,18 +1176,12 @@ pub fn tick_scenarios() -> Vec<Scenario> {
         ticking(
             "backoff: a continuation 3 s after a retry is refused; the sweep recovers later",
             vec![
-                phase(
-                    vec![LOST, "wakeup process_lost_retry", "queued attempt=0 retries=1"],
-                    |w, _| {
-                        let mut e = running(w);
-                        e.push(w.lost(main_run(w)));
-                        e
-                    },
-                ),
+                main_run_lost(),
                 phase(
                     vec![
                         PLAN_ONLY,
                         "summary r1",
+                        PLAN_COMMENT,
                         "refused run_liveness_continuation: automatic wakeups of this issue back off: wakeup 2 within 1h must wait 30s after the previous one",
                     ],
                     |w, so_far| {
@@ -933,14 +1207,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
             ..ticking(
                 "a sweep refusal is recorded once, not on every tick",
                 vec![
-                    phase(
-                        vec![LOST, "wakeup process_lost_retry", "queued attempt=0 retries=1"],
-                        |w, _| {
-                            let mut e = running(w);
-                            e.push(w.lost(main_run(w)));
-                            e
-                        },
-                    ),
+                    main_run_lost(),
                     phase(
                         vec!["liveness failed: Run ended with failed (adapter_failed)", "summary r1"],
                         |w, so_far| {
