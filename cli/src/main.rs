@@ -53,9 +53,10 @@ enum Command {
     Up(up::Args),
     /// Run the projector alone.
     Project(project::Args),
-    /// Apply pending database migrations.
+    /// Apply pending database migrations (read models and the reconciler's schema).
     Migrate(migrate::Args),
-    /// Show the stream position, projector position, lag and dead letters.
+    /// Show the stream position, the projector's and the reconciler's positions and lag, dead
+    /// letters and unpublished follow-ups.
     Status(status::Args),
     /// Publish events: one from flags, or many as NDJSON from stdin or a file.
     Publish(publish::Args),

@@ -1,17 +1,22 @@
-//! `runledger migrate`: applies pending migrations (creating the database if it is the default
-//! one and missing) and says which were applied.
+//! `runledger migrate`: applies pending migrations to the read-model schema and to the
+//! reconciler's schema (creating the database if it is the default one and missing) and says
+//! which were applied. The reconciler also migrates its schema when it starts; doing it here
+//! first lets a deployment migrate everything in one step before starting services.
 
 use crate::db;
-use crate::settings::DbArgs;
+use crate::settings::{DbArgs, ReconcilerStateArgs};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub reconciler: ReconcilerStateArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let reconciler_schema = args.reconciler.schema_beside(&args.db)?;
     let url = args.db.url_or_default();
     if args.db.url.is_none() {
         db::create_database_if_missing(&url).await?;
@@ -24,6 +29,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!(
             "schema `{}`: applied migrations {applied:?}",
             args.db.schema
+        );
+    }
+    let applied = reconciler::migrate::migrate(&mut client, reconciler_schema).await?;
+    if applied.is_empty() {
+        println!("reconciler schema `{reconciler_schema}` is up to date");
+    } else {
+        println!(
+            "reconciler schema `{reconciler_schema}`: applied read-model migrations {:?}, \
+             reconciler migrations {:?}",
+            applied.read_models, applied.state
         );
     }
     Ok(ExitCode::SUCCESS)

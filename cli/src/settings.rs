@@ -131,10 +131,10 @@ impl ProjectorArgs {
     }
 }
 
-/// How the reconciler decides and ticks (storm control and timeouts are documented in
-/// docs/reconciler.md).
+/// Where the reconciler keeps its state (`reconcile` and `up` run it there, `migrate` migrates
+/// it, `status` reads its position).
 #[derive(Args, Clone, Debug)]
-pub struct ReconcilerArgs {
+pub struct ReconcilerStateArgs {
     /// Schema of the reconciler's state: its private read models, decision ledger and outbox
     /// (never the read-model schema).
     #[arg(
@@ -149,9 +149,31 @@ pub struct ReconcilerArgs {
         id = "reconciler_name",
         long = "reconciler-name",
         env = "RUNLEDGER_RECONCILER_NAME",
-        default_value = "runledger-reconciler"
+        default_value = reconciler::migrate::DEFAULT_CONSUMER
     )]
     pub name: String,
+}
+
+impl ReconcilerStateArgs {
+    /// The reconciler's schema, checked against the read-model schema it must never be.
+    pub fn schema_beside(&self, db: &DbArgs) -> anyhow::Result<&str> {
+        anyhow::ensure!(
+            self.schema != db.schema,
+            "the reconciler's schema `{}` is the read-model schema: give it its own \
+             (--reconciler-schema, default `{}`)",
+            self.schema,
+            reconciler::migrate::DEFAULT_SCHEMA
+        );
+        Ok(&self.schema)
+    }
+}
+
+/// How the reconciler decides and ticks (storm control and timeouts are documented in
+/// docs/reconciler.md).
+#[derive(Args, Clone, Debug)]
+pub struct ReconcilerArgs {
+    #[command(flatten)]
+    pub state: ReconcilerStateArgs,
     /// Most events decided per transaction.
     #[arg(id = "reconciler_batch_size", long = "reconciler-batch-size", env = "RUNLEDGER_RECONCILER_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
@@ -202,8 +224,8 @@ impl ReconcilerArgs {
             &stream.stream,
             events::Subjects::new(&stream.prefix)?,
         );
-        settings.schema = self.schema.clone();
-        settings.consumer = self.name.clone();
+        settings.schema = self.state.schema.clone();
+        settings.consumer = self.state.name.clone();
         settings.batch_size = self.batch_size as usize;
         settings.policy = self.policy()?;
         settings.tick_interval = (!self.tick_interval.is_zero()).then_some(self.tick_interval);

@@ -1,8 +1,11 @@
-//! `runledger status`: where the stream is, where the projector is, the lag between them and how
-//! many events were dead-lettered.
+//! `runledger status`: where the stream is, where the projector and the reconciler are, their lag
+//! behind the stream, how many events were dead-lettered and how many of the reconciler's
+//! follow-ups are still waiting in its outbox.
 
 use crate::db;
-use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, StreamArgs};
+use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, ReconcilerStateArgs, StreamArgs};
+use reconciler::state::Progress;
+use serde_json::json;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -15,15 +18,18 @@ pub struct Args {
     pub stream: StreamArgs,
     #[command(flatten)]
     pub projector: ProjectorArgs,
+    #[command(flatten)]
+    pub reconciler: ReconcilerStateArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let reconciler_schema = args.reconciler.schema_beside(&args.db)?;
     let client = args.nats.connect("runledger status").await?;
     let js = async_nats::jetstream::new(client);
-    let last = projector::shell::stream_last_seq(&js, &args.stream.stream).await?;
+    let last = projector::shell::stream_last_seq(&js, &args.stream.stream).await? as i64;
     let pg = db::connect(&args.db.url_or_default()).await?;
     projector::migrate::check_schema_name(&args.db.schema)?;
     let schema = &args.db.schema;
@@ -38,17 +44,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (position, applied, dead) = row.map_or((0, 0, 0), |r| {
         (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
     });
-    let lag = (last as i64 - position).max(0);
+    let lag = lag(last, position);
+    let progress =
+        reconciler::state::progress(&pg, reconciler_schema, &args.reconciler.name).await?;
     if args.json {
         println!(
             "{}",
-            serde_json::json!({
+            json!({
                 "stream": args.stream.stream,
                 "stream_last_seq": last,
                 "projector_position": position,
                 "lag": lag,
                 "events_applied": applied,
                 "dead_letters": dead,
+                "reconciler": reconciler_json(&args.reconciler, &progress, last),
             })
         );
     } else {
@@ -60,6 +69,57 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("lag                 {lag}");
         println!("events applied      {applied}");
         println!("dead letters        {dead}");
+        print_reconciler(&args, &progress, last);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far `position` is behind the stream's `last` sequence.
+fn lag(last: i64, position: i64) -> i64 {
+    (last - position).max(0)
+}
+
+fn reconciler_json(
+    state: &ReconcilerStateArgs,
+    progress: &Progress,
+    last: i64,
+) -> serde_json::Value {
+    let mut value = json!({
+        "schema": state.schema,
+        "name": state.name,
+        "started": matches!(progress, Progress::At(_)),
+    });
+    if let Progress::At(at) = progress {
+        value["stream"] = json!(at.stream);
+        value["position"] = json!(at.last_seq);
+        value["lag"] = json!(lag(last, at.last_seq));
+        value["events_seen"] = json!(at.events_seen);
+        value["follow_ups"] = json!(at.follow_ups);
+        value["outbox_unpublished"] = json!(at.unpublished);
+    }
+    value
+}
+
+fn print_reconciler(args: &Args, progress: &Progress, last: i64) {
+    let (schema, name) = (&args.reconciler.schema, &args.reconciler.name);
+    match progress {
+        Progress::NoSchema => {
+            println!("reconciler: not started (schema `{schema}` does not exist yet)")
+        }
+        Progress::NoPosition => {
+            println!("reconciler: not started (no position of `{name}` in schema `{schema}`)")
+        }
+        Progress::At(at) => {
+            println!("reconciler position {}", at.last_seq);
+            println!("reconciler lag      {}", lag(last, at.last_seq));
+            println!("follow-ups decided  {}", at.follow_ups);
+            println!("outbox unpublished  {}", at.unpublished);
+            if at.stream != args.stream.stream {
+                println!(
+                    "note: the reconciler's state was built from stream `{}`, not `{}`",
+                    at.stream, args.stream.stream
+                );
+            }
+        }
+    }
 }

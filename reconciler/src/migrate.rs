@@ -8,6 +8,8 @@ use tokio_postgres::Client;
 
 /// Default schema of the reconciler's state.
 pub const DEFAULT_SCHEMA: &str = "runledger_reconciler";
+/// Default durable consumer name of the reconciler, also the key of its position row.
+pub const DEFAULT_CONSUMER: &str = "runledger-reconciler";
 
 /// (version, name, SQL), in order. Append only; never edit an applied migration.
 pub const RECONCILER_MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -23,8 +25,26 @@ pub const RECONCILER_STATE: projector::migrate::MigrationSet = projector::migrat
     migrations: RECONCILER_MIGRATIONS,
 };
 
-/// Brings `schema` up to date (created if missing); returns the reconciler versions applied.
-pub async fn migrate(client: &mut Client, schema: &str) -> Result<Vec<i32>, ReconcilerError> {
-    projector::migrate::migrate(client, schema).await?;
-    Ok(projector::migrate::apply(client, schema, &RECONCILER_STATE).await?)
+/// The versions one [`migrate`] applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Read-model migrations (the private fold's tables).
+    pub read_models: Vec<i32>,
+    /// The reconciler's own migrations.
+    pub state: Vec<i32>,
+}
+
+impl Applied {
+    /// Whether the schema was already up to date.
+    pub fn is_empty(&self) -> bool {
+        self.read_models.is_empty() && self.state.is_empty()
+    }
+}
+
+/// Brings `schema` up to date (created if missing). Idempotent: the reconciler runs it on every
+/// start, `runledger migrate` ahead of time.
+pub async fn migrate(client: &mut Client, schema: &str) -> Result<Applied, ReconcilerError> {
+    let read_models = projector::migrate::migrate(client, schema).await?;
+    let state = projector::migrate::apply(client, schema, &RECONCILER_STATE).await?;
+    Ok(Applied { read_models, state })
 }

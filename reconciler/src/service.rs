@@ -9,7 +9,7 @@
 use crate::batch::{process_batch, BatchReport, BatchTarget};
 use crate::engine::Policy;
 use crate::error::ReconcilerError;
-use crate::migrate::{migrate, DEFAULT_SCHEMA};
+use crate::migrate::{migrate, DEFAULT_CONSUMER, DEFAULT_SCHEMA};
 use crate::outbox::Outbox;
 use crate::state;
 use crate::tick::Ticker;
@@ -50,7 +50,7 @@ impl ReconcilerSettings {
     /// 500 events with 2 ms linger (decisions are latency-bound), a tick every 30 s.
     pub fn new(stream: &str, subjects: Subjects) -> Self {
         Self {
-            consumer: "runledger-reconciler".into(),
+            consumer: DEFAULT_CONSUMER.into(),
             stream: stream.to_owned(),
             subjects,
             schema: DEFAULT_SCHEMA.into(),

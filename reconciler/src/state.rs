@@ -144,6 +144,68 @@ pub async fn position(
     Ok(row.map(|r| r.get(0)))
 }
 
+/// Where a reconciler is, for `runledger status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Its schema does not exist yet: it never started and nothing migrated it.
+    NoSchema,
+    /// Its schema exists but it has no position yet: it has decided no batch.
+    NoPosition,
+    /// It has decided up to here.
+    At(Position),
+}
+
+/// A reconciler's stored position and counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The stream its state was built from.
+    pub stream: String,
+    /// Its position: the last stream sequence decided.
+    pub last_seq: i64,
+    /// Events it has read.
+    pub events_seen: i64,
+    /// Follow-ups it has decided.
+    pub follow_ups: i64,
+    /// Outbox rows (follow-ups of every reconciler on this schema) not yet published.
+    pub unpublished: i64,
+}
+
+/// The progress of `consumer` in `schema`. Read-only and without locks.
+pub async fn progress(
+    client: &impl GenericClient,
+    schema: &str,
+    consumer: &str,
+) -> Result<Progress, ReconcilerError> {
+    projector::migrate::check_schema_name(schema)?;
+    let table = format!("{schema}.reconciler_positions");
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass($1)::text", &[&table])
+        .await?
+        .get(0);
+    if exists.is_none() {
+        return Ok(Progress::NoSchema);
+    }
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT stream, last_seq, events_seen, follow_ups,
+                        (SELECT count(*) FROM {schema}.outbox WHERE NOT published)
+                 FROM {table} WHERE consumer = $1"
+            ),
+            &[&consumer],
+        )
+        .await?;
+    Ok(row.map_or(Progress::NoPosition, |r| {
+        Progress::At(Position {
+            stream: r.get(0),
+            last_seq: r.get(1),
+            events_seen: r.get(2),
+            follow_ups: r.get(3),
+            unpublished: r.get(4),
+        })
+    }))
+}
+
 /// Holds every unpublished follow-up until the position reaches `head` (called on start: the
 /// follow-ups of a previous incarnation may already be in the stream, beyond `head` none are).
 pub async fn hold_unpublished(
