@@ -1,7 +1,7 @@
 //! What follows when a run ends (reference §2 "finalization order", §3, §5, §6, §7), in
-//! publishing order: its liveness verdict, the refreshed continuation summary of its issue, for a
-//! succeeded run that never commented its result summary as its comment or else a
-//! missing-comment follow-up if due ([`crate::comment`]), and either the single retry of a lost
+//! publishing order: its liveness verdict; the refreshed continuation summary of its issue; for a
+//! succeeded run that never commented, its result summary as its comment, or without one a
+//! missing-comment follow-up if due ([`crate::comment`]); and either the single retry of a lost
 //! run or the bounded continuation (or exhaustion comment) of a run that only planned.
 //!
 //! The issue is read as of the run's end: the private fold is at the ending event, and the
