@@ -4,7 +4,7 @@
 //! first lets a deployment migrate everything in one step before starting services.
 
 use crate::db;
-use crate::settings::{DbArgs, ReconcilerStateArgs};
+use crate::settings::{DbArgs, ReconcilerSchemaArgs};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -12,7 +12,7 @@ pub struct Args {
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
-    pub reconciler: ReconcilerStateArgs,
+    pub reconciler: ReconcilerSchemaArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -29,15 +29,15 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = args.reconciler.settings(&args.stream, &args.db)?;
     let client = args.nats.connect("runledger reconcile").await?;
     let js = async_nats::jetstream::new(client);
     producers::ensure_stream(&js, &args.stream.settings()?).await?;
     let pool = db::pool(&args.db.url_or_default(), &args.db.schema, 4)?;
     if args.dry_run {
-        return print_dry_run(&pool, &js, &args).await;
+        return print_dry_run(&pool, &js, settings, args.from_seq).await;
     }
     let stop = shutdown::on_signal();
-    let settings = args.reconciler.settings(&args.stream)?;
     let reconciler = reconciler::Reconciler::start(pool, js, settings).await?;
     reconciler.run(stop).await?;
     Ok(ExitCode::SUCCESS)
@@ -55,15 +55,15 @@ fn print_rows(mark: char, what: &str, rows: &[FollowUp]) {
 async fn print_dry_run(
     pool: &deadpool_postgres::Pool,
     js: &async_nats::jetstream::Context,
-    args: &Args,
+    settings: reconciler::ReconcilerSettings,
+    from_seq: u64,
 ) -> anyhow::Result<ExitCode> {
-    let settings = args.reconciler.settings(&args.stream)?;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let plan = DryRunPlan {
         stream: settings.stream.clone(),
         subjects: settings.subjects.clone(),
         policy: settings.policy.clone(),
-        from_seq: args.from_seq.max(1),
+        from_seq: from_seq.max(1),
         scratch_schema: format!("{}_dry_{}", settings.schema, &tag[..8]),
         batch_size: settings.batch_size,
     };

@@ -104,7 +104,7 @@ impl DbArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ProjectorArgs {
     /// Most events folded per transaction.
-    #[arg(long = "batch-size", env = "RUNLEDGER_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long = "batch-size", env = "RUNLEDGER_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// How long a batch waits for more events after its first one.
     #[arg(long = "batch-linger", env = "RUNLEDGER_BATCH_LINGER", default_value = "20ms", value_parser = parse_duration)]
@@ -131,10 +131,9 @@ impl ProjectorArgs {
     }
 }
 
-/// Where the reconciler keeps its state (`reconcile` and `up` run it there, `migrate` migrates
-/// it, `status` reads its position).
+/// The schema of the reconciler's state (`migrate` migrates it).
 #[derive(Args, Clone, Debug)]
-pub struct ReconcilerStateArgs {
+pub struct ReconcilerSchemaArgs {
     /// Schema of the reconciler's state: its private read models, decision ledger and outbox
     /// (never the read-model schema).
     #[arg(
@@ -144,17 +143,9 @@ pub struct ReconcilerStateArgs {
         default_value = reconciler::migrate::DEFAULT_SCHEMA
     )]
     pub schema: String,
-    /// Durable consumer name and position key of the reconciler.
-    #[arg(
-        id = "reconciler_name",
-        long = "reconciler-name",
-        env = "RUNLEDGER_RECONCILER_NAME",
-        default_value = reconciler::migrate::DEFAULT_CONSUMER
-    )]
-    pub name: String,
 }
 
-impl ReconcilerStateArgs {
+impl ReconcilerSchemaArgs {
     /// The reconciler's schema, checked against the read-model schema it must never be.
     pub fn schema_beside(&self, db: &DbArgs) -> anyhow::Result<&str> {
         anyhow::ensure!(
@@ -166,6 +157,22 @@ impl ReconcilerStateArgs {
         );
         Ok(&self.schema)
     }
+}
+
+/// Where the reconciler keeps its state and under which name it reads (`reconcile` and `up` run
+/// it there, `status` reports it).
+#[derive(Args, Clone, Debug)]
+pub struct ReconcilerStateArgs {
+    #[command(flatten)]
+    pub schema: ReconcilerSchemaArgs,
+    /// Durable consumer name and position key of the reconciler.
+    #[arg(
+        id = "reconciler_name",
+        long = "reconciler-name",
+        env = "RUNLEDGER_RECONCILER_NAME",
+        default_value = reconciler::migrate::DEFAULT_CONSUMER
+    )]
+    pub name: String,
 }
 
 /// How the reconciler decides and ticks (storm control and timeouts are documented in
@@ -219,12 +226,16 @@ impl ReconcilerArgs {
         })
     }
 
-    pub fn settings(&self, stream: &StreamArgs) -> anyhow::Result<reconciler::ReconcilerSettings> {
+    pub fn settings(
+        &self,
+        stream: &StreamArgs,
+        db: &DbArgs,
+    ) -> anyhow::Result<reconciler::ReconcilerSettings> {
         let mut settings = reconciler::ReconcilerSettings::new(
             &stream.stream,
             events::Subjects::new(&stream.prefix)?,
         );
-        settings.schema = self.state.schema.clone();
+        settings.schema = self.state.schema.schema_beside(db)?.to_owned();
         settings.consumer = self.state.name.clone();
         settings.batch_size = self.batch_size as usize;
         settings.policy = self.policy()?;

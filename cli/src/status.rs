@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let reconciler_schema = args.reconciler.schema_beside(&args.db)?;
+    let reconciler_schema = args.reconciler.schema.schema_beside(&args.db)?;
     let client = args.nats.connect("runledger status").await?;
     let js = async_nats::jetstream::new(client);
     let last = projector::shell::stream_last_seq(&js, &args.stream.stream).await? as i64;
@@ -85,7 +85,7 @@ fn reconciler_json(
     last: i64,
 ) -> serde_json::Value {
     let mut value = json!({
-        "schema": state.schema,
+        "schema": state.schema.schema,
         "name": state.name,
         "started": matches!(progress, Progress::At(_)),
     });
@@ -101,7 +101,7 @@ fn reconciler_json(
 }
 
 fn print_reconciler(args: &Args, progress: &Progress, last: i64) {
-    let (schema, name) = (&args.reconciler.schema, &args.reconciler.name);
+    let (schema, name) = (&args.reconciler.schema.schema, &args.reconciler.name);
     match progress {
         Progress::NoSchema => {
             println!("reconciler: not started (schema `{schema}` does not exist yet)")

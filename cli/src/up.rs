@@ -64,7 +64,7 @@ async fn serve(
     let reconciler = reconciler::Reconciler::start(
         pool.clone(),
         js.clone(),
-        args.reconciler.settings(&args.stream)?,
+        args.reconciler.settings(&args.stream, &args.db)?,
     )
     .await?
     .observe({

@@ -170,6 +170,10 @@ async fn status_shows_the_reconcilers_position_lag_and_unpublished_follow_ups() 
             ["status", "--reconciler-schema", "public"],
             "the reconciler's schema `public` is the read-model schema",
         ),
+        (
+            ["reconcile", "--reconciler-schema", "public"],
+            "the reconciler's schema `public` is the read-model schema",
+        ),
     ] {
         let out = runledger(&db, &ts, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
