@@ -23,7 +23,7 @@ pub struct PublisherSettings {
 impl Default for PublisherSettings {
     fn default() -> Self {
         Self {
-            max_in_flight: 256,
+            max_in_flight: 1024,
             max_attempts: 5,
         }
     }
@@ -106,32 +106,29 @@ impl Publisher {
     pub async fn publish_all(&self, events: &[Event]) -> Vec<Result<PublishOutcome, PublishError>> {
         let mut results: Vec<Option<Result<PublishOutcome, PublishError>>> =
             (0..events.len()).map(|_| None).collect();
-        let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(events.len());
+        // Sends happen here, in input order; only the acks are awaited concurrently. Each event
+        // is encoded just before it is sent, so encoding overlaps the acks in flight.
+        let mut in_flight = FuturesOrdered::new();
         for (index, event) in events.iter().enumerate() {
-            match self.prepare(event) {
-                Ok(p) => prepared.push(Some(p)),
+            let p = match self.prepare(event) {
+                Ok(p) => p,
                 Err(e) => {
                     results[index] = Some(Err(e));
-                    prepared.push(None);
+                    continue;
                 }
-            }
-        }
-        // Sends happen here, in input order; only the acks are awaited concurrently.
-        let mut in_flight = FuturesOrdered::new();
-        for (index, p) in prepared.iter().enumerate() {
-            let Some(p) = p else { continue };
+            };
             while in_flight.len() >= self.settings.max_in_flight.max(1) {
                 if let Some((i, r)) = in_flight.next().await {
                     results[i] = Some(r);
                 }
             }
-            let first = self.send(p).await;
+            let first = self.send(&p).await;
             in_flight.push_back(async move {
                 let first = match first {
                     Ok(ack) => ack.await,
                     Err(e) => Err(e),
                 };
-                (index, self.settle(p, first).await)
+                (index, self.settle(&p, first).await)
             });
         }
         while let Some((i, r)) = in_flight.next().await {
