@@ -6,7 +6,6 @@ use crate::batch::Incoming;
 use crate::error::ProjectorError;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::Context;
-use chrono::DateTime;
 use events::Subjects;
 use futures::StreamExt;
 use std::time::Duration;
@@ -68,19 +67,7 @@ impl HistoryReader {
                 }
                 Ok(Some(Ok(m))) => m,
             };
-            let info = message
-                .info()
-                .map_err(|e| ProjectorError::JetStream(format!("message metadata: {e}")))?;
-            let stored_at = DateTime::from_timestamp_nanos(
-                i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-            );
-            let seq = info.stream_sequence;
-            batch.push(Incoming {
-                seq,
-                subject: message.subject.to_string(),
-                payload: message.payload.clone(),
-                stored_at,
-            });
+            batch.push(crate::cursor::incoming(&message)?.0);
         }
         Ok(batch)
     }

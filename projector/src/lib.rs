@@ -3,11 +3,12 @@
 //! Layout: [`fold`] is the pure part (`apply(model, seq, event)`, no I/O); [`store`] loads the
 //! rows a batch touches and writes the changed ones back with set-based statements; [`batch`]
 //! runs load → fold → write → position in ONE transaction; [`shell`] reads batches from
-//! JetStream and acks only after commit. PostgreSQL, not the JetStream consumer, owns the
-//! position.
+//! JetStream through a [`cursor`]. PostgreSQL, not the JetStream consumer, owns the position.
 
 pub mod batch;
 pub mod checksum;
+mod columns;
+pub mod cursor;
 mod error;
 pub mod fold;
 pub mod history;

@@ -1,20 +1,19 @@
 //! The live projector: a thin I/O shell around [`apply_batch`](crate::batch::apply_batch).
 //!
-//! On start it reads its position from PostgreSQL and (re)creates its durable JetStream pull
-//! consumer at the next sequence: PostgreSQL owns the position, so a fresh or restored database
-//! is always caught up from the right place. Each [`Projector::step`] reads a batch (up to
-//! `batch_size` events, or whatever arrived within `linger` of the first), applies it in one
-//! transaction and acks the last message after commit (`AckPolicy::All` acks the batch).
+//! On start it reads its position from PostgreSQL and opens its [`Cursor`] at the next sequence:
+//! PostgreSQL owns the position, so a fresh or restored database is always caught up from the
+//! right place, and nothing is acknowledged to JetStream. Each [`Projector::step`] reads a batch
+//! (up to `batch_size` events, or whatever arrived within `linger` of the first) and applies it in
+//! one transaction; a failed batch, or a gap in the deliveries, reopens the cursor at the stored
+//! position.
 
-use crate::batch::{apply_prepared, prepare, BatchReport, Incoming, Prepared, Target};
+use crate::batch::{apply_prepared, prepare, BatchReport, Prepared, Target};
+use crate::cursor::Cursor;
 use crate::error::ProjectorError;
 use crate::store;
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, Context};
-use chrono::DateTime;
 use deadpool_postgres::Pool;
 use events::Subjects;
-use futures::StreamExt;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -38,7 +37,7 @@ impl ProjectorSettings {
             consumer: "runledger-projector".into(),
             stream: stream.to_owned(),
             subjects,
-            batch_size: 1000,
+            batch_size: 5000,
             linger: Duration::from_millis(20),
         }
     }
@@ -75,8 +74,8 @@ pub struct Projector {
     observer: Option<BatchObserver>,
 }
 
-/// A batch read and parsed ahead, with the message whose ack (`AckPolicy::All`) acks it all.
-type Fetched = Result<(Prepared, jetstream::Message), ProjectorError>;
+/// A batch read and parsed ahead.
+type Fetched = Result<Prepared, ProjectorError>;
 
 /// Reads and parses the next batch while the current one is in the database.
 struct Feed {
@@ -94,43 +93,23 @@ fn js_err(context: &str, e: impl std::fmt::Display) -> ProjectorError {
     ProjectorError::JetStream(format!("{context}: {e}"))
 }
 
-async fn fetch(messages: &mut pull::Stream, settings: &ProjectorSettings) -> Option<Fetched> {
+async fn fetch(cursor: &mut Cursor, settings: &ProjectorSettings) -> Fetched {
     let mut batch = Vec::new();
-    let mut last = None;
     let mut deadline = None;
     while batch.len() < settings.batch_size {
-        let next = match deadline {
-            None => messages.next().await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, messages.next()).await {
+        let delivery = match deadline {
+            None => cursor.next().await?,
+            Some(deadline) => match tokio::time::timeout_at(deadline, cursor.next()).await {
                 Err(_) => break,
-                Ok(next) => next,
+                Ok(delivery) => delivery?,
             },
         };
-        let message = match next {
-            None => return Some(Err(js_err("message stream", "ended"))),
-            Some(Err(e)) => return Some(Err(js_err("receiving", e))),
-            Some(Ok(message)) => message,
-        };
-        let info = match message.info() {
-            Ok(info) => info,
-            Err(e) => return Some(Err(js_err("reading message metadata", e))),
-        };
-        let stored_at = DateTime::from_timestamp_nanos(
-            i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-        );
-        batch.push(Incoming {
-            seq: info.stream_sequence,
-            subject: message.subject.to_string(),
-            payload: message.payload.clone(),
-            stored_at,
-        });
+        batch.push(delivery.incoming);
         if deadline.is_none() {
             deadline = Some(Instant::now() + settings.linger);
         }
-        last = Some(message);
     }
-    let last = last?;
-    Some(Ok((prepare(&settings.target(), batch), last)))
+    Ok(prepare(&settings.target(), batch))
 }
 
 impl Projector {
@@ -163,7 +142,7 @@ impl Projector {
             tx.commit().await?;
             position
         };
-        let mut messages = cursor(
+        let mut cursor = Cursor::open(
             js,
             &settings.stream,
             &settings.consumer,
@@ -175,7 +154,8 @@ impl Projector {
         let (tx, rx) = mpsc::channel(2);
         let settings = settings.clone();
         let task = tokio::spawn(async move {
-            while let Some(fetched) = fetch(&mut messages, &settings).await {
+            loop {
+                let fetched = fetch(&mut cursor, &settings).await;
                 let failed = fetched.is_err();
                 if tx.send(fetched).await.is_err() || failed {
                     return;
@@ -202,7 +182,7 @@ impl Projector {
             .unwrap_or(0))
     }
 
-    /// Applies the next batch (waiting up to `wait` for it) and acks it after commit.
+    /// Applies the next batch (waiting up to `wait` for it).
     pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ProjectorError> {
         if self.stale_feed {
             self.feed = Self::subscribe(&self.pool, &self.js, &self.settings).await?;
@@ -216,7 +196,7 @@ impl Projector {
     }
 
     async fn step_inner(&mut self, wait: Duration) -> Result<Outcome, ProjectorError> {
-        let (batch, last) = match tokio::time::timeout(wait, self.feed.rx.recv()).await {
+        let batch = match tokio::time::timeout(wait, self.feed.rx.recv()).await {
             Err(_) => return Ok(Outcome::Idle),
             Ok(None) => return Err(js_err("message feed", "stopped")),
             Ok(Some(fetched)) => fetched?,
@@ -229,7 +209,6 @@ impl Projector {
         if let Some(observer) = &self.observer {
             observer(&report, began.elapsed());
         }
-        last.ack().await.map_err(|e| js_err("acking", e))?;
         Ok(Outcome::Applied(report))
     }
 
@@ -261,49 +240,6 @@ impl Projector {
         tracing::info!("projector stopped");
         Ok(())
     }
-}
-
-/// A durable pull consumer positioned right after `position` (which the caller's database owns):
-/// any previous consumer of that name is replaced, since it is only a cursor. Acks are
-/// cumulative (`AckPolicy::All`), so acking a batch's last message acks the batch.
-pub async fn cursor(
-    js: &Context,
-    stream: &str,
-    consumer: &str,
-    subjects: &Subjects,
-    position: i64,
-    batch_size: usize,
-) -> Result<pull::Stream, ProjectorError> {
-    let stream = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| js_err(&format!("opening stream `{stream}`"), e))?;
-    let _ = stream.delete_consumer(consumer).await;
-    let deliver_policy = if position <= 0 {
-        DeliverPolicy::All
-    } else {
-        DeliverPolicy::ByStartSequence {
-            start_sequence: position as u64 + 1,
-        }
-    };
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(consumer.to_owned()),
-            deliver_policy,
-            ack_policy: AckPolicy::All,
-            ack_wait: Duration::from_secs(60),
-            max_ack_pending: (batch_size as i64 * 4).max(1000),
-            filter_subject: subjects.all(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| js_err(&format!("creating the consumer `{consumer}`"), e))?;
-    consumer
-        .stream()
-        .max_messages_per_batch(batch_size)
-        .messages()
-        .await
-        .map_err(|e| js_err("opening the message stream", e))
 }
 
 /// The stream's last sequence (for lag).

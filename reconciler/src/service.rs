@@ -13,14 +13,12 @@ use crate::migrate::{migrate, DEFAULT_CONSUMER, DEFAULT_SCHEMA};
 use crate::outbox::Outbox;
 use crate::state;
 use crate::tick::Ticker;
-use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::Context;
-use chrono::DateTime;
 use deadpool_postgres::Pool;
 use events::Subjects;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use producers::{Publisher, PublisherSettings};
-use projector::batch::Incoming;
+use projector::cursor::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -87,7 +85,7 @@ pub struct Reconciler {
     pool: Pool,
     js: Context,
     settings: ReconcilerSettings,
-    messages: pull::Stream,
+    messages: Cursor,
     outbox: Outbox,
     /// Told about every decided batch (metrics).
     observer: Option<BatchObserver>,
@@ -95,10 +93,6 @@ pub struct Reconciler {
 
 /// Receives every decided batch.
 type BatchObserver = Box<dyn Fn(&BatchReport) + Send + Sync>;
-
-fn js_err(context: &str, e: impl std::fmt::Display) -> ReconcilerError {
-    ReconcilerError::JetStream(format!("{context}: {e}"))
-}
 
 impl Reconciler {
     /// Migrates the schema, holds a previous incarnation's unpublished follow-ups until the
@@ -146,7 +140,7 @@ impl Reconciler {
         pool: &Pool,
         js: &Context,
         settings: &ReconcilerSettings,
-    ) -> Result<pull::Stream, ReconcilerError> {
+    ) -> Result<Cursor, ReconcilerError> {
         let position = {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
@@ -156,7 +150,7 @@ impl Reconciler {
             tx.commit().await?;
             position
         };
-        Ok(projector::shell::cursor(
+        Ok(Cursor::open(
             js,
             &settings.stream,
             &settings.consumer,
@@ -187,10 +181,9 @@ impl Reconciler {
         )
     }
 
-    /// Reads one batch (waiting up to `wait` for its first event), decides it and acks it.
+    /// Reads one batch (waiting up to `wait` for its first event) and decides it.
     pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ReconcilerError> {
         let mut batch = Vec::new();
-        let mut last = None;
         let mut head = 0;
         let mut more_coming = false;
         let first_deadline = Instant::now() + wait;
@@ -202,8 +195,8 @@ impl Reconciler {
         while batch.len() < self.settings.batch_size {
             let received = match self.messages.next().now_or_never() {
                 Some(received) => received,
-                None if last.is_none() || more_coming => {
-                    let deadline = if last.is_none() {
+                None if batch.is_empty() || more_coming => {
+                    let deadline = if batch.is_empty() {
                         first_deadline
                     } else {
                         linger_until
@@ -215,39 +208,22 @@ impl Reconciler {
                 }
                 None => break,
             };
-            let next = match received {
-                None => return Err(js_err("message stream", "ended")),
-                Some(Err(e)) => return Err(js_err("receiving", e)),
-                Some(Ok(message)) => message,
-            };
-            let info = next
-                .info()
-                .map_err(|e| js_err("reading message metadata", e))?;
-            head = head.max(info.stream_sequence + info.pending);
-            more_coming = info.pending > 0;
-            let stored_at = DateTime::from_timestamp_nanos(
-                i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-            );
-            batch.push(Incoming {
-                seq: info.stream_sequence,
-                subject: next.subject.to_string(),
-                payload: next.payload.clone(),
-                stored_at,
-            });
-            if last.is_none() {
+            let delivery = received?;
+            head = head.max(delivery.incoming.seq + delivery.pending);
+            more_coming = delivery.pending > 0;
+            if batch.is_empty() {
                 linger_until = Instant::now() + self.settings.linger;
             }
-            last = Some(next);
+            batch.push(delivery.incoming);
         }
-        let Some(last) = last else {
+        if batch.is_empty() {
             return Ok(Outcome::Idle);
-        };
+        }
         let began = Instant::now();
         let report = {
             let mut client = self.pool.get().await?;
             process_batch(&mut client, &self.settings.target(), &batch, head).await?
         };
-        last.ack().await.map_err(|e| js_err("acking", e))?;
         tracing::trace!(
             events = batch.len(),
             decisions = report.decisions,

@@ -535,3 +535,54 @@ async fn a_failed_batch_is_retried_from_the_stored_position_without_losing_event
         assert_eq!(h.run(*run).await["status"], "queued", "no event lost");
     }
 }
+
+#[tokio::test]
+async fn a_cursor_whose_deliveries_skip_reports_it_instead_of_handing_out_a_gap() {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use projector::cursor::Cursor;
+    let h = Harness::new().await;
+    let mut w = World::new();
+    let events: Vec<Event> = (0..6).map(|_| w.issue_created(IssueStatus::Todo)).collect();
+    h.publish(&events).await;
+    let js = h.ts.jetstream();
+    let mut cursor = Cursor::open(&js, &h.ts.stream, "gap-check", &h.subjects, 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(cursor.next().await.unwrap().incoming.seq, 1);
+    assert_eq!(cursor.next().await.unwrap().incoming.seq, 2);
+    // The consumer is replaced behind the cursor's back, further on: its deliveries restart at 1
+    // and would skip events 3 and 4.
+    let stream = js.get_stream(&h.ts.stream).await.unwrap();
+    stream.delete_consumer("gap-check").await.unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("gap-check".into()),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: 5 },
+            ack_policy: AckPolicy::None,
+            filter_subject: h.subjects.all(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = testsupport::Deadline::after(Duration::from_secs(20));
+    let error = loop {
+        assert!(
+            !deadline.passed(),
+            "the cursor neither delivered nor failed"
+        );
+        match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {
+            Err(_) => continue,
+            // Only the next event in order may come out (one the old consumer already sent).
+            Ok(Ok(delivery)) => assert_eq!(delivery.incoming.seq, 3, "a gap was handed out"),
+            Ok(Err(e)) => break e.to_string(),
+        }
+    };
+    assert!(!error.is_empty());
+    // Reopened at the stored position, every event comes, in order.
+    let mut cursor = Cursor::open(&js, &h.ts.stream, "gap-check", &h.subjects, 2, 1)
+        .await
+        .unwrap();
+    for seq in 3..=6 {
+        assert_eq!(cursor.next().await.unwrap().incoming.seq, seq);
+    }
+}
