@@ -1,15 +1,16 @@
 //! The I/O half of a batch: load the rows the batch touches, write back the ones the fold
 //! changed, and move the position — all on the caller's transaction.
 //!
-//! Rows cross the wire as JSON (`to_jsonb` to load, `jsonb_populate_recordset` to write): one
-//! set-based statement per table and batch, with column names taken from the row types, so the
-//! Rust structs and the SQL columns cannot silently drift (an unknown column is an error).
+//! One set-based statement per table and batch. Rows are loaded as JSON (`to_json`, decoded
+//! straight into the row types) and written as typed column arrays ([`crate::columns`]); both
+//! take their column names from the row types, so the Rust structs and the SQL columns cannot
+//! silently drift (an unknown column is an error).
 
+use crate::columns::{insert, OnConflict::*};
 use crate::error::ProjectorError;
 use crate::fold::Touched;
 use crate::model::*;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use tokio_postgres::types::Json;
 use tokio_postgres::Transaction;
@@ -30,8 +31,7 @@ async fn load_rows<T: DeserializeOwned>(
     let rows = tx.query(sql, params).await?;
     rows.iter()
         .map(|row| {
-            let value: serde_json::Value = row.get(0);
-            serde_json::from_value(value).map_err(|e| {
+            row.try_get::<_, Json<T>>(0).map(|r| r.0).map_err(|e| {
                 ProjectorError::Config(format!("read model row does not match its type: {e}"))
             })
         })
@@ -45,7 +45,7 @@ pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, Proj
     let run_ids = dedup(touched.runs.iter().copied());
     let runs: Vec<RunRow> = load_rows(
         tx,
-        "SELECT to_jsonb(r) FROM runs r WHERE run_id = ANY($1)",
+        "SELECT to_json(r) FROM runs r WHERE run_id = ANY($1)",
         &[&run_ids],
     )
     .await?;
@@ -87,23 +87,23 @@ pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, Proj
     let (agents, issues, wakeups, documents, known) = futures::try_join!(
         load_rows::<AgentRow>(
             tx,
-            "SELECT to_jsonb(a) FROM agents a WHERE agent_id = ANY($1)",
+            "SELECT to_json(a) FROM agents a WHERE agent_id = ANY($1)",
             &agent_params
         ),
         load_rows::<IssueRow>(
             tx,
-            "SELECT to_jsonb(i) FROM issues i WHERE issue_id = ANY($1)",
+            "SELECT to_json(i) FROM issues i WHERE issue_id = ANY($1)",
             &issue_params
         ),
         load_rows::<WakeupRow>(
             tx,
-            "SELECT to_jsonb(w) FROM wakeup_requests w
+            "SELECT to_json(w) FROM wakeup_requests w
              WHERE wakeup_id = ANY($1) OR (issue_id = ANY($2) AND status = 'deferred_issue_execution')",
             &wakeup_params
         ),
         load_rows::<DocumentRow>(
             tx,
-            "SELECT to_jsonb(d) FROM documents d
+            "SELECT to_json(d) FROM documents d
              WHERE document_id = ANY($1)
                 OR (issue_id, key) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))",
             &document_params
@@ -129,58 +129,6 @@ pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, Proj
     Ok(model)
 }
 
-/// The column names of a row type: its serialized field names.
-fn columns<T: Serialize>(row: &T) -> Vec<String> {
-    match serde_json::to_value(row) {
-        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Upserts rows keyed by `key`; an older version never overwrites a newer one.
-async fn upsert<T: Serialize + std::fmt::Debug + Sync>(
-    tx: &Transaction<'_>,
-    table: &str,
-    key: &str,
-    rows: &[&T],
-) -> Result<(), ProjectorError> {
-    let Some(first) = rows.first() else {
-        return Ok(());
-    };
-    let cols = columns(first);
-    let list = cols.join(", ");
-    let excluded = cols
-        .iter()
-        .map(|c| format!("EXCLUDED.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, $1)
-         ON CONFLICT ({key}) DO UPDATE SET ({list}) = ROW({excluded})
-         WHERE {table}.last_seq <= EXCLUDED.last_seq"
-    );
-    tx.execute(&sql, &[&Json(rows)]).await?;
-    Ok(())
-}
-
-/// Inserts rows that are only ever appended; a row already there is left alone.
-async fn append<T: Serialize + std::fmt::Debug + Sync>(
-    tx: &Transaction<'_>,
-    table: &str,
-    rows: &[T],
-) -> Result<(), ProjectorError> {
-    let Some(first) = rows.first() else {
-        return Ok(());
-    };
-    let list = columns(first).join(", ");
-    let sql = format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, $1)
-         ON CONFLICT DO NOTHING"
-    );
-    tx.execute(&sql, &[&Json(rows)]).await?;
-    Ok(())
-}
-
 fn dirty<'a, T>(rows: &'a HashMap<Uuid, T>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> {
     ids.iter().filter_map(|id| rows.get(id)).collect()
 }
@@ -195,16 +143,16 @@ pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorE
     let wakeups = dirty(&model.wakeups, &d.wakeups);
     let documents = dirty(&model.documents, &d.documents);
     futures::try_join!(
-        upsert(tx, "agents", "agent_id", &agents),
-        upsert(tx, "issues", "issue_id", &issues),
-        upsert(tx, "runs", "run_id", &runs),
-        upsert(tx, "wakeup_requests", "wakeup_id", &wakeups),
-        upsert(tx, "documents", "document_id", &documents),
-        append(tx, "run_events", &a.run_events),
-        append(tx, "issue_comments", &a.comments),
-        append(tx, "issue_work_products", &a.work_products),
-        append(tx, "document_revisions", &a.revisions),
-        append(tx, "activity_log", &a.activity),
+        insert(tx, "agents", &agents, UpdateByKey("agent_id")),
+        insert(tx, "issues", &issues, UpdateByKey("issue_id")),
+        insert(tx, "runs", &runs, UpdateByKey("run_id")),
+        insert(tx, "wakeup_requests", &wakeups, UpdateByKey("wakeup_id")),
+        insert(tx, "documents", &documents, UpdateByKey("document_id")),
+        insert(tx, "run_events", &a.run_events, Ignore),
+        insert(tx, "issue_comments", &a.comments, Ignore),
+        insert(tx, "issue_work_products", &a.work_products, Ignore),
+        insert(tx, "document_revisions", &a.revisions, Ignore),
+        insert(tx, "activity_log", &a.activity, Ignore),
         insert_issue_runs(tx, &a.issue_runs),
         insert_dead_letters(tx, &a.dead_letters),
     )?;
