@@ -8,16 +8,17 @@ use std::time::Instant;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
-/// Raw JetStream publish: the same payloads and subjects, pipelined with a bounded number of acks
-/// in flight, no validation. Returns events per second.
+/// Raw JetStream publish: the same payloads and subjects, pipelined with as many acks in flight
+/// as the `Publisher` keeps, no validation. Returns events per second.
 pub async fn raw_publish(
     js: &async_nats::jetstream::Context,
     messages: &[(String, String, Bytes)],
 ) -> anyhow::Result<f64> {
+    let window = producers::PublisherSettings::default().max_in_flight;
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     for (subject, id, payload) in messages {
-        while in_flight.len() >= 256 {
+        while in_flight.len() >= window {
             in_flight.next().await.expect("non-empty")?;
         }
         let ack = js
@@ -34,6 +35,41 @@ pub async fn raw_publish(
         r?;
     }
     Ok(messages.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Raw JetStream publish (as [`raw_publish`]) while a raw reader on its own connection reads
+/// every message back through the projector's kind of cursor (no parsing, no database): the
+/// ceiling of anything that must see each event as it is stored. Returns events per second, from
+/// the first publish to the last message read.
+pub async fn raw_publish_and_read(
+    js: &async_nats::jetstream::Context,
+    reader_js: &async_nats::jetstream::Context,
+    stream: &str,
+    subjects: &events::Subjects,
+    messages: &[(String, String, Bytes)],
+) -> anyhow::Result<f64> {
+    let total = messages.len();
+    let mut cursor =
+        projector::cursor::Cursor::open(reader_js, stream, "bench-reader", subjects, 0, 5000)
+            .await?;
+    let started = Instant::now();
+    let read = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < total {
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), cursor.next());
+            match read.await {
+                Ok(delivery) => {
+                    delivery?;
+                    seen += 1;
+                }
+                Err(_) => anyhow::bail!("read {seen} of {total} events"),
+            }
+        }
+        Ok(())
+    });
+    raw_publish(js, messages).await?;
+    read.await??;
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Raw PostgreSQL binary COPY of `rows` rows shaped like a timeline entry into a scratch table.

@@ -26,31 +26,63 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let events: Vec<events::Event> = Workload::new(&Mix::benchmark(args.runs), 42).collect();
     let total = events.len();
-    let (mut publish, mut copy, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut publish, mut publish_read, mut alone, mut copy, mut e2e) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..repeat {
         // raw publish of the same payloads
         let scratch = Scratch::new(nats, db).await?;
-        let messages: Vec<(String, String, Bytes)> = events
-            .iter()
-            .map(|e| {
-                (
-                    scratch.subjects.of(e),
-                    e.id.to_string(),
-                    Bytes::from(e.to_vec()),
-                )
-            })
-            .collect();
+        let messages = raw_messages(&events, &scratch);
+        eprintln!("round {}: raw publish ...", round + 1);
         publish.push(ceiling::raw_publish(&scratch.js, &messages).await?);
+        eprintln!("round {}: raw publish done", round + 1);
         let pool = scratch.pool().await?;
         copy.push(ceiling::raw_copy(&**pool.get().await?, total).await?);
         drop(pool);
+        scratch.cleanup().await;
+
+        // raw publish while a raw reader on another connection reads every message back
+        let scratch = Scratch::new(nats, db).await?;
+        let messages = raw_messages(&events, &scratch);
+        let reader = async_nats::jetstream::new(nats.connect("runledger bench reader").await?);
+        eprintln!("round {}: raw publish and read ...", round + 1);
+        publish_read.push(
+            ceiling::raw_publish_and_read(
+                &scratch.js,
+                &reader,
+                &scratch.stream,
+                &scratch.subjects,
+                &messages,
+            )
+            .await?,
+        );
+        eprintln!("round {}: raw publish and read done", round + 1);
+        scratch.cleanup().await;
+
+        // the Publisher alone (serialize, validate, dedup ids), no projector reading
+        let scratch = Scratch::new(nats, db).await?;
+        let publisher = Publisher::new(
+            scratch.js.clone(),
+            scratch.subjects.clone(),
+            PublisherSettings::default(),
+        );
+        eprintln!("round {}: Publisher alone ...", round + 1);
+        let started = Instant::now();
+        for r in publisher.publish_all(&events).await {
+            r?;
+        }
+        eprintln!("round {}: Publisher alone done", round + 1);
+        alone.push(total as f64 / started.elapsed().as_secs_f64());
         scratch.cleanup().await;
 
         // end to end: publish through the Publisher while the projector folds
         let scratch = Scratch::new(nats, db).await?;
         let pool = scratch.pool().await?;
         let settings = ProjectorSettings::new(&scratch.stream, scratch.subjects.clone());
-        let projector = Projector::start(pool.clone(), scratch.js.clone(), settings).await?;
+        // The projector reads on a connection of its own, as `runledger up` does: producers are
+        // other processes with other connections.
+        let projector_js =
+            async_nats::jetstream::new(nats.connect("runledger bench projector").await?);
+        let projector = Projector::start(pool.clone(), projector_js, settings).await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(projector.run(stop_rx));
         let publisher = Publisher::new(
@@ -58,6 +90,7 @@ pub async fn run(
             scratch.subjects.clone(),
             PublisherSettings::default(),
         );
+        eprintln!("round {}: end to end ...", round + 1);
         let started = Instant::now();
         let mut last = 0;
         for r in publisher.publish_all(&events).await {
@@ -90,14 +123,22 @@ pub async fn run(
         drop(pool);
         scratch.cleanup().await;
         eprintln!(
-            "round {}: publish {:.0}/s, copy {:.0}/s, end-to-end {:.0}/s",
+            "round {}: publish {:.0}/s, publish+read {:.0}/s, Publisher alone {:.0}/s, copy {:.0}/s, end-to-end {:.0}/s",
             round + 1,
             publish[round],
+            publish_read[round],
+            alone[round],
             copy[round],
             e2e[round]
         );
     }
-    let (p, c, e) = (median(&publish), median(&copy), median(&e2e));
+    let (p, pr, a, c, e) = (
+        median(&publish),
+        median(&publish_read),
+        median(&alone),
+        median(&copy),
+        median(&e2e),
+    );
     print_table(
         &format!(
             "bench ingest: {total} events ({} runs), median of {repeat}",
@@ -105,19 +146,38 @@ pub async fn run(
         ),
         &[
             ("raw JetStream publish", p, "events/s"),
+            ("raw publish while a raw reader reads", pr, "events/s"),
+            ("Publisher alone (no projector)", a, "events/s"),
             ("raw PostgreSQL binary COPY", c, "rows/s"),
             ("end-to-end (published → committed)", e, "events/s"),
             ("ratio end-to-end / raw publish", e / p, "(target ≥ 0.7)"),
+            ("ratio end-to-end / publish+read", e / pr, ""),
         ],
     );
     println!(
         "{}",
         serde_json::json!({
             "bench": "ingest", "events": total, "runs": args.runs, "repeat": repeat,
-            "raw_publish_eps": p, "raw_copy_rows_per_sec": c, "end_to_end_eps": e,
-            "ratio_end_to_end_vs_publish": e / p,
-            "samples": {"raw_publish": publish, "raw_copy": copy, "end_to_end": e2e},
+            "raw_publish_eps": p, "raw_publish_and_read_eps": pr, "publisher_alone_eps": a,
+            "raw_copy_rows_per_sec": c, "end_to_end_eps": e,
+            "ratio_end_to_end_vs_publish": e / p, "ratio_end_to_end_vs_publish_and_read": e / pr,
+            "samples": {"raw_publish": publish, "raw_publish_and_read": publish_read,
+                        "publisher_alone": alone, "raw_copy": copy, "end_to_end": e2e},
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The benchmark's events as raw JetStream messages (subject, message id, payload) for `scratch`.
+fn raw_messages(events: &[events::Event], scratch: &Scratch) -> Vec<(String, String, Bytes)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                scratch.subjects.of(e),
+                e.id.to_string(),
+                Bytes::from(e.to_vec()),
+            )
+        })
+        .collect()
 }

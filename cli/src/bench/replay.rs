@@ -60,8 +60,11 @@ async fn measure(
     let (mut read, mut copy, mut rebuild, mut rss) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..repeat {
+        eprintln!("round {}: raw read ...", round + 1);
         read.push(ceiling::raw_read(&scratch.js, &scratch.stream, &scratch.subjects, total).await?);
+        eprintln!("round {}: raw read done", round + 1);
         copy.push(ceiling::raw_copy(&**pool.get().await?, total as usize).await?);
+        eprintln!("round {}: replay ...", round + 1);
         let into = format!("bench_replay_{round}");
         let output = tokio::process::Command::new(std::env::current_exe()?)
             .args([
@@ -71,6 +74,8 @@ async fn measure(
                 "--into",
                 &into,
                 "--json",
+                "--replay-batch-size",
+                &args.batch_size.to_string(),
             ])
             .env("NATS_URL", nats.url_or_default())
             .env("DATABASE_URL", &scratch.database_url)
@@ -89,6 +94,7 @@ async fn measure(
                 .last()
                 .unwrap_or("{}"),
         )?;
+        eprintln!("round {}: replay done", round + 1);
         rebuild.push(summary["events_per_sec"].as_f64().unwrap_or(0.0));
         rss.push(summary["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
         pool.get()
