@@ -22,7 +22,8 @@ use chrono::DateTime;
 use events::Subjects;
 use futures::StreamExt;
 
-fn js_err(context: &str, e: impl std::fmt::Display) -> ProjectorError {
+/// A JetStream failure, with what was being done.
+pub(crate) fn js_err(context: &str, e: impl std::fmt::Display) -> ProjectorError {
     ProjectorError::JetStream(format!("{context}: {e}"))
 }
 
@@ -39,6 +40,8 @@ pub struct Cursor {
     messages: pull::Stream,
     /// Delivery sequence of the last event handed out (0: none yet).
     delivered: u64,
+    /// An error was reported: nothing more is handed out (reopen at the stored position).
+    failed: bool,
 }
 
 impl Cursor {
@@ -84,11 +87,24 @@ impl Cursor {
         Ok(Self {
             messages,
             delivered: 0,
+            failed: false,
         })
     }
 
-    /// The next event (waiting as long as it takes); an error for a broken stream or a gap.
+    /// The next event (waiting as long as it takes); an error for a broken stream or a gap, and
+    /// after that an error on every call: events after a failure would not follow on.
     pub async fn next(&mut self) -> Result<Delivery, ProjectorError> {
+        if self.failed {
+            return Err(ProjectorError::JetStream(
+                "this cursor failed before; reopen it at the stored position".into(),
+            ));
+        }
+        let delivery = self.receive().await;
+        self.failed = delivery.is_err();
+        delivery
+    }
+
+    async fn receive(&mut self) -> Result<Delivery, ProjectorError> {
         let message = match self.messages.next().await {
             None => return Err(js_err("message stream", "ended")),
             Some(Err(e)) => return Err(js_err("receiving", e)),

@@ -8,7 +8,7 @@
 //! position.
 
 use crate::batch::{apply_prepared, prepare, BatchReport, Prepared, Target};
-use crate::cursor::Cursor;
+use crate::cursor::{js_err, Cursor};
 use crate::error::ProjectorError;
 use crate::store;
 use async_nats::jetstream::{self, Context};
@@ -87,10 +87,6 @@ impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn js_err(context: &str, e: impl std::fmt::Display) -> ProjectorError {
-    ProjectorError::JetStream(format!("{context}: {e}"))
 }
 
 async fn fetch(cursor: &mut Cursor, settings: &ProjectorSettings) -> Fetched {
@@ -185,6 +181,10 @@ impl Projector {
     /// Applies the next batch (waiting up to `wait` for it).
     pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ProjectorError> {
         if self.stale_feed {
+            // The old cursor must be gone before its consumer is recreated, or its pull requests
+            // could take deliveries of the new one.
+            self.feed.task.abort();
+            let _ = (&mut self.feed.task).await;
             self.feed = Self::subscribe(&self.pool, &self.js, &self.settings).await?;
             self.stale_feed = false;
         }

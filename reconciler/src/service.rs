@@ -1,9 +1,10 @@
 //! The live reconciler: a thin I/O shell around [`process_batch`] and the [`Outbox`].
 //!
 //! On start it migrates its schema, holds follow-ups a previous incarnation may have published
-//! until it has read up to the current stream head, and (re)creates its durable pull consumer
-//! after the stored position: PostgreSQL owns the position. [`Reconciler::step`] reads a batch,
-//! decides it in one transaction and acks after commit; [`Outbox::drain`] publishes what the
+//! until it has read up to the current stream head, and opens its cursor after the stored
+//! position: PostgreSQL owns the position, nothing is acknowledged to JetStream.
+//! [`Reconciler::step`] reads a batch and decides it in one transaction (after a failure the next
+//! step reopens the cursor at the stored position); [`Outbox::drain`] publishes what the
 //! decisions wrote. [`Reconciler::run`] loops over both and runs the [`Ticker`].
 
 use crate::batch::{process_batch, BatchReport, BatchTarget};
@@ -85,7 +86,9 @@ pub struct Reconciler {
     pool: Pool,
     js: Context,
     settings: ReconcilerSettings,
-    messages: Cursor,
+    /// `None` after a failed step: the next step reopens it at the stored position, so events
+    /// read ahead of a failed batch are never skipped.
+    messages: Option<Cursor>,
     outbox: Outbox,
     /// Told about every decided batch (metrics).
     observer: Option<BatchObserver>,
@@ -124,7 +127,7 @@ impl Reconciler {
             pool,
             js,
             settings,
-            messages,
+            messages: Some(messages),
             outbox,
             observer: None,
         })
@@ -181,8 +184,25 @@ impl Reconciler {
         )
     }
 
-    /// Reads one batch (waiting up to `wait` for its first event) and decides it.
+    /// Reads one batch (waiting up to `wait` for its first event) and decides it. After an
+    /// error the next step reads again from the stored position.
     pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ReconcilerError> {
+        let mut messages = match self.messages.take() {
+            Some(messages) => messages,
+            None => Self::subscribe(&self.pool, &self.js, &self.settings).await?,
+        };
+        let result = self.step_with(&mut messages, wait).await;
+        if result.is_ok() {
+            self.messages = Some(messages);
+        }
+        result
+    }
+
+    async fn step_with(
+        &mut self,
+        messages: &mut Cursor,
+        wait: Duration,
+    ) -> Result<Outcome, ReconcilerError> {
         let mut batch = Vec::new();
         let mut head = 0;
         let mut more_coming = false;
@@ -193,7 +213,7 @@ impl Reconciler {
         // says more are on their way. (The server's pending count is its view when it sent the
         // event, so it cannot tell how many are already buffered here.)
         while batch.len() < self.settings.batch_size {
-            let received = match self.messages.next().now_or_never() {
+            let received = match messages.next().now_or_never() {
                 Some(received) => received,
                 None if batch.is_empty() || more_coming => {
                     let deadline = if batch.is_empty() {
@@ -201,7 +221,7 @@ impl Reconciler {
                     } else {
                         linger_until
                     };
-                    match tokio::time::timeout_at(deadline, self.messages.next()).await {
+                    match tokio::time::timeout_at(deadline, messages.next()).await {
                         Err(_) => break,
                         Ok(received) => received,
                     }
@@ -284,11 +304,8 @@ impl Reconciler {
                 Ok(Outcome::Idle) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "batch failed; resuming from the stored position");
+                    // The next step reopens the cursor at the stored position.
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    match Self::subscribe(&self.pool, &self.js, &self.settings).await {
-                        Ok(messages) => self.messages = messages,
-                        Err(e) => tracing::warn!(error = %e, "could not resubscribe yet"),
-                    }
                 }
             }
         }
