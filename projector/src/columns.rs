@@ -1,7 +1,7 @@
 //! Rows as typed column arrays, for set-based writes in PostgreSQL's binary format.
 //!
 //! A batch writes each table with one `INSERT … SELECT * FROM unnest($1::uuid[], $2::text[], …)`.
-//! Passing rows as one JSON document (`json_populate_recordset`) was the single largest cost of
+//! Passing rows as one JSON document (`jsonb_populate_recordset`) was the single largest cost of
 //! a batch: PostgreSQL parses every row's JSON text and converts every field from text, about
 //! 20 µs for a run row. Typed arrays arrive in binary and need no parsing.
 //!
@@ -63,11 +63,12 @@ impl SqlType {
     }
 }
 
-/// Column name → type of one table.
-type TableTypes = HashMap<String, SqlType>;
+/// Column name → type of one table (`Err`: the type's name, one the projector cannot write).
+type TableTypes = HashMap<String, Result<SqlType, String>>;
 
-/// Column types never change while a process runs (the migrations are compiled in, and every
-/// schema a process writes has them all), so the catalog is asked once per table.
+/// Column types never change while a process runs: the migrations are compiled in, and every
+/// schema a process writes (live, replay scratch, the reconciler's private fold) is migrated to
+/// the same level before its first batch. So the catalog is asked once per table name.
 fn cache() -> &'static Mutex<HashMap<String, Arc<TableTypes>>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<TableTypes>>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
@@ -93,10 +94,7 @@ async fn table_types(tx: &Transaction<'_>, table: &str) -> Result<Arc<TableTypes
     let mut types = TableTypes::new();
     for row in rows {
         let (name, type_name): (String, String) = (row.get(0), row.get(1));
-        // Columns of other types are never written by the projector; naming one is an error below.
-        if let Some(t) = SqlType::parse(&type_name) {
-            types.insert(name, t);
-        }
+        types.insert(name, SqlType::parse(&type_name).ok_or(type_name));
     }
     let types = Arc::new(types);
     cache()
@@ -163,7 +161,7 @@ impl<'a> Values<'a> {
                         .to_utc(),
                 )
             }),
-            // A JSON null in a jsonb column is SQL NULL, as `json_populate_recordset` made it.
+            // A JSON null in a jsonb column is SQL NULL, as `jsonb_populate_recordset` made it.
             Self::Jsonb(v) => v.push(if null { None } else { Some(Json(value)) }),
         }
         Some(())
@@ -223,11 +221,19 @@ pub(crate) async fn insert<T: Serialize>(
     let names: Vec<&str> = first.keys().map(String::as_str).collect();
     let mut columns = Vec::with_capacity(names.len());
     for name in &names {
-        let t = *types.get(*name).ok_or_else(|| {
-            ProjectorError::Config(format!(
-                "field `{name}` has no column in `{table}` (are the migrations applied?)"
-            ))
-        })?;
+        let t = match types.get(*name) {
+            Some(Ok(t)) => *t,
+            Some(Err(type_name)) => {
+                return Err(ProjectorError::Config(format!(
+                "column `{table}.{name}` has type `{type_name}`, which rows cannot be written as"
+            )))
+            }
+            None => {
+                return Err(ProjectorError::Config(format!(
+                    "field `{name}` has no column in `{table}` (are the migrations applied?)"
+                )))
+            }
+        };
         columns.push((t, Values::new(t, objects.len())));
     }
     for object in &objects {
@@ -268,4 +274,115 @@ pub(crate) async fn insert<T: Serialize>(
     let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|(_, v)| v.as_param()).collect();
     tx.execute(&sql, &params).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Serialize)]
+    struct Probe {
+        id: Uuid,
+        label: Option<String>,
+        n: i32,
+        at: Option<Time>,
+        doc: Option<Value>,
+        last_seq: i64,
+    }
+
+    fn probe(id: Uuid, n: i32, doc: Option<Value>, last_seq: i64) -> Probe {
+        Probe {
+            id,
+            label: Some(format!("probe {n}")),
+            n,
+            at: Some("2026-04-01T09:00:00.123456Z".parse().unwrap()),
+            doc,
+            last_seq,
+        }
+    }
+
+    #[tokio::test]
+    async fn typed_arrays_round_trip_and_drift_fails_loudly() {
+        let db = testsupport::TestDb::new()
+            .await
+            .expect("PostgreSQL is needed (README: test command starts it)");
+        let mut client = db.client().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE columns_probe (id uuid PRIMARY KEY, label text, n integer,
+                    at timestamptz, doc jsonb, last_seq bigint NOT NULL);
+                 CREATE TABLE columns_probe_drifted (id uuid PRIMARY KEY, label text, n text,
+                    at timestamptz, doc jsonb, last_seq bigint NOT NULL);
+                 CREATE TABLE columns_probe_old (id uuid PRIMARY KEY, n integer, last_seq bigint);",
+            )
+            .await
+            .unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let tx = client.transaction().await.unwrap();
+        let rows = [
+            probe(a, 1, Some(json!({"k": [1, "two"]})), 5),
+            probe(b, 2, Some(Value::Null), 5),
+        ];
+        insert(&tx, "columns_probe", &rows, OnConflict::Ignore)
+            .await
+            .unwrap();
+        // An older version never overwrites a newer one; a newer one does.
+        let older = [probe(a, 10, None, 4)];
+        insert(&tx, "columns_probe", &older, OnConflict::UpdateByKey("id"))
+            .await
+            .unwrap();
+        let newer = [probe(b, 20, None, 6)];
+        insert(&tx, "columns_probe", &newer, OnConflict::UpdateByKey("id"))
+            .await
+            .unwrap();
+        type Stored = (Uuid, Option<String>, i32, Option<Time>, Option<Value>, i64);
+        let stored: Vec<Stored> = tx
+            .query(
+                "SELECT id, label, n, at, doc, last_seq FROM columns_probe ORDER BY n",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+            .collect();
+        let at: Time = "2026-04-01T09:00:00.123456Z".parse().unwrap();
+        assert_eq!(
+            stored,
+            vec![
+                (
+                    a,
+                    Some("probe 1".into()),
+                    1,
+                    Some(at),
+                    Some(json!({"k": [1, "two"]})),
+                    5
+                ),
+                (b, Some("probe 20".into()), 20, Some(at), None, 6),
+            ],
+            "JSON null is SQL NULL; the older version was ignored, the newer applied"
+        );
+        tx.rollback().await.unwrap();
+
+        let tx = client.transaction().await.unwrap();
+        let err = insert(&tx, "columns_probe_drifted", &rows, OnConflict::Ignore)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`columns_probe_drifted.n`"), "{err}");
+        let err = insert(&tx, "columns_probe_old", &rows, OnConflict::Ignore)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `at` has no column in `columns_probe_old`"),
+            "{err}"
+        );
+        let err = insert(&tx, "no_such_table", &rows, OnConflict::Ignore)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`no_such_table` does not exist"), "{err}");
+    }
 }
