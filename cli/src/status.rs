@@ -31,7 +31,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let js = async_nats::jetstream::new(client);
     let last = projector::shell::stream_last_seq(&js, &args.stream.stream).await? as i64;
     let pg = db::connect(&args.db.url_or_default()).await?;
-    projector::migrate::check_schema_name(&args.db.schema)?;
     let schema = &args.db.schema;
     let row = pg
         .query_opt(
