@@ -4,7 +4,7 @@
 //!
 //! The reference does not say when that follow-up is "due"; runledger's definition is
 //! [`decide`]'s, in this order: a succeeded run of an issue of its company that posted no
-//! comment on it before it ended and has no result summary; the issue is not `done` or
+//! comment on it before it ended and has no result summary; the issue is not `done`, `blocked` or
 //! `cancelled`, still assigned to the run's agent, which exists and is invokable and not
 //! budget-blocked (the continuation guards, [`continuation::assigned_agent`] and
 //! [`continuation::invokable`]); the run was not itself woken by a missing-comment follow-up
@@ -94,7 +94,7 @@ pub enum CommentSkip {
     NoIssue,
     /// The run commented on its issue itself.
     AlreadyCommented(u32),
-    /// No summary, and the issue is `done` or `cancelled`.
+    /// No summary, and the issue is `done`, `cancelled` or `blocked`.
     IssueClosed(IssueStatus),
     /// No summary, and a wake guard of the continuation rule applies.
     Guard(SkipReason),
@@ -203,7 +203,12 @@ fn check(input: &CommentInput) -> Result<CommentDecision, CommentSkip> {
             body,
         }));
     }
-    if matches!(issue.status, IssueStatus::Done | IssueStatus::Cancelled) {
+    // A blocked issue waits for a person (an escalation the reconciler decided counts as
+    // blocked already): the agent is not woken on it.
+    if matches!(
+        issue.status,
+        IssueStatus::Done | IssueStatus::Cancelled | IssueStatus::Blocked
+    ) {
         return Err(CommentSkip::IssueClosed(issue.status));
     }
     let agent =

@@ -1949,9 +1949,9 @@ fn comment_cases() -> Vec<CommentCase> {
             Skip(IssueClosed(IssueStatus::Cancelled)),
         ),
         (
-            "a blocked issue is followed up (it is not over)",
+            "a blocked issue waits for a person: no follow-up",
             |i| with(&mut i.issue, |issue| issue.status = IssueStatus::Blocked),
-            FollowUp,
+            Skip(IssueClosed(IssueStatus::Blocked)),
         ),
         (
             "an execution state is no guard of the follow-up",
