@@ -1,7 +1,8 @@
 //! One batch, exactly once: in ONE transaction, lock the position, skip what is at or below it,
-//! parse (bad input becomes a dead letter), load, fold, write and advance the position. The
-//! caller acks only after this returns. This path writes read models and nothing else: it cannot
-//! publish, so a replay through it cannot re-fire side effects.
+//! parse (bad input becomes a dead letter), load, fold, write and advance the position. Until
+//! this returns, nothing has happened: a failed batch is read again from the stored position.
+//! This path writes read models and nothing else: it cannot publish, so a replay through it
+//! cannot re-fire side effects.
 
 use crate::error::ProjectorError;
 use crate::fold::{self, Touched};

@@ -5,15 +5,15 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ProjectorError {
-    /// PostgreSQL failed; the batch's transaction was rolled back and nothing was acked, so the
-    /// same events will be delivered again. Retry after a pause.
+    /// PostgreSQL failed; the batch's transaction was rolled back and the position did not move,
+    /// so the same events are read again from the stored position. Retry after a pause.
     #[error("PostgreSQL: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be taken from the pool.
     #[error("PostgreSQL pool: {0}")]
     Pool(String),
-    /// JetStream failed (consumer setup, fetch or ack). Acks are only sent after commit, so at
-    /// worst events are delivered again and skipped by position.
+    /// JetStream failed (consumer setup, a broken or gapped delivery). The cursor is reopened at
+    /// the stored position, so at worst events are read again and skipped by position.
     #[error("JetStream: {0}")]
     JetStream(String),
     /// A migration failed; the schema is unchanged.

@@ -1,7 +1,8 @@
 //! One batch, exactly once: in ONE transaction on the reconciler's schema, lock the position,
 //! skip what is at or below it, fold the events into the private read models, decide at every
 //! trigger, write the follow-ups into the outbox and the ledger changes, and advance the position.
-//! The caller acks only after this returns; it cannot publish (the outbox drainer does).
+//! A failed batch is read again from the stored position; it cannot publish (the outbox drainer
+//! does).
 //!
 //! Decisions happen in stream order against the state as of their event. Run ends are decided
 //! in memory while folding: the rows they read (the run's agent and issue, the issue's keyed

@@ -6,7 +6,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ReconcilerError {
     /// PostgreSQL failed. The batch's transaction (fold, decisions, outbox, position) was rolled
-    /// back and nothing was acked, so the same events are decided again: retry after a pause.
+    /// back and the position did not move, so the same events are decided again: retry after a
+    /// pause.
     #[error("PostgreSQL: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The private fold's store or migrations failed; same handling as [`Self::Postgres`].
