@@ -172,8 +172,7 @@ pub async fn replay(
             plan.live_schema
         )));
     }
-    let reader = HistoryReader::open(js, &plan.stream, &plan.subjects, position as u64 + 1).await?;
-    let mut feed = Feed::start(reader, target.clone(), plan.batch_size);
+    let mut feed = Feed::open(js, &target, plan.batch_size, position as u64 + 1).await?;
     let started = Instant::now();
     let mut progress = Progress {
         position,
@@ -268,11 +267,21 @@ struct Feed {
     rx: tokio::sync::mpsc::Receiver<Result<Prepared, ProjectorError>>,
     pending: Option<Prepared>,
     task: tokio::task::JoinHandle<()>,
+    js: Context,
+    target: Target,
+    batch_size: usize,
 }
 
 impl Feed {
-    fn start(mut reader: HistoryReader, target: Target, batch_size: usize) -> Self {
+    async fn open(
+        js: &Context,
+        target: &Target,
+        batch_size: usize,
+        from: u64,
+    ) -> Result<Self, ProjectorError> {
+        let mut reader = HistoryReader::open(js, &target.stream, &target.subjects, from).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let prepare_for = target.clone();
         let task = tokio::spawn(async move {
             loop {
                 let batch = match reader
@@ -285,7 +294,7 @@ impl Feed {
                         }
                         continue;
                     }
-                    Ok(batch) => Ok(prepare(&target, batch)),
+                    Ok(batch) => Ok(prepare(&prepare_for, batch)),
                     Err(e) => Err(e),
                 };
                 let failed = batch.is_err();
@@ -294,11 +303,21 @@ impl Feed {
                 }
             }
         });
-        Self {
+        Ok(Self {
             rx,
             pending: None,
             task,
-        }
+            js: js.clone(),
+            target: target.clone(),
+            batch_size,
+        })
+    }
+
+    /// Reads again from `from`, with a fresh reader (what was read ahead is dropped).
+    async fn reopen(&mut self, from: u64) -> Result<(), ProjectorError> {
+        let fresh = Self::open(&self.js, &self.target, self.batch_size, from).await?;
+        *self = fresh;
+        Ok(())
     }
 
     async fn next(&mut self, wait: Duration) -> Result<Option<Prepared>, ProjectorError> {
@@ -340,6 +359,16 @@ where
         }
         let Some(mut batch) = feed.next(Duration::from_millis(500)).await? else {
             idle_rounds += 1;
+            // History is there (the target says so) but nothing comes: a stalled reader is
+            // replaced by a fresh one at the position, every 2 s, for up to 10 s.
+            if idle_rounds % 4 == 0 {
+                tracing::warn!(
+                    position = progress.position,
+                    target = progress.target,
+                    "history reader stalled; reopening it"
+                );
+                feed.reopen(progress.position as u64 + 1).await?;
+            }
             if idle_rounds > 20 {
                 return Err(ProjectorError::JetStream(format!(
                     "history ended at {} before reaching {}",
