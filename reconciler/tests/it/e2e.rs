@@ -582,3 +582,64 @@ async fn the_running_service_ticks_sweeps_and_publishes() {
         .count();
     assert!(ticks >= 1, "the clock published ticks");
 }
+
+#[tokio::test]
+async fn a_failed_batch_is_decided_again_not_read_past() {
+    use events::{EventData, IssueStatus};
+    use reconciler::engine::Policy;
+    use reconciler::Outcome;
+    use std::time::Duration;
+    use testsupport::Deadline;
+
+    let mut h = Harness::new(Policy::default()).await;
+    let mut w = World::new();
+    let run = main_run(&w);
+    let mut events = vec![w.agent("codex_local"), w.issue(IssueStatus::InProgress)];
+    events.extend(w.start(run));
+    events.push(w.says(run, "Implemented the query; tests pass."));
+    h.publish(&events).await;
+
+    // The outbox refuses every row: the batch that decides the run's end fails and rolls back.
+    let schema = h.reconciler.settings().schema.clone();
+    let admin = h.pool.get().await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.outbox ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
+        ))
+        .await
+        .unwrap();
+    let deadline = Deadline::after(Duration::from_secs(20));
+    loop {
+        assert!(
+            !deadline.passed(),
+            "the batch with the run's end never failed"
+        );
+        match h.reconciler.step(Duration::from_millis(200)).await {
+            Err(_) => break,
+            Ok(Outcome::Decided(report)) => assert_eq!(report.follow_ups, 0),
+            Ok(Outcome::Idle) => {}
+        }
+    }
+    // More events arrive after the failed batch; then the outbox works again.
+    let mut later = World::new();
+    h.publish(&[later.agent("codex_local"), later.issue(IssueStatus::Todo)])
+        .await;
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.outbox DROP CONSTRAINT refuse_all"
+        ))
+        .await
+        .unwrap();
+    h.settle().await;
+
+    // The failed batch was read again from the stored position and decided.
+    let follow_ups = h.follow_ups().await;
+    assert!(
+        follow_ups.iter().any(|e| matches!(
+            &e.data,
+            EventData::RunLivenessClassified(l) if l.run_id == run
+        )),
+        "the run's end was skipped: {:?}",
+        lines(&follow_ups)
+    );
+}
