@@ -29,99 +29,70 @@ pub async fn run(
     let (mut publish, mut publish_read, mut alone, mut copy, mut e2e) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..repeat {
-        // raw publish of the same payloads
+        // Each phase has its own scratch stream and database, removed whatever the phase returns.
+        // raw publish of the same payloads, then raw COPY
         let scratch = Scratch::new(nats, db).await?;
-        let messages = raw_messages(&events, &scratch);
-        eprintln!("round {}: raw publish ...", round + 1);
-        publish.push(ceiling::raw_publish(&scratch.js, &messages).await?);
-        eprintln!("round {}: raw publish done", round + 1);
-        let pool = scratch.pool().await?;
-        copy.push(ceiling::raw_copy(&**pool.get().await?, total).await?);
-        drop(pool);
+        let result = async {
+            let messages = raw_messages(&events, &scratch);
+            eprintln!("round {}: raw publish ...", round + 1);
+            let rate = ceiling::raw_publish(&scratch.js, &messages).await?;
+            eprintln!("round {}: raw publish done", round + 1);
+            let pool = scratch.pool().await?;
+            let copied = ceiling::raw_copy(&**pool.get().await?, total).await?;
+            Ok::<_, anyhow::Error>((rate, copied))
+        }
+        .await;
         scratch.cleanup().await;
+        let (rate, copied) = result?;
+        publish.push(rate);
+        copy.push(copied);
 
         // raw publish while a raw reader on another connection reads every message back
         let scratch = Scratch::new(nats, db).await?;
-        let messages = raw_messages(&events, &scratch);
-        let reader = async_nats::jetstream::new(nats.connect("runledger bench reader").await?);
-        eprintln!("round {}: raw publish and read ...", round + 1);
-        publish_read.push(
-            ceiling::raw_publish_and_read(
+        let result = async {
+            let messages = raw_messages(&events, &scratch);
+            let reader = async_nats::jetstream::new(nats.connect("runledger bench reader").await?);
+            eprintln!("round {}: raw publish and read ...", round + 1);
+            let rate = ceiling::raw_publish_and_read(
                 &scratch.js,
                 &reader,
                 &scratch.stream,
                 &scratch.subjects,
                 &messages,
             )
-            .await?,
-        );
-        eprintln!("round {}: raw publish and read done", round + 1);
+            .await?;
+            eprintln!("round {}: raw publish and read done", round + 1);
+            Ok::<_, anyhow::Error>(rate)
+        }
+        .await;
         scratch.cleanup().await;
+        publish_read.push(result?);
 
         // the Publisher alone (serialize, validate, dedup ids), no projector reading
         let scratch = Scratch::new(nats, db).await?;
-        let publisher = Publisher::new(
-            scratch.js.clone(),
-            scratch.subjects.clone(),
-            PublisherSettings::default(),
-        );
-        eprintln!("round {}: Publisher alone ...", round + 1);
-        let started = Instant::now();
-        for r in publisher.publish_all(&events).await {
-            r?;
+        let result = async {
+            let publisher = Publisher::new(
+                scratch.js.clone(),
+                scratch.subjects.clone(),
+                PublisherSettings::default(),
+            );
+            eprintln!("round {}: Publisher alone ...", round + 1);
+            let started = Instant::now();
+            for r in publisher.publish_all(&events).await {
+                r?;
+            }
+            eprintln!("round {}: Publisher alone done", round + 1);
+            Ok::<_, anyhow::Error>(total as f64 / started.elapsed().as_secs_f64())
         }
-        eprintln!("round {}: Publisher alone done", round + 1);
-        alone.push(total as f64 / started.elapsed().as_secs_f64());
+        .await;
         scratch.cleanup().await;
+        alone.push(result?);
 
         // end to end: publish through the Publisher while the projector folds
         let scratch = Scratch::new(nats, db).await?;
-        let pool = scratch.pool().await?;
-        let settings = ProjectorSettings::new(&scratch.stream, scratch.subjects.clone());
-        // The projector reads on a connection of its own, as `runledger up` does: producers are
-        // other processes with other connections.
-        let projector_js =
-            async_nats::jetstream::new(nats.connect("runledger bench projector").await?);
-        let projector = Projector::start(pool.clone(), projector_js, settings).await?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(projector.run(stop_rx));
-        let publisher = Publisher::new(
-            scratch.js.clone(),
-            scratch.subjects.clone(),
-            PublisherSettings::default(),
-        );
-        eprintln!("round {}: end to end ...", round + 1);
-        let started = Instant::now();
-        let mut last = 0;
-        for r in publisher.publish_all(&events).await {
-            last = r?.sequence;
-        }
-        let published = started.elapsed().as_secs_f64();
-        let client = pool.get().await?;
-        loop {
-            let position = projector::store::position(&client, "runledger-projector")
-                .await?
-                .unwrap_or(0);
-            if position >= last as i64 {
-                break;
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(600),
-                "the projector did not catch up in 10 minutes"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let done = started.elapsed().as_secs_f64();
-        e2e.push(total as f64 / done);
-        eprintln!(
-            "round {}: all published after {published:.2} s, all committed after {done:.2} s",
-            round + 1
-        );
-        let _ = stop_tx.send(true);
-        let _ = task.await;
-        drop(client);
-        drop(pool);
+        let result = end_to_end(nats, &scratch, &events, round).await;
         scratch.cleanup().await;
+        e2e.push(result?);
         eprintln!(
             "round {}: publish {:.0}/s, publish+read {:.0}/s, Publisher alone {:.0}/s, copy {:.0}/s, end-to-end {:.0}/s",
             round + 1,
@@ -166,6 +137,62 @@ pub async fn run(
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes `events` through the `Publisher` while a projector folds them; events per second
+/// from the first publish to the projector's position reaching the last event.
+async fn end_to_end(
+    nats: &NatsArgs,
+    scratch: &Scratch,
+    events: &[events::Event],
+    round: usize,
+) -> anyhow::Result<f64> {
+    let pool = scratch.pool().await?;
+    let settings = ProjectorSettings::new(&scratch.stream, scratch.subjects.clone());
+    // The projector reads on a connection of its own, as `runledger up` does: producers are
+    // other processes with other connections.
+    let projector_js = async_nats::jetstream::new(nats.connect("runledger bench projector").await?);
+    let projector = Projector::start(pool.clone(), projector_js, settings).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(projector.run(stop_rx));
+    let publisher = Publisher::new(
+        scratch.js.clone(),
+        scratch.subjects.clone(),
+        PublisherSettings::default(),
+    );
+    eprintln!("round {}: end to end ...", round + 1);
+    let started = Instant::now();
+    let measured = async {
+        let mut last = 0;
+        for r in publisher.publish_all(events).await {
+            last = r?.sequence;
+        }
+        let published = started.elapsed().as_secs_f64();
+        let client = pool.get().await?;
+        loop {
+            let position = projector::store::position(&client, "runledger-projector")
+                .await?
+                .unwrap_or(0);
+            if position >= last as i64 {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "the projector did not catch up in 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let done = started.elapsed().as_secs_f64();
+        eprintln!(
+            "round {}: all published after {published:.2} s, all committed after {done:.2} s",
+            round + 1
+        );
+        Ok(events.len() as f64 / done)
+    }
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    measured
 }
 
 /// The benchmark's events as raw JetStream messages (subject, message id, payload) for `scratch`.
