@@ -6,7 +6,6 @@ use super::{ceiling, median, print_table};
 use crate::settings::{DbArgs, NatsArgs};
 use bytes::Bytes;
 use producers::workload::{Mix, Workload};
-use producers::{Publisher, PublisherSettings};
 use projector::{Projector, ProjectorSettings};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -71,11 +70,7 @@ pub async fn run(
         // the Publisher alone (serialize, validate, dedup ids), no projector reading
         let scratch = Scratch::new(nats, db).await?;
         let result = async {
-            let publisher = Publisher::new(
-                scratch.js.clone(),
-                scratch.subjects.clone(),
-                PublisherSettings::default(),
-            );
+            let publisher = scratch.publisher();
             eprintln!("round {}: Publisher alone ...", round + 1);
             let started = Instant::now();
             for r in publisher.publish_all(&events).await {
@@ -155,11 +150,7 @@ async fn end_to_end(
     let projector = Projector::start(pool.clone(), projector_js, settings).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(projector.run(stop_rx));
-    let publisher = Publisher::new(
-        scratch.js.clone(),
-        scratch.subjects.clone(),
-        PublisherSettings::default(),
-    );
+    let publisher = scratch.publisher();
     eprintln!("round {}: end to end ...", round + 1);
     let started = Instant::now();
     let measured = async {

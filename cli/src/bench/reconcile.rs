@@ -12,7 +12,7 @@ use events::run::{RunProcessLost, RunQueued, RunStarted};
 use events::*;
 use futures::StreamExt;
 use producers::workload::{Mix, Workload};
-use producers::{Publisher, PublisherSettings};
+use producers::Publisher;
 use projector::{Projector, ProjectorSettings};
 use reconciler::engine::{CAUSE_ATTRIBUTE, SOURCE};
 use reconciler::{Reconciler, ReconcilerSettings};
@@ -95,11 +95,7 @@ async fn measure(nats: &NatsArgs, scratch: &Scratch, args: &Args) -> anyhow::Res
     let own = async_nats::jetstream::new(nats.connect("runledger bench reconciler").await?);
     let reconciler = Reconciler::start(pool.clone(), own, settings).await?;
     let reconciler_task = tokio::spawn(reconciler.run(stop_rx.clone()));
-    let publisher = Publisher::new(
-        scratch.js.clone(),
-        scratch.subjects.clone(),
-        PublisherSettings::default(),
-    );
+    let publisher = scratch.publisher();
     let background_task = tokio::spawn(background(publisher.clone(), args.rate, stop_rx));
 
     let company = CompanyId::new_random();

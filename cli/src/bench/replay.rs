@@ -5,7 +5,6 @@ use super::scratch::Scratch;
 use super::{ceiling, median, print_table};
 use crate::settings::{DbArgs, NatsArgs};
 use producers::workload::{Mix, Workload};
-use producers::{Publisher, PublisherSettings};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -38,11 +37,7 @@ async fn measure(
 ) -> anyhow::Result<ExitCode> {
     // ~22 events per run in the benchmark mix
     let runs = (args.events as usize / 22).max(1);
-    let publisher = Publisher::new(
-        scratch.js.clone(),
-        scratch.subjects.clone(),
-        PublisherSettings::default(),
-    );
+    let publisher = scratch.publisher();
     let mut workload = Workload::new(&Mix::benchmark(runs), 7).take(args.events as usize);
     let mut total = 0u64;
     eprintln!("pre-filling {} events ...", args.events);

@@ -58,6 +58,15 @@ impl Scratch {
         })
     }
 
+    /// A `Publisher` with default settings on the scratch stream.
+    pub fn publisher(&self) -> producers::Publisher {
+        producers::Publisher::new(
+            self.js.clone(),
+            self.subjects.clone(),
+            producers::PublisherSettings::default(),
+        )
+    }
+
     /// A migrated pool on the scratch database.
     pub async fn pool(&self) -> anyhow::Result<deadpool_postgres::Pool> {
         let pool = db::pool(&self.database_url, "public", 8)?;

@@ -10,7 +10,6 @@ use events::run::RunStarted;
 use events::*;
 use futures::StreamExt;
 use producers::watchdog::{Watchdog, WatchdogSettings};
-use producers::{Publisher, PublisherSettings};
 use projector::{Projector, ProjectorSettings};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
@@ -82,11 +81,7 @@ async fn measure(scratch: &Scratch, args: &Args) -> anyhow::Result<ExitCode> {
     settings.interval = args.interval;
     let watchdog = Watchdog::new(pool.clone(), scratch.js.clone(), settings);
     let watchdog_task = tokio::spawn(watchdog.run(stop_rx));
-    let publisher = Publisher::new(
-        scratch.js.clone(),
-        scratch.subjects.clone(),
-        PublisherSettings::default(),
-    );
+    let publisher = scratch.publisher();
     let nats = scratch.client.clone();
     let company = CompanyId::new_random();
     let agent = AgentId::new_random();
