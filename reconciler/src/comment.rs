@@ -21,7 +21,7 @@ use events::{AgentId, CommentId, CompanyId, IssueId, IssueStatus, RunId, RunOutc
 use serde_json::{Map, Value};
 
 /// Keys of the adapter result holding the run's summary, first non-empty string wins.
-pub const RESULT_SUMMARY_KEYS: [&str; 3] = ["summary", "result", "message"];
+pub const COMMENT_TEXT_KEYS: [&str; 3] = ["summary", "result", "message"];
 /// Longest result comment, in characters (longer summaries end in "...").
 pub const MAX_RESULT_COMMENT_CHARS: usize = 4_000;
 /// Wakeup reason and `wake_reason` of a missing-comment follow-up.
@@ -164,8 +164,8 @@ pub enum CommentDecision {
 
 /// The run's result summary: the first non-empty string of `summary`, `result`, `message`,
 /// trimmed and cut to [`MAX_RESULT_COMMENT_CHARS`] characters.
-pub fn result_summary(result: &Map<String, Value>) -> Option<String> {
-    text::first_field_text(result, &RESULT_SUMMARY_KEYS)
+pub fn comment_text(result: &Map<String, Value>) -> Option<String> {
+    text::first_field_text(result, &COMMENT_TEXT_KEYS)
         .map(|summary| text::truncate_with_ellipsis(summary, MAX_RESULT_COMMENT_CHARS))
 }
 
@@ -195,7 +195,7 @@ fn check(input: &CommentInput) -> Result<CommentDecision, CommentSkip> {
     if run.comments > 0 {
         return Err(CommentSkip::AlreadyCommented(run.comments));
     }
-    if let Some(body) = result_summary(&run.result) {
+    if let Some(body) = comment_text(&run.result) {
         return Ok(CommentDecision::Post(ResultComment {
             issue_id: issue.issue_id,
             author_agent_id: run.agent_id,

@@ -2094,13 +2094,13 @@ fn missing_comment_follow_up_carries_key_payload_and_context() {
 #[test]
 fn result_comment_is_capped_on_a_char_boundary() {
     let long = "é".repeat(comment::MAX_RESULT_COMMENT_CHARS + 100);
-    let body = comment::result_summary(&object(json!({ "summary": long }))).unwrap();
+    let body = comment::comment_text(&object(json!({ "summary": long }))).unwrap();
     assert_eq!(body.chars().count(), comment::MAX_RESULT_COMMENT_CHARS);
     assert!(body.ends_with("é..."));
     let exact = "x".repeat(comment::MAX_RESULT_COMMENT_CHARS);
-    let body = comment::result_summary(&object(json!({ "message": exact.clone() }))).unwrap();
+    let body = comment::comment_text(&object(json!({ "message": exact.clone() }))).unwrap();
     assert_eq!(body, exact, "at the limit: unchanged");
-    assert_eq!(comment::result_summary(&Map::new()), None);
+    assert_eq!(comment::comment_text(&Map::new()), None);
 
     let posted = comment::ResultComment {
         issue_id: issue_id(),
