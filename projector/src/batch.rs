@@ -4,6 +4,7 @@
 //! This path writes read models and nothing else: it cannot publish, so a replay through it
 //! cannot re-fire side effects.
 
+use crate::cache::RowCache;
 use crate::error::ProjectorError;
 use crate::fold::{self, Touched};
 use crate::model::{DeadLetterRow, Time};
@@ -118,20 +119,79 @@ pub fn prepare(target: &Target, messages: Vec<Incoming>) -> Prepared {
     Prepared { messages, parsed }
 }
 
+/// How a writer's batches commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitMode {
+    /// Each commit waits for its WAL flush: what the live read models and their readers need.
+    Synchronous,
+    /// Commits return before their WAL flush (`synchronous_commit = off`). A database crash may
+    /// lose the last commits, but whole batches only, rows and position together, so the writer
+    /// resumes from an earlier position and ends identical. For a replay's scratch schema, which
+    /// nobody reads until the swap (itself a synchronous commit, which flushes everything before it).
+    Asynchronous,
+}
+
+/// What one writer keeps from batch to batch.
+#[derive(Debug)]
+pub struct Session {
+    pub cache: RowCache,
+    pub commit: CommitMode,
+}
+
+impl Session {
+    /// Rows kept between batches by default (all tables together); a few MiB.
+    pub const CACHE_ROWS: usize = 10_000;
+
+    pub fn new(commit: CommitMode) -> Self {
+        Self {
+            cache: RowCache::new(Self::CACHE_ROWS),
+            commit,
+        }
+    }
+
+    /// No rows kept between batches: every batch loads what it needs.
+    pub fn uncached() -> Self {
+        Self {
+            cache: RowCache::new(0),
+            commit: CommitMode::Synchronous,
+        }
+    }
+}
+
 /// Applies `messages` (in stream order) in one transaction.
 pub async fn apply_batch(
     client: &mut Client,
     target: &Target,
     messages: &[Incoming],
 ) -> Result<BatchReport, ProjectorError> {
-    apply_prepared(client, target, &prepare(target, messages.to_vec())).await
+    apply_prepared(
+        client,
+        target,
+        &prepare(target, messages.to_vec()),
+        &mut Session::uncached(),
+    )
+    .await
 }
 
-/// Applies a prepared batch in one transaction.
+/// Applies a prepared batch in one transaction. A failed batch empties the session's cache.
 pub async fn apply_prepared(
     client: &mut Client,
     target: &Target,
     batch: &Prepared,
+    session: &mut Session,
+) -> Result<BatchReport, ProjectorError> {
+    let applied = apply_in_transaction(client, target, batch, session).await;
+    if applied.is_err() {
+        session.cache.clear();
+    }
+    applied
+}
+
+async fn apply_in_transaction(
+    client: &mut Client,
+    target: &Target,
+    batch: &Prepared,
+    session: &mut Session,
 ) -> Result<BatchReport, ProjectorError> {
     let tx = client.transaction().await?;
     // Taken before any table is named, so a replay's schema swap (which holds this lock) is
@@ -141,7 +201,14 @@ pub async fn apply_prepared(
         &[&target.consumer],
     )
     .await?;
-    let position = store::lock_position(&tx, &target.consumer, &target.stream).await?;
+    if session.commit == CommitMode::Asynchronous {
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .await?;
+    }
+    let locked = store::lock_position(&tx, &target.consumer, &target.stream).await?;
+    let position = locked.last_seq;
+    let cache = &mut session.cache;
+    cache.begin(position, locked.writer);
     let fresh: Vec<(&Incoming, &Parsed)> = batch
         .messages
         .iter()
@@ -163,7 +230,7 @@ pub async fn apply_prepared(
             touched.add(e);
         }
     }
-    let mut model = store::load(&tx, &touched).await?;
+    let mut model = store::load_through(&tx, &touched, cache).await?;
     let mut dead = Vec::new();
     for (message, p) in &fresh {
         let reason = match p {
@@ -190,17 +257,20 @@ pub async fn apply_prepared(
     }
     report.dead_lettered = dead.len();
     model.appends.dead_letters = dead;
-    store::write(&tx, &model).await?;
     let last = fresh.last().map_or(position, |(m, _)| m.seq as i64);
-    store::advance_position(
-        &tx,
-        &target.consumer,
-        last,
-        report.applied as i64,
-        report.dead_lettered as i64,
-    )
-    .await?;
+    futures::try_join!(
+        store::write(&tx, &model),
+        store::advance_position(
+            &tx,
+            &target.consumer,
+            cache.writer(),
+            last,
+            report.applied as i64,
+            report.dead_lettered as i64,
+        ),
+    )?;
     tx.commit().await?;
+    cache.keep(model, last);
     report.position = last;
     Ok(report)
 }

@@ -2,10 +2,12 @@
 //!
 //! Layout: [`fold`] is the pure part (`apply(model, seq, event)`, no I/O); [`store`] loads the
 //! rows a batch touches and writes the changed ones back with set-based statements; [`batch`]
-//! runs load → fold → write → position in ONE transaction; [`shell`] reads batches from
+//! runs load → fold → write → position in ONE transaction, keeping the rows it committed in a
+//! [`cache`] for the next batch; [`shell`] reads batches from
 //! JetStream through a [`cursor`]. PostgreSQL, not the JetStream consumer, owns the position.
 
 pub mod batch;
+pub mod cache;
 pub mod checksum;
 mod columns;
 pub mod cursor;
@@ -19,6 +21,6 @@ pub mod shell;
 pub mod stop;
 pub mod store;
 
-pub use batch::{apply_batch, BatchReport, Incoming, Target};
+pub use batch::{apply_batch, BatchReport, CommitMode, Incoming, Session, Target};
 pub use error::ProjectorError;
 pub use shell::{Outcome, Projector, ProjectorSettings};

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ledger_labels",
         include_str!("../../migrations/0003_ledger_labels.sql"),
     ),
+    (
+        4,
+        "position_writer",
+        include_str!("../../migrations/0004_position_writer.sql"),
+    ),
 ];
 
 /// Checks that `schema` is a plain lowercase SQL identifier (it is interpolated into SQL).

@@ -8,7 +8,7 @@
 //! renamed into its place; the live projector's next batch resolves its tables in the new schema
 //! and continues from the same position. Dashboards see the old model or the new one, never half.
 
-use crate::batch::{apply_prepared, prepare, Prepared, Target};
+use crate::batch::{apply_prepared, prepare, CommitMode, Prepared, Session, Target};
 use crate::checksum::{checksums, TABLES};
 use crate::error::ProjectorError;
 use crate::history::HistoryReader;
@@ -173,6 +173,8 @@ pub async fn replay(
         )));
     }
     let mut feed = Feed::open(js, &target, plan.batch_size, position as u64 + 1).await?;
+    // Nobody reads the scratch schema before the swap: its batches need not wait for the disk.
+    let mut session = Session::new(CommitMode::Asynchronous);
     let started = Instant::now();
     let mut progress = Progress {
         position,
@@ -185,6 +187,7 @@ pub async fn replay(
         &mut client,
         &mut feed,
         &target,
+        &mut session,
         &mut progress,
         started,
         &read_target,
@@ -192,6 +195,8 @@ pub async fn replay(
     )
     .await?;
     if fixed_target.is_some() || plan.mode == ReplayMode::BuildOnly {
+        // The batches committed asynchronously; the build is reported once it is on disk.
+        store::flush_position(&mut client, &plan.consumer).await?;
         return Ok(ReplayOutcome::Built {
             position: progress.position,
             schema: plan.into.clone(),
@@ -221,6 +226,7 @@ pub async fn replay(
         &mut client,
         &mut feed,
         &target,
+        &mut session,
         &mut progress,
         started,
         &fixed,
@@ -342,6 +348,7 @@ async fn catch_up<F, Fut>(
     client: &mut deadpool_postgres::Object,
     feed: &mut Feed,
     target: &Target,
+    session: &mut Session,
     progress: &mut Progress,
     started: Instant,
     read_target: &F,
@@ -385,7 +392,7 @@ where
         if batch.is_empty() {
             continue;
         }
-        let report = apply_prepared(client, target, &batch).await?;
+        let report = apply_prepared(client, target, &batch, session).await?;
         progress.position = report.position;
         progress.applied += (report.applied + report.dead_lettered) as u64;
         progress.elapsed = started.elapsed();

@@ -7,7 +7,7 @@
 //! one transaction; a failed batch, or a gap in the deliveries, reopens the cursor at the stored
 //! position.
 
-use crate::batch::{apply_prepared, prepare, BatchReport, Prepared, Target};
+use crate::batch::{apply_prepared, prepare, BatchReport, CommitMode, Prepared, Session, Target};
 use crate::cursor::{js_err, Cursor};
 use crate::error::ProjectorError;
 use crate::store;
@@ -67,6 +67,8 @@ pub struct Projector {
     js: Context,
     settings: ProjectorSettings,
     feed: Feed,
+    /// The rows of the last batches, kept for the next ones.
+    session: Session,
     /// A batch failed: batches already read ahead must not be applied; read again from the
     /// stored position first.
     stale_feed: bool,
@@ -121,6 +123,7 @@ impl Projector {
             js,
             settings,
             feed,
+            session: Session::new(CommitMode::Synchronous),
             stale_feed: false,
             observer: None,
         })
@@ -134,7 +137,9 @@ impl Projector {
         let position = {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
-            let position = store::lock_position(&tx, &settings.consumer, &settings.stream).await?;
+            let position = store::lock_position(&tx, &settings.consumer, &settings.stream)
+                .await?
+                .last_seq;
             tx.commit().await?;
             position
         };
@@ -204,7 +209,13 @@ impl Projector {
         let began = std::time::Instant::now();
         let report = {
             let mut client = self.pool.get().await?;
-            apply_prepared(&mut client, &self.settings.target(), &batch).await?
+            apply_prepared(
+                &mut client,
+                &self.settings.target(),
+                &batch,
+                &mut self.session,
+            )
+            .await?
         };
         if let Some(observer) = &self.observer {
             observer(&report, began.elapsed());

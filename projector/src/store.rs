@@ -6,13 +6,14 @@
 //! take their column names from the row types, so the Rust structs and the SQL columns cannot
 //! silently drift (an unknown column is an error).
 
+use crate::cache::RowCache;
 use crate::columns::{insert, OnConflict::*};
 use crate::error::ProjectorError;
 use crate::fold::Touched;
 use crate::model::*;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
@@ -26,7 +27,7 @@ fn dedup(ids: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
 async fn load_rows<T: DeserializeOwned>(
     tx: &Transaction<'_>,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<T>, ProjectorError> {
     let rows = tx.query(sql, params).await?;
     rows.iter()
@@ -41,35 +42,51 @@ async fn load_rows<T: DeserializeOwned>(
 /// Loads every row the batch's events touch, plus the rows the rules reach through them (a
 /// run's agent, issue and wakeup; an issue's deferred wakeups; keyed documents).
 pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, ProjectorError> {
+    load_through(tx, touched, &mut RowCache::new(0)).await
+}
+
+/// [`load`], taking what `cache` holds from it instead of from the database (the caller has
+/// checked the cache against the locked position row: [`RowCache::begin`]).
+pub async fn load_through(
+    tx: &Transaction<'_>,
+    touched: &Touched,
+    cache: &mut RowCache,
+) -> Result<Model, ProjectorError> {
     let mut model = Model::default();
     let run_ids = dedup(touched.runs.iter().copied());
-    let runs: Vec<RunRow> = load_rows(
-        tx,
-        "SELECT to_json(r) FROM runs r WHERE run_id = ANY($1)",
-        &[&run_ids],
-    )
-    .await?;
+    let missing_runs = cache.take_runs(&mut model, &run_ids);
+    if !missing_runs.is_empty() {
+        let runs: Vec<RunRow> = load_rows(
+            tx,
+            "SELECT to_json(r) FROM runs r WHERE run_id = ANY($1)",
+            &[&missing_runs],
+        )
+        .await?;
+        model.runs.extend(runs.into_iter().map(|r| (r.run_id, r)));
+    }
+    let runs = model.runs.values();
     let agent_ids = dedup(
         touched
             .agents
             .iter()
             .copied()
-            .chain(runs.iter().filter_map(|r| r.agent_id)),
+            .chain(runs.clone().filter_map(|r| r.agent_id)),
     );
     let issue_ids = dedup(
         touched
             .issues
             .iter()
             .copied()
-            .chain(runs.iter().filter_map(|r| r.issue_id)),
+            .chain(runs.clone().filter_map(|r| r.issue_id)),
     );
     let wakeup_ids = dedup(
         touched
             .wakeups
             .iter()
             .copied()
-            .chain(runs.iter().filter_map(|r| r.wakeup_id)),
+            .chain(runs.filter_map(|r| r.wakeup_id)),
     );
+    let misses = cache.take_related(&mut model, &agent_ids, &issue_ids, &wakeup_ids);
     let document_ids = dedup(touched.documents.iter().copied());
     let key_issues: Vec<Uuid> = touched.document_keys.iter().map(|(i, _)| *i).collect();
     let keys: Vec<&str> = touched
@@ -79,36 +96,42 @@ pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, Proj
         .collect();
     let children = dedup(touched.children.iter().copied());
 
-    let agent_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&agent_ids];
-    let issue_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&issue_ids];
-    let wakeup_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&wakeup_ids, &issue_ids];
-    let document_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&document_ids, &key_issues, &keys];
+    let agent_params: [&(dyn ToSql + Sync); 1] = [&misses.agents];
+    let issue_params: [&(dyn ToSql + Sync); 1] = [&misses.issues];
+    let wakeup_params: [&(dyn ToSql + Sync); 2] = [&misses.wakeups, &misses.deferred_of];
+    let document_params: [&(dyn ToSql + Sync); 3] = [&document_ids, &key_issues, &keys];
     let (agents, issues, wakeups, documents, known) = futures::try_join!(
-        load_rows::<AgentRow>(
+        load_some::<AgentRow>(
             tx,
+            !misses.agents.is_empty(),
             "SELECT to_json(a) FROM agents a WHERE agent_id = ANY($1)",
             &agent_params
         ),
-        load_rows::<IssueRow>(
+        load_some::<IssueRow>(
             tx,
+            !misses.issues.is_empty(),
             "SELECT to_json(i) FROM issues i WHERE issue_id = ANY($1)",
             &issue_params
         ),
-        load_rows::<WakeupRow>(
+        load_some::<WakeupRow>(
             tx,
+            !(misses.wakeups.is_empty() && misses.deferred_of.is_empty()),
             "SELECT to_json(w) FROM wakeup_requests w
              WHERE wakeup_id = ANY($1) OR (issue_id = ANY($2) AND status = 'deferred_issue_execution')",
             &wakeup_params
         ),
-        load_rows::<DocumentRow>(
+        load_some::<DocumentRow>(
             tx,
+            !(document_ids.is_empty() && keys.is_empty()),
             "SELECT to_json(d) FROM documents d
              WHERE document_id = ANY($1)
                 OR (issue_id, key) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))",
             &document_params
         ),
         async {
+            if children.is_empty() {
+                return Ok(Vec::new());
+            }
             let rows = tx
                 .query(
                     "SELECT comment_id FROM issue_comments WHERE comment_id = ANY($1)
@@ -120,13 +143,33 @@ pub async fn load(tx: &Transaction<'_>, touched: &Touched) -> Result<Model, Proj
             Ok::<_, ProjectorError>(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>())
         },
     )?;
-    model.runs = runs.into_iter().map(|r| (r.run_id, r)).collect();
-    model.agents = agents.into_iter().map(|r| (r.agent_id, r)).collect();
-    model.issues = issues.into_iter().map(|r| (r.issue_id, r)).collect();
-    model.wakeups = wakeups.into_iter().map(|r| (r.wakeup_id, r)).collect();
+    model
+        .agents
+        .extend(agents.into_iter().map(|r| (r.agent_id, r)));
+    model
+        .issues
+        .extend(issues.into_iter().map(|r| (r.issue_id, r)));
+    // A deferred wakeup the cache handed over may come back from the query too: same row.
+    for w in wakeups {
+        model.wakeups.entry(w.wakeup_id).or_insert(w);
+    }
     model.documents = documents.into_iter().map(|r| (r.document_id, r)).collect();
     model.known_children = known.into_iter().collect();
     Ok(model)
+}
+
+/// [`load_rows`] when `needed`, else nothing (no round trip for an empty id list).
+async fn load_some<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    needed: bool,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<T>, ProjectorError> {
+    if needed {
+        load_rows(tx, sql, params).await
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 fn dirty<'a, T>(rows: &'a HashMap<Uuid, T>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> {
@@ -201,13 +244,21 @@ async fn insert_dead_letters(
     Ok(())
 }
 
+/// The position row as a batch finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub last_seq: i64,
+    /// The writer whose commit left it there (see [`RowCache`]); `None` for a new row.
+    pub writer: Option<Uuid>,
+}
+
 /// The projector's position, locked for this transaction (a second projector on the same
 /// database waits here instead of applying the same events twice).
 pub async fn lock_position(
     tx: &Transaction<'_>,
     consumer: &str,
     stream: &str,
-) -> Result<i64, ProjectorError> {
+) -> Result<Position, ProjectorError> {
     tx.execute(
         "INSERT INTO projector_positions (consumer, stream, last_seq) VALUES ($1, $2, 0)
          ON CONFLICT (consumer) DO NOTHING",
@@ -216,7 +267,7 @@ pub async fn lock_position(
     .await?;
     let row = tx
         .query_one(
-            "SELECT stream, last_seq FROM projector_positions WHERE consumer = $1 FOR UPDATE",
+            "SELECT stream, last_seq, writer FROM projector_positions WHERE consumer = $1 FOR UPDATE",
             &[&consumer],
         )
         .await?;
@@ -227,24 +278,47 @@ pub async fn lock_position(
              use a fresh database (or schema) for another stream"
         )));
     }
-    Ok(row.get(1))
+    Ok(Position {
+        last_seq: row.get(1),
+        writer: row.get(2),
+    })
 }
 
-/// Moves the position to `last_seq` and adds to the counters.
+/// Moves the position to `last_seq`, stamps it with `writer` and adds to the counters.
 pub async fn advance_position(
     tx: &Transaction<'_>,
     consumer: &str,
+    writer: Uuid,
     last_seq: i64,
     applied: i64,
     dead_lettered: i64,
 ) -> Result<(), ProjectorError> {
     tx.execute(
         "UPDATE projector_positions
-         SET last_seq = $2, events_applied = events_applied + $3, dead_lettered = dead_lettered + $4
+         SET last_seq = $2, writer = $5,
+             events_applied = events_applied + $3, dead_lettered = dead_lettered + $4
          WHERE consumer = $1",
-        &[&consumer, &last_seq, &applied, &dead_lettered],
+        &[&consumer, &last_seq, &applied, &dead_lettered, &writer],
     )
     .await?;
+    Ok(())
+}
+
+/// Waits until every commit so far, asynchronous ones included, is on disk: a synchronous commit
+/// that writes (the position row, unchanged) flushes the WAL up to itself.
+pub async fn flush_position(
+    client: &mut tokio_postgres::Client,
+    consumer: &str,
+) -> Result<(), ProjectorError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit TO on")
+        .await?;
+    tx.execute(
+        "UPDATE projector_positions SET last_seq = last_seq WHERE consumer = $1",
+        &[&consumer],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Projector integration tests against real NATS JetStream and PostgreSQL. Each test has its own
 //! database and stream; the projector is driven step by step (no sleeps).
 
+mod cache;
 mod helpers;
 
 use events::*;
@@ -490,7 +491,7 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     applied.sort();
     assert_eq!(
         applied,
-        [vec![], vec![1, 2, 3]],
+        [vec![], vec![1, 2, 3, 4]],
         "exactly one process applies the migrations"
     );
     assert!(projector::migrate::migrate(&mut a, "public")
