@@ -176,7 +176,9 @@ async fn a_failed_batch_leaves_nothing_half_taken_in_the_cache() {
         .await
         .unwrap();
     let heartbeat = w.activity(run, ActivityKind::Heartbeat);
-    let failed = writer.apply(&h, &mut a, &[heartbeat.clone()]).await;
+    let failed = writer
+        .apply(&h, &mut a, std::slice::from_ref(&heartbeat))
+        .await;
     assert!(failed.is_err(), "the batch must fail: {failed:?}");
     writer.next_seq -= 1;
     h.client()
