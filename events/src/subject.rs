@@ -62,6 +62,28 @@ impl Subjects {
         )
     }
 
+    /// Whether `subject` is [`Subjects::of`]`(event)`, without building it (the projector checks
+    /// every event it reads; building the subject allocated on every one).
+    pub fn is_subject_of(&self, event: &Event, subject: &str) -> bool {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let token = |rest: &'_ str, expected: &str| -> Option<usize> {
+            rest.strip_prefix(expected)
+                .and_then(|r| r.strip_prefix('.'))
+                .map(|r| subject.len() - r.len())
+        };
+        let Some(at) = token(subject, &self.prefix) else {
+            return false;
+        };
+        let company = event.company_id.0.hyphenated().encode_lower(&mut buf);
+        let Some(at) = token(&subject[at..], company) else {
+            return false;
+        };
+        let Some(at) = token(&subject[at..], event.event_type().entity().as_str()) else {
+            return false;
+        };
+        subject[at..] == *event.data.entity_id().hyphenated().encode_lower(&mut buf)
+    }
+
     /// Everything about one run (a supervisor listens here for `run.cancel_requested`).
     pub fn run(&self, company: CompanyId, run: RunId) -> String {
         format!("{}.{}.run.{}", self.prefix, company, run)

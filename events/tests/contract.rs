@@ -316,6 +316,28 @@ fn subjects_follow_the_contract() {
         )
     );
     assert_eq!(subjects.all(), "rl_test-1.>");
+    for event_type in EventType::ALL {
+        let event = examples::event(*event_type);
+        let subject = subjects.of(&event);
+        assert!(subjects.is_subject_of(&event, &subject), "{subject}");
+        let company = event.company_id.to_string();
+        let entity = event.event_type().entity().as_str();
+        let wrong = [
+            String::new(),
+            subject[..subject.len() - 1].to_owned(),
+            format!("{subject}x"),
+            format!("{subject}.x"),
+            subject.to_uppercase(),
+            subject.replacen("rl_test-1", "rl_test-2", 1),
+            subject.replacen(&company, "0b7e2c1a-3f4d-4e5a-8b9c-0d1e2f3a4b5c", 1),
+            subject.replacen(&format!(".{entity}."), ".other.", 1),
+            format!("rl_test-1.{company}.{entity}"),
+            format!("rl_test-1.{company}.{entity}.{}", uuid::Uuid::nil()),
+        ];
+        for w in wrong {
+            assert!(!subjects.is_subject_of(&event, &w), "`{w}` for `{subject}`");
+        }
+    }
     assert!(Subjects::new("a.b").is_err());
     assert!(Subjects::new("").is_err());
 }

@@ -63,11 +63,11 @@ fn parse(target: &Target, message: &Incoming) -> Parsed {
     match Event::from_slice(&message.payload) {
         Err(e) => Parsed::Dead(e.to_string()),
         Ok(mut event) => {
-            let expected = target.subjects.of(&event);
-            if expected != message.subject {
+            if !target.subjects.is_subject_of(&event, &message.subject) {
                 return Parsed::Dead(format!(
-                    "published on `{}` but this event belongs on `{expected}`",
-                    message.subject
+                    "published on `{}` but this event belongs on `{}`",
+                    message.subject,
+                    target.subjects.of(&event)
                 ));
             }
             event.time = micros(event.time);

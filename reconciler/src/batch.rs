@@ -85,11 +85,11 @@ fn parse(subjects: &Subjects, message: &Incoming) -> Parsed {
     match Event::from_slice(&message.payload) {
         Err(e) => Parsed::Dead(e.to_string()),
         Ok(mut event) => {
-            let expected = subjects.of(&event);
-            if expected != message.subject {
+            if !subjects.is_subject_of(&event, &message.subject) {
                 return Parsed::Dead(format!(
-                    "published on `{}` but this event belongs on `{expected}`",
-                    message.subject
+                    "published on `{}` but this event belongs on `{}`",
+                    message.subject,
+                    subjects.of(&event)
                 ));
             }
             engine::normalize(&mut event);
