@@ -8,21 +8,20 @@
 //! The column names still come from the Rust row types (their serialized field names), and the
 //! column types from the table itself (the catalog, looked up once per table and process), so
 //! the Rust structs and the SQL columns cannot silently drift: a field without a column, or a
-//! value that does not fit its column's type, is an error that names both.
+//! value that does not fit its column's type, is an error that names both. The rows become
+//! columns without a JSON detour ([`crate::cells`]).
 
+use crate::cells::Columns;
 use crate::error::ProjectorError;
-use crate::model::Time;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Transaction;
-use uuid::Uuid;
 
 /// The PostgreSQL types the read models use, as written through `unnest`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SqlType {
+pub(crate) enum SqlType {
     Uuid,
     Text,
     Int2,
@@ -64,7 +63,7 @@ impl SqlType {
 }
 
 /// Column name → type of one table (`Err`: the type's name, one the projector cannot write).
-type TableTypes = HashMap<String, Result<SqlType, String>>;
+pub(crate) type TableTypes = HashMap<String, Result<SqlType, String>>;
 
 /// Column types never change while a process runs: the migrations are compiled in, and every
 /// schema a process writes (live, replay scratch, the reconciler's private fold) is migrated to
@@ -104,103 +103,12 @@ async fn table_types(tx: &Transaction<'_>, table: &str) -> Result<Arc<TableTypes
     Ok(types)
 }
 
-/// One column's values, typed.
-enum Values<'a> {
-    Uuid(Vec<Option<Uuid>>),
-    Text(Vec<Option<&'a str>>),
-    Int2(Vec<Option<i16>>),
-    Int4(Vec<Option<i32>>),
-    Int8(Vec<Option<i64>>),
-    Bool(Vec<Option<bool>>),
-    Timestamptz(Vec<Option<Time>>),
-    Jsonb(Vec<Option<Json<&'a Value>>>),
-}
-
-impl<'a> Values<'a> {
-    fn new(t: SqlType, capacity: usize) -> Self {
-        match t {
-            SqlType::Uuid => Self::Uuid(Vec::with_capacity(capacity)),
-            SqlType::Text => Self::Text(Vec::with_capacity(capacity)),
-            SqlType::Int2 => Self::Int2(Vec::with_capacity(capacity)),
-            SqlType::Int4 => Self::Int4(Vec::with_capacity(capacity)),
-            SqlType::Int8 => Self::Int8(Vec::with_capacity(capacity)),
-            SqlType::Bool => Self::Bool(Vec::with_capacity(capacity)),
-            SqlType::Timestamptz => Self::Timestamptz(Vec::with_capacity(capacity)),
-            SqlType::Jsonb => Self::Jsonb(Vec::with_capacity(capacity)),
-        }
-    }
-
-    /// Appends `value` (JSON as the row type serialized it); `None` if it does not fit.
-    fn push(&mut self, value: &'a Value) -> Option<()> {
-        let null = value.is_null();
-        match self {
-            Self::Uuid(v) => v.push(if null {
-                None
-            } else {
-                Some(Uuid::parse_str(value.as_str()?).ok()?)
-            }),
-            Self::Text(v) => v.push(if null { None } else { Some(value.as_str()?) }),
-            Self::Int2(v) => v.push(if null {
-                None
-            } else {
-                Some(i16::try_from(value.as_i64()?).ok()?)
-            }),
-            Self::Int4(v) => v.push(if null {
-                None
-            } else {
-                Some(i32::try_from(value.as_i64()?).ok()?)
-            }),
-            Self::Int8(v) => v.push(if null { None } else { Some(value.as_i64()?) }),
-            Self::Bool(v) => v.push(if null { None } else { Some(value.as_bool()?) }),
-            Self::Timestamptz(v) => v.push(if null {
-                None
-            } else {
-                Some(
-                    chrono::DateTime::parse_from_rfc3339(value.as_str()?)
-                        .ok()?
-                        .to_utc(),
-                )
-            }),
-            // A JSON null in a jsonb column is SQL NULL, as `jsonb_populate_recordset` made it.
-            Self::Jsonb(v) => v.push(if null { None } else { Some(Json(value)) }),
-        }
-        Some(())
-    }
-
-    fn as_param(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Self::Uuid(v) => v,
-            Self::Text(v) => v,
-            Self::Int2(v) => v,
-            Self::Int4(v) => v,
-            Self::Int8(v) => v,
-            Self::Bool(v) => v,
-            Self::Timestamptz(v) => v,
-            Self::Jsonb(v) => v,
-        }
-    }
-}
-
 /// What [`insert`] does with a row whose key is already there.
 pub(crate) enum OnConflict<'k> {
     /// Leave the stored row alone (append-only tables).
     Ignore,
     /// Replace it, unless the stored row is newer (`last_seq`).
     UpdateByKey(&'k str),
-}
-
-fn objects<T: Serialize>(table: &str, rows: &[T]) -> Result<Vec<Value>, ProjectorError> {
-    rows.iter()
-        .map(|row| match serde_json::to_value(row) {
-            Ok(v @ Value::Object(_)) => Ok(v),
-            Ok(_) => Err(ProjectorError::Config(format!(
-                "rows of `{table}` do not serialize as objects"
-            ))),
-            Err(e) => Err(ProjectorError::Config(format!(
-                "a row of `{table}` does not serialize: {e}"
-            ))),
-        })
-        .collect()
 }
 
 /// Inserts `rows` into `table` with one statement, one typed array per column.
@@ -213,45 +121,18 @@ pub(crate) async fn insert<T: Serialize>(
     if rows.is_empty() {
         return Ok(());
     }
-    let objects = objects(table, rows)?;
     let types = table_types(tx, table).await?;
-    let Some(Value::Object(first)) = objects.first() else {
-        return Ok(());
-    };
-    let names: Vec<&str> = first.keys().map(String::as_str).collect();
-    let mut columns = Vec::with_capacity(names.len());
-    for name in &names {
-        let t = match types.get(*name) {
-            Some(Ok(t)) => *t,
-            Some(Err(type_name)) => {
-                return Err(ProjectorError::Config(format!(
-                "column `{table}.{name}` has type `{type_name}`, which rows cannot be written as"
-            )))
-            }
-            None => {
-                return Err(ProjectorError::Config(format!(
-                    "field `{name}` has no column in `{table}` (are the migrations applied?)"
-                )))
-            }
-        };
-        columns.push((t, Values::new(t, objects.len())));
+    let mut columns = Columns::new(table, &types, rows.len());
+    for row in rows {
+        columns.push(row).map_err(|e| ProjectorError::Config(e.0))?;
     }
-    for object in &objects {
-        let Value::Object(map) = object else {
-            unreachable!("checked by objects()")
-        };
-        for (name, (t, values)) in names.iter().zip(columns.iter_mut()) {
-            let value = map.get(*name).unwrap_or(&Value::Null);
-            values.push(value).ok_or_else(|| {
-                ProjectorError::Config(format!("`{table}.{name}` is {t:?} but a row has {value}"))
-            })?;
-        }
-    }
+    let columns = columns.columns;
+    let names: Vec<&str> = columns.iter().map(|(name, _, _)| name.as_str()).collect();
     let list = names.join(", ");
     let arrays = columns
         .iter()
         .enumerate()
-        .map(|(i, (t, _))| format!("${}::{}", i + 1, t.array()))
+        .map(|(i, (_, t, _))| format!("${}::{}", i + 1, t.array()))
         .collect::<Vec<_>>()
         .join(", ");
     let conflict = match on_conflict {
@@ -271,7 +152,7 @@ pub(crate) async fn insert<T: Serialize>(
     let sql = format!(
         "INSERT INTO {table} ({list}) SELECT * FROM unnest({arrays}) AS r ({list}) {conflict}"
     );
-    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|(_, v)| v.as_param()).collect();
+    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|(_, _, v)| v.as_param()).collect();
     tx.execute(&sql, &params).await?;
     Ok(())
 }
@@ -279,7 +160,9 @@ pub(crate) async fn insert<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::model::Time;
+    use serde_json::{json, Value};
+    use uuid::Uuid;
 
     #[derive(Serialize)]
     struct Probe {
@@ -376,7 +259,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("field `at` has no column in `columns_probe_old`"),
+            err.contains("field `label` has no column in `columns_probe_old`"),
             "{err}"
         );
         let err = insert(&tx, "no_such_table", &rows, OnConflict::Ignore)
@@ -384,5 +267,99 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`no_such_table` does not exist"), "{err}");
+    }
+
+    #[derive(Serialize)]
+    struct Flags {
+        small: i32,
+        flag: bool,
+    }
+
+    /// Shaped like a run row: optional uuids, a flattened struct (serialized as a map), a JSON
+    /// object for a jsonb column.
+    #[derive(Serialize)]
+    struct Flat {
+        id: Uuid,
+        parent: Option<Uuid>,
+        #[serde(flatten)]
+        flags: Flags,
+        config: serde_json::Map<String, Value>,
+        at: Time,
+        last_seq: i64,
+    }
+
+    #[tokio::test]
+    async fn flattened_rows_round_trip_and_values_that_do_not_fit_are_named() {
+        let db = testsupport::TestDb::new()
+            .await
+            .expect("PostgreSQL is needed (README: test command starts it)");
+        let mut client = db.client().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE columns_flat (id uuid PRIMARY KEY, parent uuid, small smallint,
+                    flag boolean, config jsonb NOT NULL, at timestamptz, last_seq bigint);",
+            )
+            .await
+            .unwrap();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let at: Time = "2026-04-01T09:00:00.000001Z".parse().unwrap();
+        let row = |id, parent, small, flag| Flat {
+            id,
+            parent,
+            flags: Flags { small, flag },
+            config: json!({"z": [1, {"u": id}], "a": null})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            at,
+            last_seq: 3,
+        };
+        let tx = client.transaction().await.unwrap();
+        let rows = [row(a, None, -7, true), row(b, Some(a), 12, false)];
+        insert(&tx, "columns_flat", &rows, OnConflict::Ignore)
+            .await
+            .unwrap();
+        type Stored = (Uuid, Option<Uuid>, i16, bool, Value, Time, i64);
+        let stored: Vec<Stored> = tx
+            .query(
+                "SELECT id, parent, small, flag, config, at, last_seq FROM columns_flat ORDER BY small",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                )
+            })
+            .collect();
+        let config = |id: Uuid| json!({"a": null, "z": [1, {"u": id}]});
+        assert_eq!(
+            stored,
+            vec![
+                (a, None, -7, true, config(a), at, 3),
+                (b, Some(a), 12, false, config(b), at, 3),
+            ]
+        );
+        let err = insert(
+            &tx,
+            "columns_flat",
+            &[row(Uuid::new_v4(), None, 70_000, true)],
+            OnConflict::Ignore,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`columns_flat.small` is Int2 but a row has Int(70000)"),
+            "{err}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod cache;
+mod cells;
 pub mod checksum;
 mod columns;
 pub mod cursor;
