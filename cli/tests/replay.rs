@@ -105,6 +105,30 @@ impl Setup {
             .unwrap();
         checksums(&client).await.unwrap()
     }
+
+    /// Every index of `schema` (name, definition with the schema name taken out) and whether the
+    /// record of deferred indexes is there.
+    async fn indexes(&self, schema: &str) -> (Vec<(String, String)>, bool) {
+        let client = self.db.client().await.unwrap();
+        let rows = client
+            .query(
+                "SELECT indexname::text, replace(indexdef, $1 || '.', '') FROM pg_indexes
+                 WHERE schemaname = $2 AND indexname NOT LIKE 'replay_deferred_indexes%'
+                 ORDER BY 1",
+                &[&schema, &schema],
+            )
+            .await
+            .unwrap();
+        let record: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{schema}.replay_deferred_indexes")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (rows.iter().map(|r| (r.get(0), r.get(1))).collect(), record)
+    }
 }
 
 #[tokio::test]
@@ -135,6 +159,16 @@ async fn replay_rebuilds_identical_tables_and_swaps_while_the_live_projector_goe
         s.sums(&previous).await,
         before,
         "the previous model is kept"
+    );
+    let (indexes, record) = s.indexes("public").await;
+    assert!(!record);
+    assert!(indexes
+        .iter()
+        .any(|(name, _)| name == "runs_ledger_order_idx"));
+    assert_eq!(
+        (indexes, record),
+        s.indexes(&previous).await,
+        "the rebuild has every index the migrations made"
     );
 
     // The live projector continues, now writing into the swapped-in schema.
@@ -197,6 +231,12 @@ async fn an_interrupted_replay_resumes_and_rebuilds_are_byte_identical() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    let (built, record) = s.indexes("rebuild_a").await;
+    assert!(record, "the deferred indexes are recorded");
+    assert!(
+        !built.iter().any(|(name, _)| name == "runs_issue_idx"),
+        "a build in progress has no reader-only indexes: {built:?}"
+    );
     let (output, summary) = s.run_replay(&["--into", "rebuild_a", "--to-seq", &to]);
     assert!(
         output.status.success(),
@@ -205,6 +245,11 @@ async fn an_interrupted_replay_resumes_and_rebuilds_are_byte_identical() {
     );
     assert_eq!(summary["outcome"], "built");
     assert_eq!(summary["position"].as_i64().unwrap(), last);
+    assert_eq!(
+        s.indexes("rebuild_a").await,
+        s.indexes("public").await,
+        "the resumed build restored every index"
+    );
 
     let (output, _) = s.run_replay(&["--into", "rebuild_b", "--to-seq", &to]);
     assert!(output.status.success());

@@ -15,6 +15,7 @@ pub mod cursor;
 mod error;
 pub mod fold;
 pub mod history;
+pub mod indexes;
 pub mod migrate;
 pub mod model;
 pub mod replay;

@@ -7,11 +7,14 @@
 //! holds the live projector's batch lock: the live schema is renamed away and the scratch schema
 //! renamed into its place; the live projector's next batch resolves its tables in the new schema
 //! and continues from the same position. Dashboards see the old model or the new one, never half.
+//! While it catches up, the scratch schema has no reader-only indexes ([`crate::indexes`]): they
+//! are built once at the end, before parity is checked.
 
 use crate::batch::{apply_prepared, prepare, CommitMode, Prepared, Session, Target};
 use crate::checksum::{checksums, TABLES};
 use crate::error::ProjectorError;
 use crate::history::HistoryReader;
+use crate::indexes;
 use crate::migrate::{check_schema_name, migrate};
 use crate::store;
 use async_nats::jetstream::Context;
@@ -134,6 +137,7 @@ pub async fn replay(
     }
     let mut client = scratch.get().await?;
     migrate(&mut client, &plan.into).await?;
+    indexes::defer(&mut client, &plan.into).await?;
     let target = Target {
         consumer: plan.consumer.clone(),
         stream: plan.stream.clone(),
@@ -194,6 +198,8 @@ pub async fn replay(
         &mut on_progress,
     )
     .await?;
+    // Before anything compares, swaps or reports the build, it has every index again.
+    indexes::restore(&mut client, &plan.into).await?;
     if fixed_target.is_some() || plan.mode == ReplayMode::BuildOnly {
         // The batches committed asynchronously; the build is reported once it is on disk.
         store::flush_position(&mut client, &plan.consumer).await?;
