@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(
         id = "replay_batch_size",
         long = "replay-batch-size",
-        default_value_t = 5000
+        default_value_t = 10_000
     )]
     pub batch_size: usize,
     /// Print the summary as one JSON line.

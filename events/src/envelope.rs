@@ -88,6 +88,15 @@ impl Event {
         )
     }
 
+    /// Whether `subject` is [`Event::ce_subject`], without building it.
+    pub fn is_ce_subject(&self, subject: &str) -> bool {
+        let mut buf = uuid::Uuid::encode_buffer();
+        subject.split_once('/').is_some_and(|(entity, id)| {
+            entity == self.event_type().entity().as_str()
+                && id == self.data.entity_id().hyphenated().encode_lower(&mut buf)
+        })
+    }
+
     /// Parses and validates one event from its JSON bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ContractError> {
         if bytes.len() > MAX_EVENT_BYTES {
@@ -149,7 +158,7 @@ impl Event {
             extensions: Map::new(),
         };
         match wire.subject {
-            Some(subject) if subject != event.ce_subject() => None,
+            Some(subject) if !event.is_ce_subject(subject) => None,
             _ => Some(event),
         }
     }

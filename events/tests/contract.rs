@@ -320,6 +320,16 @@ fn subjects_follow_the_contract() {
         let event = examples::event(*event_type);
         let subject = subjects.of(&event);
         assert!(subjects.is_subject_of(&event, &subject), "{subject}");
+        let ce = event.ce_subject();
+        assert!(event.is_ce_subject(&ce), "{ce}");
+        for wrong in [
+            String::new(),
+            format!("{ce}x"),
+            ce.replacen('/', ".", 1),
+            ce[1..].to_owned(),
+        ] {
+            assert!(!event.is_ce_subject(&wrong), "`{wrong}` for `{ce}`");
+        }
         let company = event.company_id.to_string();
         let entity = event.event_type().entity().as_str();
         let wrong = [

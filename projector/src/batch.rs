@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chrono::{DurationRound, TimeDelta};
 use events::{Event, Subjects};
 use std::collections::BTreeMap;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// One message read from the stream.
@@ -196,9 +197,9 @@ async fn apply_in_transaction(
     let tx = client.transaction().await?;
     // Taken before any table is named, so a replay's schema swap (which holds this lock) is
     // seen by the next batch: its table names resolve after the swap, in the new schema.
-    tx.execute(
+    tx.execute_typed(
         "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || current_schema() || '.' || $1::text))",
-        &[&target.consumer],
+        &[(&target.consumer, Type::TEXT)],
     )
     .await?;
     if session.commit == CommitMode::Asynchronous {

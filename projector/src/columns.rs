@@ -16,7 +16,7 @@ use crate::error::ProjectorError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 /// The PostgreSQL types the read models use, as written through `unnest`.
@@ -45,6 +45,20 @@ impl SqlType {
             "jsonb" => Self::Jsonb,
             _ => return None,
         })
+    }
+
+    /// The array type, as the protocol names it.
+    fn array_type(self) -> Type {
+        match self {
+            Self::Uuid => Type::UUID_ARRAY,
+            Self::Text => Type::TEXT_ARRAY,
+            Self::Int2 => Type::INT2_ARRAY,
+            Self::Int4 => Type::INT4_ARRAY,
+            Self::Int8 => Type::INT8_ARRAY,
+            Self::Bool => Type::BOOL_ARRAY,
+            Self::Timestamptz => Type::TIMESTAMPTZ_ARRAY,
+            Self::Jsonb => Type::JSONB_ARRAY,
+        }
     }
 
     /// The array type `unnest` takes.
@@ -152,8 +166,12 @@ pub(crate) async fn insert<T: Serialize>(
     let sql = format!(
         "INSERT INTO {table} ({list}) SELECT * FROM unnest({arrays}) AS r ({list}) {conflict}"
     );
-    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|(_, _, v)| v.as_param()).collect();
-    tx.execute(&sql, &params).await?;
+    let params: Vec<(&(dyn ToSql + Sync), Type)> = columns
+        .iter()
+        .map(|(_, t, v)| (v.as_param(), t.array_type()))
+        .collect();
+    // Typed: one round trip, no prepared statement to create and close.
+    tx.execute_typed(&sql, &params).await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::fold::Touched;
 use crate::model::*;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
@@ -27,9 +27,10 @@ fn dedup(ids: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
 async fn load_rows<T: DeserializeOwned>(
     tx: &Transaction<'_>,
     sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<Vec<T>, ProjectorError> {
-    let rows = tx.query(sql, params).await?;
+    // Typed: one round trip, no prepared statement to create and close.
+    let rows = tx.query_typed(sql, params).await?;
     rows.iter()
         .map(|row| {
             row.try_get::<_, Json<T>>(0).map(|r| r.0).map_err(|e| {
@@ -59,7 +60,7 @@ pub async fn load_through(
         let runs: Vec<RunRow> = load_rows(
             tx,
             "SELECT to_json(r) FROM runs r WHERE run_id = ANY($1)",
-            &[&missing_runs],
+            &[(&missing_runs, Type::UUID_ARRAY)],
         )
         .await?;
         model.runs.extend(runs.into_iter().map(|r| (r.run_id, r)));
@@ -96,10 +97,18 @@ pub async fn load_through(
         .collect();
     let children = dedup(touched.children.iter().copied());
 
-    let agent_params: [&(dyn ToSql + Sync); 1] = [&misses.agents];
-    let issue_params: [&(dyn ToSql + Sync); 1] = [&misses.issues];
-    let wakeup_params: [&(dyn ToSql + Sync); 2] = [&misses.wakeups, &misses.deferred_of];
-    let document_params: [&(dyn ToSql + Sync); 3] = [&document_ids, &key_issues, &keys];
+    let uuids = Type::UUID_ARRAY;
+    let agent_params = [(&misses.agents as &(dyn ToSql + Sync), uuids.clone())];
+    let issue_params = [(&misses.issues as &(dyn ToSql + Sync), uuids.clone())];
+    let wakeup_params = [
+        (&misses.wakeups as &(dyn ToSql + Sync), uuids.clone()),
+        (&misses.deferred_of, uuids.clone()),
+    ];
+    let document_params = [
+        (&document_ids as &(dyn ToSql + Sync), uuids.clone()),
+        (&key_issues, uuids.clone()),
+        (&keys, Type::TEXT_ARRAY),
+    ];
     let (agents, issues, wakeups, documents, known) = futures::try_join!(
         load_some::<AgentRow>(
             tx,
@@ -133,11 +142,11 @@ pub async fn load_through(
                 return Ok(Vec::new());
             }
             let rows = tx
-                .query(
+                .query_typed(
                     "SELECT comment_id FROM issue_comments WHERE comment_id = ANY($1)
                      UNION ALL SELECT work_product_id FROM issue_work_products WHERE work_product_id = ANY($1)
                      UNION ALL SELECT revision_id FROM document_revisions WHERE revision_id = ANY($1)",
-                    &[&children],
+                    &[(&children, Type::UUID_ARRAY)],
                 )
                 .await?;
             Ok::<_, ProjectorError>(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>())
@@ -163,7 +172,7 @@ async fn load_some<T: DeserializeOwned>(
     tx: &Transaction<'_>,
     needed: bool,
     sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<Vec<T>, ProjectorError> {
     if needed {
         load_rows(tx, sql, params).await
@@ -212,10 +221,14 @@ async fn insert_issue_runs(
     let issues: Vec<Uuid> = links.iter().map(|l| l.0).collect();
     let runs: Vec<Uuid> = links.iter().map(|l| l.1).collect();
     let companies: Vec<Uuid> = links.iter().map(|l| l.2).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO issue_runs (issue_id, run_id, company_id)
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING",
-        &[&issues, &runs, &companies],
+        &[
+            (&issues, Type::UUID_ARRAY),
+            (&runs, Type::UUID_ARRAY),
+            (&companies, Type::UUID_ARRAY),
+        ],
     )
     .await?;
     Ok(())
@@ -234,11 +247,17 @@ async fn insert_dead_letters(
     let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
     let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
     let times: Vec<Time> = rows.iter().map(|r| r.at).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO dead_letters (seq, subject, payload, reason, at)
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[])
          ON CONFLICT DO NOTHING",
-        &[&seqs, &subjects, &payloads, &reasons, &times],
+        &[
+            (&seqs, Type::INT8_ARRAY),
+            (&subjects, Type::TEXT_ARRAY),
+            (&payloads, Type::BYTEA_ARRAY),
+            (&reasons, Type::TEXT_ARRAY),
+            (&times, Type::TIMESTAMPTZ_ARRAY),
+        ],
     )
     .await?;
     Ok(())
@@ -259,16 +278,16 @@ pub async fn lock_position(
     consumer: &str,
     stream: &str,
 ) -> Result<Position, ProjectorError> {
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO projector_positions (consumer, stream, last_seq) VALUES ($1, $2, 0)
          ON CONFLICT (consumer) DO NOTHING",
-        &[&consumer, &stream],
+        &[(&consumer, Type::TEXT), (&stream, Type::TEXT)],
     )
     .await?;
     let row = tx
-        .query_one(
+        .query_typed_one(
             "SELECT stream, last_seq, writer FROM projector_positions WHERE consumer = $1 FOR UPDATE",
-            &[&consumer],
+            &[(&consumer, Type::TEXT)],
         )
         .await?;
     let stored: String = row.get(0);
@@ -293,12 +312,18 @@ pub async fn advance_position(
     applied: i64,
     dead_lettered: i64,
 ) -> Result<(), ProjectorError> {
-    tx.execute(
+    tx.execute_typed(
         "UPDATE projector_positions
          SET last_seq = $2, writer = $5,
              events_applied = events_applied + $3, dead_lettered = dead_lettered + $4
          WHERE consumer = $1",
-        &[&consumer, &last_seq, &applied, &dead_lettered, &writer],
+        &[
+            (&consumer, Type::TEXT),
+            (&last_seq, Type::INT8),
+            (&applied, Type::INT8),
+            (&dead_lettered, Type::INT8),
+            (&writer, Type::UUID),
+        ],
     )
     .await?;
     Ok(())

@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
     /// Events per replay transaction (passed to `runledger replay --replay-batch-size`).
-    #[arg(long = "replay-batch-size", default_value_t = 5000)]
+    #[arg(long = "replay-batch-size", default_value_t = 10_000)]
     pub batch_size: usize,
 }
 
