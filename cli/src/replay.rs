@@ -4,7 +4,7 @@
 //! change (`--dry-run`). Progress: a bar on a terminal, structured log lines otherwise.
 
 use crate::db;
-use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, StreamArgs};
+use crate::settings::{DbArgs, NatsArgs, ProjectorNameArgs, StreamArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use projector::replay::{replay, Progress, ReplayMode, ReplayOutcome, ReplayPlan, TableDiff};
 use std::io::IsTerminal;
@@ -20,7 +20,7 @@ pub struct Args {
     #[command(flatten)]
     pub stream: StreamArgs,
     #[command(flatten)]
-    pub projector: ProjectorArgs,
+    pub projector: ProjectorNameArgs,
     /// Schema to build into [default: <schema>_replay]. An existing one is continued from its
     /// own position (a replay interrupted at any point resumes).
     #[arg(long)]

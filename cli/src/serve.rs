@@ -2,7 +2,7 @@
 //! elsewhere), and the HTTP settings that `runledger up` also uses to serve them beside the
 //! projector. The server is `api::serve`; this file only wires settings and connections.
 
-use crate::settings::{parse_duration, DbArgs, NatsArgs, ProjectorArgs, StreamArgs};
+use crate::settings::{parse_duration, DbArgs, NatsArgs, ProjectorNameArgs, StreamArgs};
 use crate::{db, shutdown};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ impl HttpArgs {
     pub fn settings(
         &self,
         stream: &StreamArgs,
-        projector: &ProjectorArgs,
+        projector: &ProjectorNameArgs,
     ) -> anyhow::Result<api::ApiSettings> {
         let tokens = api::Tokens::parse(self.tokens.as_deref(), self.admin_token.as_deref())?;
         let mut settings = api::ApiSettings::new(tokens, &stream.stream);
@@ -69,7 +69,7 @@ pub struct Args {
     #[command(flatten)]
     pub stream: StreamArgs,
     #[command(flatten)]
-    pub projector: ProjectorArgs,
+    pub projector: ProjectorNameArgs,
     #[command(flatten)]
     pub http: HttpArgs,
 }

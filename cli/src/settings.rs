@@ -103,19 +103,14 @@ impl DbArgs {
 /// How the projector batches.
 #[derive(Args, Clone, Debug)]
 pub struct ProjectorArgs {
+    #[command(flatten)]
+    pub position: ProjectorNameArgs,
     /// Most events folded per transaction.
     #[arg(long = "batch-size", env = "RUNLEDGER_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// How long a batch waits for more events after its first one.
     #[arg(long = "batch-linger", env = "RUNLEDGER_BATCH_LINGER", default_value = "20ms", value_parser = parse_duration)]
     pub batch_linger: Duration,
-    /// Durable consumer name and position key of the projector.
-    #[arg(
-        long = "projector-name",
-        env = "RUNLEDGER_PROJECTOR_NAME",
-        default_value = "runledger-projector"
-    )]
-    pub name: String,
 }
 
 impl ProjectorArgs {
@@ -126,9 +121,22 @@ impl ProjectorArgs {
         );
         settings.batch_size = self.batch_size as usize;
         settings.linger = self.batch_linger;
-        settings.consumer = self.name.clone();
+        settings.consumer = self.position.name.clone();
         Ok(settings)
     }
+}
+
+/// Which projector position a command reads (commands that do not project take only this, so
+/// they do not accept batch flags they would ignore).
+#[derive(Args, Clone, Debug)]
+pub struct ProjectorNameArgs {
+    /// Durable consumer name and position key of the projector.
+    #[arg(
+        long = "projector-name",
+        env = "RUNLEDGER_PROJECTOR_NAME",
+        default_value = "runledger-projector"
+    )]
+    pub name: String,
 }
 
 /// The schema of the reconciler's state (`migrate` migrates it).

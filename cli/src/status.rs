@@ -3,7 +3,7 @@
 //! follow-ups are still waiting in its outbox.
 
 use crate::db;
-use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, ReconcilerStateArgs, StreamArgs};
+use crate::settings::{DbArgs, NatsArgs, ProjectorNameArgs, ReconcilerStateArgs, StreamArgs};
 use reconciler::state::Progress;
 use serde_json::json;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ pub struct Args {
     #[command(flatten)]
     pub stream: StreamArgs,
     #[command(flatten)]
-    pub projector: ProjectorArgs,
+    pub projector: ProjectorNameArgs,
     #[command(flatten)]
     pub reconciler: ReconcilerStateArgs,
     /// Print one JSON object instead of text.

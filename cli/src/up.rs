@@ -83,7 +83,7 @@ async fn serve(
         &args.db.schema,
         Some(js.client()),
         &args.http,
-        args.http.settings(&args.stream, &args.projector)?,
+        args.http.settings(&args.stream, &args.projector.position)?,
         metrics.clone(),
         stop.clone(),
     )

@@ -275,3 +275,19 @@ async fn migrate_brings_the_reconciler_schema_up_to_date_too() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn commands_that_do_not_project_refuse_batch_flags() {
+    for command in ["status", "serve", "replay"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+            .args([command, "--batch-size", "5"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command} took --batch-size");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("unexpected argument '--batch-size'"),
+            "{command}: {stderr}"
+        );
+    }
+}
