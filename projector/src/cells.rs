@@ -418,6 +418,15 @@ impl ser::SerializeMap for RowSerializer<'_, '_> {
 /// Serializes one field's value (not `jsonb`) into a [`Cell`].
 struct CellSerializer;
 
+/// Scalars widened into their cell (`i8`..`i64` → `Int`, `u8`..`u64` → `UInt`, floats → `Float`).
+macro_rules! scalar {
+    ($($method:ident($t:ty) => $cell:ident),* $(,)?) => {
+        $(fn $method(self, v: $t) -> Result<Cell, CellError> {
+            Ok(Cell::$cell(v.into()))
+        })*
+    };
+}
+
 fn nested<T>() -> Result<T, CellError> {
     Err(CellError(
         "a nested value can only be written to a jsonb column".into(),
@@ -440,39 +449,19 @@ impl ser::Serializer for CellSerializer {
         false
     }
 
-    fn serialize_bool(self, v: bool) -> Result<Cell, CellError> {
-        Ok(Cell::Bool(v))
-    }
-    fn serialize_i8(self, v: i8) -> Result<Cell, CellError> {
-        Ok(Cell::Int(v.into()))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Cell, CellError> {
-        Ok(Cell::Int(v.into()))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Cell, CellError> {
-        Ok(Cell::Int(v.into()))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Cell, CellError> {
-        Ok(Cell::Int(v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Cell, CellError> {
-        Ok(Cell::UInt(v.into()))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Cell, CellError> {
-        Ok(Cell::UInt(v.into()))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Cell, CellError> {
-        Ok(Cell::UInt(v.into()))
-    }
-    fn serialize_u64(self, v: u64) -> Result<Cell, CellError> {
-        Ok(Cell::UInt(v))
-    }
-    fn serialize_f32(self, v: f32) -> Result<Cell, CellError> {
-        Ok(Cell::Float(v.into()))
-    }
-    fn serialize_f64(self, v: f64) -> Result<Cell, CellError> {
-        Ok(Cell::Float(v))
-    }
+    scalar!(
+        serialize_bool(bool) => Bool,
+        serialize_i8(i8) => Int,
+        serialize_i16(i16) => Int,
+        serialize_i32(i32) => Int,
+        serialize_i64(i64) => Int,
+        serialize_u8(u8) => UInt,
+        serialize_u16(u16) => UInt,
+        serialize_u32(u32) => UInt,
+        serialize_u64(u64) => UInt,
+        serialize_f32(f32) => Float,
+        serialize_f64(f64) => Float,
+    );
     fn serialize_char(self, v: char) -> Result<Cell, CellError> {
         Ok(Cell::Str(v.to_string()))
     }

@@ -182,6 +182,16 @@ mod tests {
     use serde_json::{json, Value};
     use uuid::Uuid;
 
+    /// A fresh database with `tables` created (dropped with the returned handle).
+    async fn with_tables(tables: &str) -> (testsupport::TestDb, tokio_postgres::Client) {
+        let db = testsupport::TestDb::new()
+            .await
+            .expect("PostgreSQL is needed (README: test command starts it)");
+        let client = db.client().await.unwrap();
+        client.batch_execute(tables).await.unwrap();
+        (db, client)
+    }
+
     #[derive(Serialize)]
     struct Probe {
         id: Uuid,
@@ -205,20 +215,14 @@ mod tests {
 
     #[tokio::test]
     async fn typed_arrays_round_trip_and_drift_fails_loudly() {
-        let db = testsupport::TestDb::new()
-            .await
-            .expect("PostgreSQL is needed (README: test command starts it)");
-        let mut client = db.client().await.unwrap();
-        client
-            .batch_execute(
-                "CREATE TABLE columns_probe (id uuid PRIMARY KEY, label text, n integer,
+        let (_db, mut client) = with_tables(
+            "CREATE TABLE columns_probe (id uuid PRIMARY KEY, label text, n integer,
                     at timestamptz, doc jsonb, last_seq bigint NOT NULL);
                  CREATE TABLE columns_probe_drifted (id uuid PRIMARY KEY, label text, n text,
                     at timestamptz, doc jsonb, last_seq bigint NOT NULL);
                  CREATE TABLE columns_probe_old (id uuid PRIMARY KEY, n integer, last_seq bigint);",
-            )
-            .await
-            .unwrap();
+        )
+        .await;
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let tx = client.transaction().await.unwrap();
         let rows = [
@@ -308,17 +312,11 @@ mod tests {
 
     #[tokio::test]
     async fn flattened_rows_round_trip_and_values_that_do_not_fit_are_named() {
-        let db = testsupport::TestDb::new()
-            .await
-            .expect("PostgreSQL is needed (README: test command starts it)");
-        let mut client = db.client().await.unwrap();
-        client
-            .batch_execute(
-                "CREATE TABLE columns_flat (id uuid PRIMARY KEY, parent uuid, small smallint,
+        let (_db, mut client) = with_tables(
+            "CREATE TABLE columns_flat (id uuid PRIMARY KEY, parent uuid, small smallint,
                     flag boolean, config jsonb NOT NULL, at timestamptz, last_seq bigint);",
-            )
-            .await
-            .unwrap();
+        )
+        .await;
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let at: Time = "2026-04-01T09:00:00.000001Z".parse().unwrap();
         let row = |id, parent, small, flag| Flat {
