@@ -19,6 +19,7 @@ pub mod run;
 pub mod schema;
 mod subject;
 pub mod tick;
+pub mod timestamp;
 pub mod upcast;
 mod vocab;
 pub mod wakeup;
