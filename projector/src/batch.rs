@@ -195,18 +195,30 @@ async fn apply_in_transaction(
     session: &mut Session,
 ) -> Result<BatchReport, ProjectorError> {
     let tx = client.transaction().await?;
-    // Taken before any table is named, so a replay's schema swap (which holds this lock) is
-    // seen by the next batch: its table names resolve after the swap, in the new schema.
-    tx.execute_typed(
-        "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || current_schema() || '.' || $1::text))",
-        &[(&target.consumer, Type::TEXT)],
-    )
-    .await?;
-    if session.commit == CommitMode::Asynchronous {
-        tx.batch_execute("SET LOCAL synchronous_commit TO off")
-            .await?;
-    }
-    let locked = store::lock_position(&tx, &target.consumer, &target.stream).await?;
+    // The lock is taken before any table is named, so a replay's schema swap (which holds this
+    // lock) is seen by the next batch: its table names resolve after the swap, in the new schema.
+    // The statements after it go out in the same flight (one round trip, not four): PostgreSQL
+    // reads and parses each only once the one before has finished, so they still resolve after
+    // the lock is granted.
+    let commit_mode = async {
+        if session.commit == CommitMode::Asynchronous {
+            tx.batch_execute("SET LOCAL synchronous_commit TO off")
+                .await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let (_, _, locked) = futures::try_join!(
+        async {
+            tx.execute_typed(
+                "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || current_schema() || '.' || $1::text))",
+                &[(&target.consumer, Type::TEXT)],
+            )
+            .await
+            .map_err(ProjectorError::from)
+        },
+        async { commit_mode.await.map_err(ProjectorError::from) },
+        store::lock_position(&tx, &target.consumer, &target.stream),
+    )?;
     let position = locked.last_seq;
     let cache = &mut session.cache;
     cache.begin(position, locked.writer);

@@ -278,18 +278,23 @@ pub async fn lock_position(
     consumer: &str,
     stream: &str,
 ) -> Result<Position, ProjectorError> {
-    tx.execute_typed(
-        "INSERT INTO projector_positions (consumer, stream, last_seq) VALUES ($1, $2, 0)
-         ON CONFLICT (consumer) DO NOTHING",
-        &[(&consumer, Type::TEXT), (&stream, Type::TEXT)],
-    )
-    .await?;
-    let row = tx
-        .query_typed_one(
+    // Both in one flight: PostgreSQL runs them in order, the second sees the row the first made.
+    let insert_params = [
+        (&consumer as &(dyn ToSql + Sync), Type::TEXT),
+        (&stream, Type::TEXT),
+    ];
+    let select_params = [(&consumer as &(dyn ToSql + Sync), Type::TEXT)];
+    let (_, row) = futures::try_join!(
+        tx.execute_typed(
+            "INSERT INTO projector_positions (consumer, stream, last_seq) VALUES ($1, $2, 0)
+             ON CONFLICT (consumer) DO NOTHING",
+            &insert_params,
+        ),
+        tx.query_typed_one(
             "SELECT stream, last_seq, writer FROM projector_positions WHERE consumer = $1 FOR UPDATE",
-            &[(&consumer, Type::TEXT)],
-        )
-        .await?;
+            &select_params,
+        ),
+    )?;
     let stored: String = row.get(0);
     if stored != stream {
         return Err(ProjectorError::Config(format!(
