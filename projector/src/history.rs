@@ -7,7 +7,7 @@ use crate::error::ProjectorError;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::Context;
 use events::Subjects;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::time::Duration;
 
 /// Batches of stored events, in stream order, starting at a sequence.
@@ -60,12 +60,20 @@ impl HistoryReader {
     ) -> Result<Vec<Incoming>, ProjectorError> {
         let mut batch = Vec::with_capacity(max.min(4096));
         while batch.len() < max {
-            let message = match tokio::time::timeout(idle, self.messages.next()).await {
-                Err(_) | Ok(None) => break,
-                Ok(Some(Err(e))) => {
+            // A message already received is taken without arming a timer (most of them, when
+            // reading history): the timeout is only for waiting.
+            let next = match self.messages.next().now_or_never() {
+                Some(next) => next,
+                None => tokio::time::timeout(idle, self.messages.next())
+                    .await
+                    .unwrap_or_default(),
+            };
+            let message = match next {
+                None => break,
+                Some(Err(e)) => {
                     return Err(ProjectorError::JetStream(format!("reading history: {e}")))
                 }
-                Ok(Some(Ok(m))) => m,
+                Some(Ok(m)) => m,
             };
             batch.push(crate::cursor::incoming(&message)?.0);
         }

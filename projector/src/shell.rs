@@ -14,6 +14,7 @@ use crate::store;
 use async_nats::jetstream::{self, Context};
 use deadpool_postgres::Pool;
 use events::Subjects;
+use futures::FutureExt;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -97,9 +98,13 @@ async fn fetch(cursor: &mut Cursor, settings: &ProjectorSettings) -> Fetched {
     while batch.len() < settings.batch_size {
         let delivery = match deadline {
             None => cursor.next().await?,
-            Some(deadline) => match tokio::time::timeout_at(deadline, cursor.next()).await {
-                Err(_) => break,
-                Ok(delivery) => delivery?,
+            // A delivery already received is taken without arming a timer.
+            Some(deadline) => match cursor.next().now_or_never() {
+                Some(delivery) => delivery?,
+                None => match tokio::time::timeout_at(deadline, cursor.next()).await {
+                    Err(_) => break,
+                    Ok(delivery) => delivery?,
+                },
             },
         };
         batch.push(delivery.incoming);
