@@ -142,6 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed().as_secs_f64();
     let rate = applied as f64 / elapsed.max(1e-3);
     let peak_rss_kib = peak_rss_kib();
+    let cpu_seconds = cpu_seconds();
     let (kind, position, tables, ok) = match &outcome {
         ReplayOutcome::Swapped {
             position,
@@ -168,10 +169,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"outcome": kind, "position": position, "events": applied, "seconds": elapsed, "events_per_sec": rate, "peak_rss_kib": peak_rss_kib, "tables": tables})
+            serde_json::json!({"outcome": kind, "position": position, "events": applied, "seconds": elapsed, "events_per_sec": rate, "peak_rss_kib": peak_rss_kib, "cpu_seconds": cpu_seconds, "tables": tables})
         );
     } else {
-        println!("{kind} at sequence {position}: {applied} events in {elapsed:.1} s ({rate:.0} events/s), peak RSS {} MiB", peak_rss_kib / 1024);
+        println!("{kind} at sequence {position}: {applied} events in {elapsed:.1} s ({rate:.0} events/s), peak RSS {} MiB, CPU {cpu_seconds:.1} s", peak_rss_kib / 1024);
         print_tables(&tables);
     }
     Ok(if ok {
@@ -203,6 +204,15 @@ fn print_tables(tables: &[TableDiff]) {
 }
 
 /// This process's peak resident set size (VmHWM), in KiB.
+/// CPU time (user + system) this process has used so far, in seconds; 0 where unknown.
+pub fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(u.user_time()) + seconds(u.system_time())
+    })
+}
+
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

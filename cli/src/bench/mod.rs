@@ -66,6 +66,30 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// Busy and total CPU time of the whole machine so far (clock ticks, all cores), from
+/// `/proc/stat`; `None` where there is no such file.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// How busy the machine was between two [`machine_ticks`] readings, in percent of all cores.
+pub fn busy_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
+    match (before, after) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => 100.0 * (b1 - b0) as f64 / (t1 - t0) as f64,
+        _ => f64::NAN,
+    }
+}
+
 /// Prints rows of (name, value, unit) as a table.
 pub fn print_table(title: &str, rows: &[(&str, f64, &str)]) {
     println!("{title}");

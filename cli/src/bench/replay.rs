@@ -2,7 +2,7 @@
 //! RSS is its own) from a pre-filled stream, against an ordered JetStream read and COPY.
 
 use super::scratch::Scratch;
-use super::{ceiling, median, print_table};
+use super::{busy_percent, ceiling, machine_ticks, median, print_table};
 use crate::settings::{DbArgs, NatsArgs};
 use producers::workload::{Mix, Workload};
 use std::process::ExitCode;
@@ -54,6 +54,7 @@ async fn measure(
     let pool = scratch.pool().await?;
     let (mut read, mut copy, mut rebuild, mut rss) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_us, mut busy) = (Vec::new(), Vec::new());
     for round in 0..repeat {
         eprintln!("round {}: raw read ...", round + 1);
         read.push(ceiling::raw_read(&scratch.js, &scratch.stream, &scratch.subjects, total).await?);
@@ -61,6 +62,7 @@ async fn measure(
         copy.push(ceiling::raw_copy(&**pool.get().await?, total as usize).await?);
         eprintln!("round {}: replay ...", round + 1);
         let into = format!("bench_replay_{round}");
+        let ticks = machine_ticks();
         let output = tokio::process::Command::new(std::env::current_exe()?)
             .args([
                 "replay",
@@ -78,6 +80,7 @@ async fn measure(
             .env("RUNLEDGER_SUBJECT_PREFIX", scratch.subjects.prefix())
             .output()
             .await?;
+        busy.push(busy_percent(ticks, machine_ticks()));
         anyhow::ensure!(
             output.status.success(),
             "replay failed: {}",
@@ -92,20 +95,24 @@ async fn measure(
         eprintln!("round {}: replay done", round + 1);
         rebuild.push(summary["events_per_sec"].as_f64().unwrap_or(0.0));
         rss.push(summary["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0);
+        cpu_us.push(summary["cpu_seconds"].as_f64().unwrap_or(f64::NAN) * 1e6 / total as f64);
         pool.get()
             .await?
             .batch_execute(&format!("DROP SCHEMA {into} CASCADE"))
             .await?;
         eprintln!(
-            "round {}: read {:.0}/s, copy {:.0}/s, replay {:.0}/s, peak RSS {:.0} MiB",
+            "round {}: read {:.0}/s, copy {:.0}/s, replay {:.0}/s, peak RSS {:.0} MiB, replay CPU {:.2} µs/event, machine {:.0}% busy",
             round + 1,
             read[round],
             copy[round],
             rebuild[round],
-            rss[round]
+            rss[round],
+            cpu_us[round],
+            busy[round]
         );
     }
     let (r, c, b, m) = (median(&read), median(&copy), median(&rebuild), median(&rss));
+    let (u, y) = (median(&cpu_us), median(&busy));
     let floor = r.min(c);
     print_table(
         &format!("bench replay: {total} events, median of {repeat}"),
@@ -123,6 +130,8 @@ async fn measure(
                 "(target ≥ 0.7)",
             ),
             ("replay peak RSS", m, "MiB (target < 150)"),
+            ("replay process CPU per event", u, "µs"),
+            ("machine busy during the replay", y, "% of all cores"),
         ],
     );
     println!(
@@ -131,7 +140,9 @@ async fn measure(
             "bench": "replay", "events": total, "repeat": repeat,
             "raw_read_eps": r, "raw_copy_rows_per_sec": c, "replay_eps": b,
             "ratio_replay_vs_lower_ceiling": b / floor, "peak_rss_mib": m,
-            "samples": {"raw_read": read, "raw_copy": copy, "replay": rebuild, "peak_rss_mib": rss},
+            "replay_cpu_us_per_event": u, "machine_busy_percent": y,
+            "samples": {"raw_read": read, "raw_copy": copy, "replay": rebuild, "peak_rss_mib": rss,
+                        "replay_cpu_us_per_event": cpu_us, "machine_busy_percent": busy},
         })
     );
     Ok(ExitCode::SUCCESS)
