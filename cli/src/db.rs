@@ -2,7 +2,8 @@
 //! and creating the database on first use.
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
 use tokio_postgres::NoTls;
 
 fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
@@ -10,8 +11,17 @@ fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         .with_context(|| "DATABASE_URL is not a valid PostgreSQL connection string".to_string())
 }
 
+/// How long a task waits for a free connection before it gets an error: a pool too small for
+/// what uses it then fails with a message instead of hanging.
+pub const POOL_WAIT: Duration = Duration::from_secs(60);
+
 /// A pool on `url` whose sessions read and write `schema`.
 pub fn pool(url: &str, schema: &str, size: usize) -> anyhow::Result<Pool> {
+    pool_waiting(url, schema, size, POOL_WAIT)
+}
+
+/// [`pool`] with another wait for a free connection.
+pub fn pool_waiting(url: &str, schema: &str, size: usize, wait: Duration) -> anyhow::Result<Pool> {
     projector::migrate::check_schema_name(schema)?;
     let mut config = config(url)?;
     config.options(format!("-c search_path={schema}"));
@@ -23,7 +33,11 @@ pub fn pool(url: &str, schema: &str, size: usize) -> anyhow::Result<Pool> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Ok(Pool::builder(manager).max_size(size).build()?)
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(wait))
+        .runtime(Runtime::Tokio1)
+        .build()?)
 }
 
 /// One connection (its driver runs in the background).
@@ -81,5 +95,26 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_exhausted_pool_says_so_instead_of_waiting_forever() {
+        let db = testsupport::TestDb::new().await.unwrap();
+        let pool = pool_waiting(db.url(), "public", 1, Duration::from_millis(200)).unwrap();
+        let held = pool.get().await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(10), pool.get()).await;
+        let err = match waited {
+            Err(_) => panic!("still waiting for a connection after 10 s"),
+            Ok(Ok(_)) => panic!("the only connection is taken"),
+            Ok(Err(e)) => e,
+        };
+        assert!(err.to_string().contains("waiting for a slot"), "{err}");
+        drop(held);
+        let _again = pool.get().await.expect("free again");
     }
 }
