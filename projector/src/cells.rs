@@ -269,12 +269,65 @@ fn not_a_row<T>(table: &str) -> Result<T, CellError> {
     )))
 }
 
+/// The compound forms neither serializer takes (sequences, tuples, enum variants with data),
+/// each answered with the serializer's own `reject`.
+macro_rules! reject_compound {
+    () => {
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<Self::Ok, CellError> {
+            self.reject()
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CellError> {
+            self.reject()
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CellError> {
+            self.reject()
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, CellError> {
+            self.reject()
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, CellError> {
+            self.reject()
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, CellError> {
+            self.reject()
+        }
+    };
+}
+
 macro_rules! reject_row {
     ($($method:ident($($arg:ty),*)),* $(,)?) => {
         $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> {
-            not_a_row(self.columns.table)
+            self.reject()
         })*
     };
+}
+
+impl RowSerializer<'_, '_> {
+    fn reject<T>(&self) -> Result<T, CellError> {
+        not_a_row(self.columns.table)
+    }
 }
 
 impl<'c, 't> ser::Serializer for RowSerializer<'c, 't> {
@@ -310,8 +363,9 @@ impl<'c, 't> ser::Serializer for RowSerializer<'c, 't> {
     );
 
     fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), CellError> {
-        not_a_row(self.columns.table)
+        self.reject()
     }
+    reject_compound!();
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
@@ -319,51 +373,11 @@ impl<'c, 't> ser::Serializer for RowSerializer<'c, 't> {
     ) -> Result<(), CellError> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), CellError> {
-        not_a_row(self.columns.table)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CellError> {
-        not_a_row(self.columns.table)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CellError> {
-        not_a_row(self.columns.table)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, CellError> {
-        not_a_row(self.columns.table)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, CellError> {
-        not_a_row(self.columns.table)
-    }
     fn serialize_map(self, _: Option<usize>) -> Result<Self, CellError> {
         Ok(self)
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, CellError> {
         Ok(self)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, CellError> {
-        not_a_row(self.columns.table)
     }
 }
 
@@ -433,6 +447,12 @@ fn nested<T>() -> Result<T, CellError> {
     ))
 }
 
+impl CellSerializer {
+    fn reject<T>(&self) -> Result<T, CellError> {
+        nested()
+    }
+}
+
 impl ser::Serializer for CellSerializer {
     type Ok = Cell;
     type Error = CellError;
@@ -498,54 +518,15 @@ impl ser::Serializer for CellSerializer {
     ) -> Result<Cell, CellError> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<Cell, CellError> {
-        nested()
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CellError> {
-        nested()
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CellError> {
-        nested()
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, CellError> {
-        nested()
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, CellError> {
-        nested()
-    }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CellError> {
-        nested()
+        self.reject()
     }
     fn serialize_struct(
         self,
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeStruct, CellError> {
-        nested()
+        self.reject()
     }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, CellError> {
-        nested()
-    }
+    reject_compound!();
 }
