@@ -126,33 +126,114 @@ impl Cursor {
     }
 }
 
-/// The sequences of a delivery that readers check.
+/// What a delivery's `$JS.ACK` reply subject says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DeliveryInfo {
+    pub stream_sequence: u64,
     pub consumer_sequence: u64,
+    /// Messages after this one that match the consumer's filter.
     pub pending: u64,
+    /// When JetStream stored the message, in nanoseconds since the Unix epoch.
+    pub stored_nanos: i64,
+}
+
+impl DeliveryInfo {
+    /// Reads the reply subject of a JetStream delivery, in either layout of ADR-15:
+    /// `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>` or the one with
+    /// `<domain>.<account hash>.` before the stream name (and possibly more tokens after
+    /// `<pending>`). Every reader parses this once per event, so it is read in one pass without
+    /// building anything (async-nats' `Message::info` also builds a date the projector only
+    /// turns back into nanoseconds).
+    pub(crate) fn parse(reply: &str) -> Option<Self> {
+        let rest = reply.strip_prefix("$JS.ACK.")?;
+        let mut tokens = [""; 12];
+        let mut count = 0;
+        for token in rest.split('.') {
+            if count == tokens.len() {
+                break;
+            }
+            tokens[count] = token;
+            count += 1;
+        }
+        // Skip `<stream>.<consumer>.<delivered>`, and the domain and account hash before them.
+        let numbers = match count {
+            7 => &tokens[3..7],
+            n if n >= 9 => &tokens[5..9],
+            _ => return None,
+        };
+        let number = |token: &str| -> Option<u64> {
+            if token.is_empty() || token.len() > 19 || !token.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(
+                token
+                    .bytes()
+                    .fold(0u64, |n, b| n * 10 + u64::from(b - b'0')),
+            )
+        };
+        Some(Self {
+            stream_sequence: number(numbers[0])?,
+            consumer_sequence: number(numbers[1])?,
+            stored_nanos: i64::try_from(number(numbers[2])?).ok()?,
+            pending: number(numbers[3])?,
+        })
+    }
 }
 
 /// A delivered message as the batch path takes it, stamped with JetStream's stored time.
 pub(crate) fn incoming(
     message: &async_nats::jetstream::Message,
 ) -> Result<(Incoming, DeliveryInfo), ProjectorError> {
-    let info = message
-        .info()
-        .map_err(|e| js_err("reading message metadata", e))?;
-    let stored_at = DateTime::from_timestamp_nanos(
-        i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(i64::MAX),
-    );
+    let reply = message.reply.as_deref().unwrap_or_default();
+    let info = DeliveryInfo::parse(reply).ok_or_else(|| {
+        js_err(
+            "reading message metadata",
+            format!("`{reply}` is not a JetStream delivery's reply subject"),
+        )
+    })?;
     let incoming = Incoming {
         seq: info.stream_sequence,
         subject: message.subject.to_string(),
         payload: message.payload.clone(),
-        stored_at,
+        stored_at: DateTime::from_timestamp_nanos(info.stored_nanos),
     };
-    Ok((
-        incoming,
-        DeliveryInfo {
-            consumer_sequence: info.consumer_sequence,
-            pending: info.pending,
-        },
-    ))
+    Ok((incoming, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryInfo;
+
+    #[test]
+    fn reads_both_reply_subject_layouts() {
+        let expected = DeliveryInfo {
+            stream_sequence: 1234,
+            consumer_sequence: 77,
+            pending: 9,
+            stored_nanos: 1_764_633_600_123_456_789,
+        };
+        let old = "$JS.ACK.EVENTS.reader.1.1234.77.1764633600123456789.9";
+        assert_eq!(DeliveryInfo::parse(old), Some(expected));
+        let new = "$JS.ACK.hub.ACCHASH.EVENTS.reader.1.1234.77.1764633600123456789.9";
+        assert_eq!(DeliveryInfo::parse(new), Some(expected));
+        let longer = "$JS.ACK._.ACCHASH.EVENTS.reader.3.1234.77.1764633600123456789.9.r4nd0m.x";
+        assert_eq!(DeliveryInfo::parse(longer), Some(expected));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_delivery() {
+        for reply in [
+            "",
+            "_INBOX.abc",
+            "$JS.ACK.EVENTS.reader.1.1234.77.1764633600123456789",
+            "$JS.ACK.EVENTS.reader.1.1234.77.1764633600123456789.9.extra",
+            "$JS.ACK.EVENTS.reader.1.12x4.77.1764633600123456789.9",
+            "$JS.ACK.EVENTS.reader.1.-1.77.1764633600123456789.9",
+            "$JS.ACK.EVENTS.reader.1..77.1764633600123456789.9",
+            "$JS.ACK.EVENTS.reader.1.1234.77.99999999999999999999.9",
+            "$JS.ACK.EVENTS.reader.1.1234.77.9999999999999999999.9",
+        ] {
+            assert_eq!(DeliveryInfo::parse(reply), None, "{reply}");
+        }
+    }
 }
