@@ -589,3 +589,63 @@ async fn a_cursor_whose_deliveries_skip_reports_it_instead_of_handing_out_a_gap(
         assert_eq!(cursor.next().await.unwrap().incoming.seq, seq);
     }
 }
+
+#[tokio::test]
+async fn a_history_reader_whose_consumer_breaks_goes_on_where_it_was_without_gaps_or_repeats() {
+    use futures::StreamExt;
+    use projector::history::HistoryReader;
+    let h = Harness::new().await;
+    let mut w = World::new();
+    let events: Vec<Event> = (0..40)
+        .map(|_| w.issue_created(IssueStatus::Todo))
+        .collect();
+    h.publish(&events).await;
+    let js = h.ts.jetstream();
+    let stream = js.get_stream(&h.ts.stream).await.unwrap();
+    // The reader's consumers: those of the stream that other readers (the harness') do not own.
+    let others: Vec<String> = stream.consumer_names().map(|n| n.unwrap()).collect().await;
+    let readers = || async {
+        let names: Vec<String> = stream.consumer_names().map(|n| n.unwrap()).collect().await;
+        names
+            .into_iter()
+            .filter(|n| !others.contains(n))
+            .collect::<Vec<_>>()
+    };
+    let mut reader = HistoryReader::open(&js, &h.ts.stream, &h.subjects, 3)
+        .await
+        .unwrap();
+    let idle = Duration::from_secs(5);
+    let mut seen: Vec<u64> = reader
+        .next_batch(10, idle)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seen, (3..=12).collect::<Vec<_>>());
+    // The consumer disappears behind the reader's back (as after a server restart without it).
+    let first = readers().await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    stream.delete_consumer(&first[0]).await.unwrap();
+    // What was stored before may already be on its way; what comes after needs a new consumer.
+    let more: Vec<Event> = (0..20)
+        .map(|_| w.issue_created(IssueStatus::Todo))
+        .collect();
+    h.publish(&more).await;
+    let deadline = testsupport::Deadline::after(Duration::from_secs(20));
+    while seen.len() < 58 {
+        assert!(!deadline.passed(), "read only {seen:?}");
+        seen.extend(
+            reader
+                .next_batch(7, idle)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.seq),
+        );
+    }
+    assert_eq!(seen, (3..=60).collect::<Vec<_>>(), "in order, each once");
+    // The broken consumer was replaced, not added to.
+    let now = readers().await;
+    assert!(now.len() == 1 && now != first, "{first:?} then {now:?}");
+}
