@@ -292,7 +292,9 @@ impl Feed {
         from: u64,
     ) -> Result<Self, ProjectorError> {
         let mut reader = HistoryReader::open(js, &target.stream, &target.subjects, from).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // One prepared batch waiting is enough to keep the database busy; each one more is
+        // 10,000 parsed events (~15 MiB) of peak memory.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
         let prepare_for = target.clone();
         let task = tokio::spawn(async move {
             loop {
