@@ -222,11 +222,19 @@ async fn apply_in_transaction(
     let position = locked.last_seq;
     let cache = &mut session.cache;
     cache.begin(position, locked.writer);
+    // Messages come in stream order; one at or below the position, or repeated within the
+    // batch, was applied already. Folding each sequence once is what keeps appended rows unique.
+    let mut newest = position;
     let fresh: Vec<(&Incoming, &Parsed)> = batch
         .messages
         .iter()
         .zip(&batch.parsed)
-        .filter(|(m, _)| m.seq as i64 > position)
+        .filter(|(m, _)| {
+            let seq = m.seq as i64;
+            let fresh = seq > newest;
+            newest = newest.max(seq);
+            fresh
+        })
         .collect();
     let mut report = BatchReport {
         skipped: batch.messages.len() - fresh.len(),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 pub type Time = DateTime<Utc>;
@@ -272,6 +272,8 @@ pub struct Model {
     pub documents: HashMap<Uuid, DocumentRow>,
     /// Ids of comments, work products and revisions already stored (a duplicate is ignored).
     pub known_children: BTreeSet<Uuid>,
+    /// Runs looked up in the database and not there: a row the fold makes for one is new.
+    pub absent_runs: HashSet<Uuid>,
     pub dirty: Dirty,
     pub appends: Appends,
 }

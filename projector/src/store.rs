@@ -64,6 +64,10 @@ pub async fn load_through(
         )
         .await?;
         model.runs.extend(runs.into_iter().map(|r| (r.run_id, r)));
+        model.absent_runs = missing_runs
+            .into_iter()
+            .filter(|id| !model.runs.contains_key(id))
+            .collect();
     }
     let runs = model.runs.values();
     let agent_ids = dedup(
@@ -191,16 +195,21 @@ pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorE
     let a = &model.appends;
     let agents = dirty(&model.agents, &d.agents);
     let issues = dirty(&model.issues, &d.issues);
-    let runs = dirty(&model.runs, &d.runs);
+    // Most runs a batch writes began in it: those are inserted without the conflict check.
+    let (new_runs, runs): (Vec<&RunRow>, Vec<&RunRow>) = dirty(&model.runs, &d.runs)
+        .into_iter()
+        .partition(|r| model.absent_runs.contains(&r.run_id));
     let wakeups = dirty(&model.wakeups, &d.wakeups);
     let documents = dirty(&model.documents, &d.documents);
     futures::try_join!(
         insert(tx, "agents", &agents, UpdateByKey("agent_id")),
         insert(tx, "issues", &issues, UpdateByKey("issue_id")),
         insert(tx, "runs", &runs, UpdateByKey("run_id")),
+        insert(tx, "runs", &new_runs, Impossible),
         insert(tx, "wakeup_requests", &wakeups, UpdateByKey("wakeup_id")),
         insert(tx, "documents", &documents, UpdateByKey("document_id")),
-        insert(tx, "run_events", &a.run_events, Ignore),
+        // Keyed by (run, stream sequence, ordinal within the event): each event is folded once.
+        insert(tx, "run_events", &a.run_events, Impossible),
         insert(tx, "issue_comments", &a.comments, Ignore),
         insert(tx, "issue_work_products", &a.work_products, Ignore),
         insert(tx, "document_revisions", &a.revisions, Ignore),

@@ -273,6 +273,26 @@ async fn redelivery_and_duplicate_publishes_apply_once() {
     let report = apply_batch(&mut client, &target, &incoming).await.unwrap();
     assert_eq!((report.applied, report.skipped), (0, 3));
     assert_eq!(checksums(&**client).await.unwrap(), before);
+
+    // A message repeated within one batch is folded once, too.
+    let next = w.activity(run, ActivityKind::ToolCall);
+    let again = Incoming {
+        seq: 4,
+        subject: h.subjects.of(&next),
+        payload: next.to_vec().into(),
+        stored_at: next.time,
+    };
+    let report = apply_batch(&mut client, &target, &[again.clone(), again])
+        .await
+        .unwrap();
+    assert_eq!((report.applied, report.skipped), (1, 1));
+    assert_eq!(h.run(run).await["evidence_tool_events"], 2);
+    let timeline: i64 = client
+        .query_one("SELECT count(*) FROM run_events WHERE seq = 4", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeline, 1);
 }
 
 #[tokio::test]
