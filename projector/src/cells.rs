@@ -85,6 +85,20 @@ impl Values {
         }
     }
 
+    /// The value of row `i` (for `COPY`).
+    pub(crate) fn element(&self, i: usize) -> &(dyn ToSql + Sync) {
+        match self {
+            Self::Uuid(v) => &v[i],
+            Self::Text(v) => &v[i],
+            Self::Int2(v) => &v[i],
+            Self::Int4(v) => &v[i],
+            Self::Int8(v) => &v[i],
+            Self::Bool(v) => &v[i],
+            Self::Timestamptz(v) => &v[i],
+            Self::Jsonb(v) => &v[i],
+        }
+    }
+
     pub(crate) fn as_param(&self) -> &(dyn ToSql + Sync) {
         match self {
             Self::Uuid(v) => v,

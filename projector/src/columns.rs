@@ -11,11 +11,12 @@
 //! value that does not fit its column's type, is an error that names both. The rows become
 //! columns without a JSON detour ([`crate::cells`]).
 
-use crate::cells::Columns;
+use crate::cells::{Columns, Values};
 use crate::error::ProjectorError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
@@ -45,6 +46,20 @@ impl SqlType {
             "jsonb" => Self::Jsonb,
             _ => return None,
         })
+    }
+
+    /// The type of one value, as the protocol names it.
+    fn scalar_type(self) -> Type {
+        match self {
+            Self::Uuid => Type::UUID,
+            Self::Text => Type::TEXT,
+            Self::Int2 => Type::INT2,
+            Self::Int4 => Type::INT4,
+            Self::Int8 => Type::INT8,
+            Self::Bool => Type::BOOL,
+            Self::Timestamptz => Type::TIMESTAMPTZ,
+            Self::Jsonb => Type::JSONB,
+        }
     }
 
     /// The array type, as the protocol names it.
@@ -119,8 +134,9 @@ async fn table_types(tx: &Transaction<'_>, table: &str) -> Result<Arc<TableTypes
 
 /// What [`insert`] does with a row whose key is already there.
 pub(crate) enum OnConflict<'k> {
-    /// None can happen: the rows are new by construction (a plain `INSERT`, which PostgreSQL
-    /// does in about half the time of one that checks for conflicts; a conflict fails the batch).
+    /// None can happen: the rows are new by construction. They are written with a binary `COPY`
+    /// (several times cheaper for PostgreSQL than an `INSERT` from column arrays, which unnests
+    /// every array into a row set of its own); a conflict fails the batch.
     Impossible,
     /// Leave the stored row alone (append-only tables).
     Ignore,
@@ -146,14 +162,8 @@ pub(crate) async fn insert<T: Serialize>(
     let columns = columns.columns;
     let names: Vec<&str> = columns.iter().map(|(name, _, _)| name.as_str()).collect();
     let list = names.join(", ");
-    let arrays = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, t, _))| format!("${}::{}", i + 1, t.array()))
-        .collect::<Vec<_>>()
-        .join(", ");
     let conflict = match on_conflict {
-        OnConflict::Impossible => String::new(),
+        OnConflict::Impossible => return copy(tx, table, &list, &columns, rows.len()).await,
         OnConflict::Ignore => "ON CONFLICT DO NOTHING".to_owned(),
         OnConflict::UpdateByKey(key) => {
             let excluded = names
@@ -167,6 +177,12 @@ pub(crate) async fn insert<T: Serialize>(
             )
         }
     };
+    let arrays = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t, _))| format!("${}::{}", i + 1, t.array()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "INSERT INTO {table} ({list}) SELECT * FROM unnest({arrays}) AS r ({list}) {conflict}"
     );
@@ -176,6 +192,30 @@ pub(crate) async fn insert<T: Serialize>(
         .collect();
     // Typed: one round trip, no prepared statement to create and close.
     tx.execute_typed(&sql, &params).await?;
+    Ok(())
+}
+
+/// Writes the rows with one binary `COPY`, row by row from the column arrays.
+async fn copy(
+    tx: &Transaction<'_>,
+    table: &str,
+    list: &str,
+    columns: &[(String, SqlType, Values)],
+    rows: usize,
+) -> Result<(), ProjectorError> {
+    let types: Vec<Type> = columns.iter().map(|(_, t, _)| t.scalar_type()).collect();
+    let sink = tx
+        .copy_in(&format!("COPY {table} ({list}) FROM STDIN (FORMAT binary)"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
+    for i in 0..rows {
+        row.clear();
+        row.extend(columns.iter().map(|(_, _, values)| values.element(i)));
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
     Ok(())
 }
 
@@ -215,6 +255,58 @@ mod tests {
             doc,
             last_seq,
         }
+    }
+
+    #[tokio::test]
+    async fn rows_that_cannot_conflict_are_copied_exactly_as_inserted_and_a_conflict_fails() {
+        let tables = |name: &str| {
+            format!(
+                "CREATE TABLE {name} (id uuid PRIMARY KEY, label text, n integer,
+                    at timestamptz, doc jsonb, last_seq bigint NOT NULL);"
+            )
+        };
+        let (_db, mut client) =
+            with_tables(&(tables("columns_inserted") + &tables("columns_copied"))).await;
+        let rows: Vec<Probe> = (0..300)
+            .map(|n| {
+                let mut p = probe(Uuid::new_v4(), n, Some(json!({"n": n, "s": "é\"x"})), 7);
+                if n % 3 == 0 {
+                    (p.label, p.at, p.doc) = (None, None, None);
+                }
+                p
+            })
+            .collect();
+        let tx = client.transaction().await.unwrap();
+        // In one flight, as `store::write` sends them: the copy waits for its turn.
+        let (a, b, c) = futures::join!(
+            insert(&tx, "columns_inserted", &rows, OnConflict::Ignore),
+            insert(&tx, "columns_copied", &rows, OnConflict::Impossible),
+            tx.query_one("SELECT count(*) FROM columns_inserted", &[]),
+        );
+        a.unwrap();
+        b.unwrap();
+        c.unwrap();
+        let read = |table: &str| {
+            format!("SELECT id, label, n, at, doc::text, last_seq FROM {table} ORDER BY n")
+        };
+        type Stored = (Uuid, Option<String>, i32, Option<Time>, Option<String>, i64);
+        let stored = |rows: Vec<tokio_postgres::Row>| -> Vec<Stored> {
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                .collect()
+        };
+        let inserted = stored(tx.query(&read("columns_inserted"), &[]).await.unwrap());
+        let copied = stored(tx.query(&read("columns_copied"), &[]).await.unwrap());
+        assert_eq!(inserted.len(), 300);
+        assert_eq!(copied, inserted);
+        tx.commit().await.unwrap();
+
+        let tx = client.transaction().await.unwrap();
+        let err = insert(&tx, "columns_copied", &rows[5..6], OnConflict::Impossible)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key"), "{err}");
     }
 
     #[tokio::test]
