@@ -135,8 +135,8 @@ async fn table_types(tx: &Transaction<'_>, table: &str) -> Result<Arc<TableTypes
 /// What [`insert`] does with a row whose key is already there.
 pub(crate) enum OnConflict<'k> {
     /// None can happen: the rows are new by construction. They are written with a binary `COPY`
-    /// (several times cheaper for PostgreSQL than an `INSERT` from column arrays, which unnests
-    /// every array into a row set of its own); a conflict fails the batch.
+    /// (less PostgreSQL CPU than an `INSERT` from column arrays in paired rebuilds:
+    /// docs/benchmarks.md, fourth round); a conflict fails the batch.
     Impossible,
     /// Leave the stored row alone (append-only tables).
     Ignore,

@@ -22,6 +22,16 @@ use chrono::DateTime;
 use events::Subjects;
 use futures::StreamExt;
 
+/// Delivery of the events after stream sequence `seq` (0: all of them).
+pub(crate) fn deliver_after(seq: u64) -> DeliverPolicy {
+    match seq {
+        0 => DeliverPolicy::All,
+        seq => DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        },
+    }
+}
+
 /// A JetStream failure, with what was being done.
 pub(crate) fn js_err(context: &str, e: impl std::fmt::Display) -> ProjectorError {
     ProjectorError::JetStream(format!("{context}: {e}"))
@@ -61,17 +71,10 @@ impl Cursor {
             .await
             .map_err(|e| js_err(&format!("opening stream `{stream}`"), e))?;
         let _ = stream.delete_consumer(consumer).await;
-        let deliver_policy = if position <= 0 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence {
-                start_sequence: position as u64 + 1,
-            }
-        };
         let consumer = stream
             .create_consumer(pull::Config {
                 durable_name: Some(consumer.to_owned()),
-                deliver_policy,
+                deliver_policy: deliver_after(position.max(0) as u64),
                 ack_policy: AckPolicy::None,
                 filter_subject: subjects.all(),
                 ..Default::default()

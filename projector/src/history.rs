@@ -11,9 +11,9 @@
 //! about a third less CPU each (docs/benchmarks.md, fourth round).
 
 use crate::batch::Incoming;
-use crate::cursor::{incoming, js_err};
+use crate::cursor::{deliver_after, incoming, js_err};
 use crate::error::ProjectorError;
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::{stream, Context};
 use events::Subjects;
 use futures::{FutureExt, StreamExt};
@@ -139,16 +139,9 @@ async fn consume(
     filter: &str,
     last_seq: u64,
 ) -> Result<(String, pull::Stream), ProjectorError> {
-    let deliver_policy = if last_seq == 0 {
-        DeliverPolicy::All
-    } else {
-        DeliverPolicy::ByStartSequence {
-            start_sequence: last_seq + 1,
-        }
-    };
     let consumer = stream
         .create_consumer(pull::Config {
-            deliver_policy,
+            deliver_policy: deliver_after(last_seq),
             ack_policy: AckPolicy::None,
             filter_subject: filter.to_owned(),
             // Gone by itself when a reader stops without deleting it.
