@@ -11,6 +11,29 @@ impl NatsArgs {
             .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
     }
 
+    /// A plain connection's endpoint for reading history over a connection of the reader's own
+    /// (`projector::wire`); `None` when TLS or a credentials file is configured, which only
+    /// async-nats' connection does.
+    pub fn wire_endpoint(&self) -> Option<projector::wire::Endpoint> {
+        if self.creds.is_some()
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_required
+        {
+            return None;
+        }
+        use projector::wire::Auth;
+        let auth = match (&self.user, &self.password, &self.token) {
+            (Some(user), Some(password), _) => Auth::UserPassword {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(token)) => Auth::Token(token.clone()),
+            _ => Auth::None,
+        };
+        projector::wire::Endpoint::from_urls(&self.url_or_default(), auth)
+    }
+
     /// Connects with every option given.
     pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
         let url = self.url_or_default();

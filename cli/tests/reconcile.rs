@@ -319,10 +319,15 @@ impl Stream {
     /// The reconciler's follow-ups (ticks excluded) as (id → JSON), and how many copies of each.
     async fn follow_ups(&self) -> (BTreeMap<EventId, Value>, usize) {
         let last = self.last().await as u64;
-        let mut reader =
-            HistoryReader::open(&self.ts.jetstream(), &self.ts.stream, &self.subjects, 1)
-                .await
-                .unwrap();
+        let mut reader = HistoryReader::open(
+            &self.ts.jetstream(),
+            None,
+            &self.ts.stream,
+            &self.subjects,
+            1,
+        )
+        .await
+        .unwrap();
         let mut found = BTreeMap::new();
         let mut copies = 0;
         let mut seen = 0;

@@ -120,6 +120,22 @@ pub fn prepare(target: &Target, messages: Vec<Incoming>) -> Prepared {
     Prepared { messages, parsed }
 }
 
+impl Prepared {
+    /// An empty batch with room for `capacity` messages.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            messages: Vec::with_capacity(capacity),
+            parsed: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Parses `message` and appends it (messages must be pushed in stream order).
+    pub fn push(&mut self, target: &Target, message: Incoming) {
+        self.parsed.push(parse(target, &message));
+        self.messages.push(message);
+    }
+}
+
 /// How a writer's batches commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitMode {

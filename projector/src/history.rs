@@ -11,13 +11,17 @@
 //! about a third less CPU each (docs/benchmarks.md, fourth round).
 
 use crate::batch::Incoming;
-use crate::cursor::{deliver_after, incoming, js_err};
+use crate::cursor::{deliver_after, incoming, js_err, DeliveryInfo};
 use crate::error::ProjectorError;
+use crate::wire::{self, Endpoint, WireError};
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::{stream, Context};
+use bytes::Bytes;
+use chrono::DateTime;
 use events::Subjects;
 use futures::{FutureExt, StreamExt};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Events one pull request asks for (the next is sent when half of them have arrived).
 const PULL_BATCH: usize = 2000;
@@ -25,11 +29,20 @@ const PULL_BATCH: usize = 2000;
 /// Consumers replaced in a row, without an event in between, before the reader gives up.
 const MAX_REPLACEMENTS: u32 = 5;
 
+/// The server sends a heartbeat after this long without a delivery; two missed ones break the
+/// consumer.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long a pull request waits on the server for messages before it expires.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+
 /// Batches of stored events, in stream order, starting at a sequence.
 pub struct HistoryReader {
     stream: stream::Stream,
     filter: String,
-    messages: pull::Stream,
+    /// Where deliveries come over: a plain connection of the reader's own when there is one.
+    wire: Option<Endpoint>,
+    messages: Messages,
     consumer: String,
     /// Consumer sequence of the last event the current consumer delivered (0: none yet).
     delivered: u64,
@@ -40,9 +53,12 @@ pub struct HistoryReader {
 }
 
 impl HistoryReader {
-    /// Opens `stream` at sequence `from` (1 = the beginning).
+    /// Opens `stream` at sequence `from` (1 = the beginning). With `wire`, deliveries come over a
+    /// plain connection of the reader's own ([`crate::wire`]), and over `js`'s client when that
+    /// connection cannot be made (the server wants TLS, say); without, always over `js`'s.
     pub async fn open(
         js: &Context,
+        wire: Option<&Endpoint>,
         stream: &str,
         subjects: &Subjects,
         from: u64,
@@ -53,16 +69,23 @@ impl HistoryReader {
             .map_err(|e| js_err(&format!("opening stream `{stream}`"), e))?;
         let filter = subjects.all();
         let last_seq = from.max(1) - 1;
-        let (consumer, messages) = consume(&stream, &filter, last_seq).await?;
+        let mut wire = wire.cloned();
+        let (consumer, messages) = consume(&stream, &filter, last_seq, &mut wire).await?;
         Ok(Self {
             stream,
             filter,
+            wire,
             messages,
             consumer,
             delivered: 0,
             last_seq,
             replacements: 0,
         })
+    }
+
+    /// Whether deliveries come over the reader's own connection ([`crate::wire`]).
+    pub fn over_wire(&self) -> bool {
+        matches!(self.messages, Messages::Wire(_))
     }
 
     /// Up to `max` events; waits at most `idle` for the first and between events.
@@ -72,7 +95,26 @@ impl HistoryReader {
         idle: Duration,
     ) -> Result<Vec<Incoming>, ProjectorError> {
         let mut batch = Vec::with_capacity(max.min(4096));
-        while batch.len() < max {
+        self.fill(max, idle, |event| batch.push(event)).await?;
+        Ok(batch)
+    }
+
+    /// Hands up to `max` events to `sink` as each arrives, and returns how many; waits at most
+    /// `idle` for the first and between events.
+    ///
+    /// Why a sink: whatever the caller does with an event (a rebuild parses it) happens between
+    /// two polls of the consumer, which is when the next pull request goes out. Work done only
+    /// after a whole batch has been read leaves the server without a pull request to serve for
+    /// that long: reading and parsing 10,000 events in turn kept nats-server idle for a fifth of
+    /// a rebuild (docs/benchmarks.md, fifth round).
+    pub async fn fill(
+        &mut self,
+        max: usize,
+        idle: Duration,
+        mut sink: impl FnMut(Incoming),
+    ) -> Result<usize, ProjectorError> {
+        let mut count = 0;
+        while count < max {
             // A message already received is taken without arming a timer (most of them, when
             // reading history): the timeout is only for waiting.
             let next = match self.messages.next().now_or_never() {
@@ -82,14 +124,14 @@ impl HistoryReader {
                     Err(_) => break,
                 },
             };
-            let broken = match next {
-                Some(Ok(message)) => {
-                    let (event, info) = incoming(&message)?;
+            let broken = match next? {
+                Ok((event, info)) => {
                     if info.consumer_sequence == self.delivered + 1 {
                         self.delivered = info.consumer_sequence;
                         self.last_seq = event.seq;
                         self.replacements = 0;
-                        batch.push(event);
+                        sink(event);
+                        count += 1;
                         continue;
                     }
                     format!(
@@ -97,15 +139,14 @@ impl HistoryReader {
                         info.consumer_sequence, self.delivered
                     )
                 }
-                Some(Err(e)) => e.to_string(),
-                None => "the message stream ended".to_owned(),
+                Err(broken) => broken,
             };
             self.replace(&broken).await?;
-            if !batch.is_empty() {
+            if count > 0 {
                 break;
             }
         }
-        Ok(batch)
+        Ok(count)
     }
 
     /// Replaces the consumer with one that starts right after the last event handed out.
@@ -125,7 +166,8 @@ impl HistoryReader {
             tokio::time::sleep(Duration::from_millis(100 << self.replacements)).await;
         }
         let _ = self.stream.delete_consumer(&self.consumer).await;
-        let (consumer, messages) = consume(&self.stream, &self.filter, self.last_seq).await?;
+        let (consumer, messages) =
+            consume(&self.stream, &self.filter, self.last_seq, &mut self.wire).await?;
         self.consumer = consumer;
         self.messages = messages;
         self.delivered = 0;
@@ -133,12 +175,15 @@ impl HistoryReader {
     }
 }
 
-/// An ephemeral consumer delivering the events after `last_seq`, and its messages.
+/// An ephemeral consumer delivering the events after `last_seq`, and its messages: over a
+/// connection of its own to `wire` if there is one (which becomes `None` when that connection
+/// cannot be made, so a replacement does not try again), over the stream's client otherwise.
 async fn consume(
     stream: &stream::Stream,
     filter: &str,
     last_seq: u64,
-) -> Result<(String, pull::Stream), ProjectorError> {
+    wire: &mut Option<Endpoint>,
+) -> Result<(String, Messages), ProjectorError> {
     let consumer = stream
         .create_consumer(pull::Config {
             deliver_policy: deliver_after(last_seq),
@@ -153,13 +198,153 @@ async fn consume(
         .await
         .map_err(|e| js_err("creating a history consumer", e))?;
     let name = consumer.cached_info().name.clone();
+    if let Some(endpoint) = wire.as_ref() {
+        let stream_name = &consumer.cached_info().stream_name;
+        match WirePull::open(endpoint, stream_name, &name).await {
+            Ok(pull) => return Ok((name, Messages::Wire(pull))),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "reading history over the NATS client instead of a connection of its own"
+                );
+                *wire = None;
+            }
+        }
+    }
     let messages = consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
+        .heartbeat(HEARTBEAT)
+        .expires(PULL_EXPIRES)
         .messages()
         .await
         .map_err(|e| js_err("opening the history consumer", e))?;
-    Ok((name, messages))
+    Ok((name, Messages::Client(Box::new(messages))))
+}
+
+/// Where a consumer's deliveries come from.
+enum Messages {
+    /// async-nats' pull stream, on the client's connection.
+    Client(Box<pull::Stream>),
+    /// Pull requests and deliveries on a plain connection of the reader's own.
+    Wire(WirePull),
+}
+
+/// A delivery, or why the consumer is broken (it is then replaced).
+type Next = Result<(Incoming, DeliveryInfo), String>;
+
+impl Messages {
+    async fn next(&mut self) -> Result<Next, ProjectorError> {
+        match self {
+            Self::Client(messages) => match messages.next().await {
+                Some(Ok(message)) => incoming(&message).map(Ok),
+                Some(Err(e)) => Ok(Err(e.to_string())),
+                None => Ok(Err("the message stream ended".to_owned())),
+            },
+            Self::Wire(pull) => pull.next().await,
+        }
+    }
+}
+
+/// A pull consumer drained over a [`wire::Connection`]: requests of [`PULL_BATCH`] messages,
+/// the next one sent when half of those requested have arrived (as async-nats does), with
+/// heartbeats while the server has nothing to send.
+struct WirePull {
+    conn: wire::Connection,
+    /// `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`
+    request: String,
+    inbox: String,
+    /// Messages requested and neither delivered nor expired.
+    requested: usize,
+    /// When the connection last brought anything.
+    heard: Instant,
+}
+
+impl WirePull {
+    async fn open(endpoint: &Endpoint, stream: &str, consumer: &str) -> Result<Self, WireError> {
+        let mut conn = wire::Connection::open(endpoint, "runledger history reader").await?;
+        let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+        conn.subscribe(&inbox, 1);
+        Ok(Self {
+            conn,
+            request: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            inbox,
+            requested: 0,
+            heard: Instant::now(),
+        })
+    }
+
+    async fn next(&mut self) -> Result<Next, ProjectorError> {
+        loop {
+            if self.requested <= PULL_BATCH / 2 {
+                let request = serde_json::json!({
+                    "batch": PULL_BATCH,
+                    "expires": PULL_EXPIRES.as_nanos() as u64,
+                    "idle_heartbeat": HEARTBEAT.as_nanos() as u64,
+                });
+                self.conn
+                    .publish(&self.request, &self.inbox, request.to_string().as_bytes());
+                self.requested += PULL_BATCH;
+            }
+            let frame = match self.conn.buffered() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    // Only a read from the socket can wait, so only it needs a deadline.
+                    let deadline = self.heard + 2 * HEARTBEAT;
+                    match tokio::time::timeout_at(deadline, self.conn.fill()).await {
+                        Ok(Ok(())) => {
+                            self.heard = Instant::now();
+                            continue;
+                        }
+                        Ok(Err(e)) => return Ok(Err(e.to_string())),
+                        Err(_) => return Ok(Err("two heartbeats missed".to_owned())),
+                    }
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            if !frame.reply.is_empty() {
+                self.requested = self.requested.saturating_sub(1);
+                return delivery(&frame).map(Ok);
+            }
+            match frame.status() {
+                Some(100) => {}
+                // A request expired: what it did not deliver is no longer requested.
+                Some(408) => {
+                    let undelivered = frame
+                        .header("Nats-Pending-Messages")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(PULL_BATCH);
+                    self.requested = self.requested.saturating_sub(undelivered);
+                }
+                Some(code) => return Ok(Err(format!("status {code} {}", frame.description()))),
+                None => {
+                    return Ok(Err(
+                        "a message that is neither a delivery nor a status".into()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// A JetStream delivery as the batch path takes it.
+fn delivery(frame: &wire::Frame) -> Result<(Incoming, DeliveryInfo), ProjectorError> {
+    let reply = std::str::from_utf8(&frame.reply).unwrap_or_default();
+    let info = DeliveryInfo::parse(reply).ok_or_else(|| {
+        js_err(
+            "reading message metadata",
+            format!("`{reply}` is not a JetStream delivery's reply subject"),
+        )
+    })?;
+    let subject = std::str::from_utf8(&frame.subject)
+        .map_err(|_| js_err("reading a delivery", "its subject is not UTF-8"))?;
+    let incoming = Incoming {
+        seq: info.stream_sequence,
+        subject: subject.to_owned(),
+        // A copy, so that the read buffer goes as soon as its deliveries are parsed: a slice
+        // would keep all of it (subjects, headers, neighbours) for as long as the batch lives.
+        payload: Bytes::copy_from_slice(&frame.payload),
+        stored_at: DateTime::from_timestamp_nanos(info.stored_nanos),
+    };
+    Ok((incoming, info))
 }

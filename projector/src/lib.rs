@@ -22,6 +22,7 @@ pub mod replay;
 pub mod shell;
 pub mod stop;
 pub mod store;
+pub mod wire;
 
 pub use batch::{apply_batch, BatchReport, CommitMode, Incoming, Session, Target};
 pub use error::ProjectorError;

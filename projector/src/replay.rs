@@ -10,13 +10,14 @@
 //! While it catches up, the scratch schema has no reader-only indexes ([`crate::indexes`]): they
 //! are built once at the end, before parity is checked.
 
-use crate::batch::{apply_prepared, prepare, CommitMode, Prepared, Session, Target};
+use crate::batch::{apply_prepared, CommitMode, Prepared, Session, Target};
 use crate::checksum::{checksums, TABLES};
 use crate::error::ProjectorError;
 use crate::history::HistoryReader;
 use crate::indexes;
 use crate::migrate::{check_schema_name, migrate};
 use crate::store;
+use crate::wire::Endpoint;
 use async_nats::jetstream::Context;
 use deadpool_postgres::Pool;
 use events::Subjects;
@@ -45,6 +46,9 @@ pub struct ReplayPlan {
     pub to_seq: Option<u64>,
     pub batch_size: usize,
     pub mode: ReplayMode,
+    /// Read history over a plain connection of the reader's own (see [`crate::wire`]); `None`
+    /// reads over the client's connection.
+    pub wire: Option<Endpoint>,
 }
 
 /// Where a replay is.
@@ -176,7 +180,14 @@ pub async fn replay(
             plan.live_schema
         )));
     }
-    let mut feed = Feed::open(js, &target, plan.batch_size, position as u64 + 1).await?;
+    let mut feed = Feed::open(
+        js,
+        plan.wire.as_ref(),
+        &target,
+        plan.batch_size,
+        position as u64 + 1,
+    )
+    .await?;
     // Nobody reads the scratch schema before the swap: its batches need not wait for the disk.
     let mut session = Session::new(CommitMode::Asynchronous);
     let started = Instant::now();
@@ -280,6 +291,7 @@ struct Feed {
     pending: Option<Prepared>,
     task: tokio::task::JoinHandle<()>,
     js: Context,
+    wire: Option<Endpoint>,
     target: Target,
     batch_size: usize,
 }
@@ -287,28 +299,34 @@ struct Feed {
 impl Feed {
     async fn open(
         js: &Context,
+        wire: Option<&Endpoint>,
         target: &Target,
         batch_size: usize,
         from: u64,
     ) -> Result<Self, ProjectorError> {
-        let mut reader = HistoryReader::open(js, &target.stream, &target.subjects, from).await?;
+        let mut reader =
+            HistoryReader::open(js, wire, &target.stream, &target.subjects, from).await?;
         // One prepared batch waiting is enough to keep the database busy; each one more holds
         // another batch of parsed events (peak RSS was 10–20 MiB higher with two).
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let prepare_for = target.clone();
         let task = tokio::spawn(async move {
             loop {
+                // Each event is parsed as it arrives, between polls of the reader.
+                let mut prepared = Prepared::with_capacity(batch_size.min(16_384));
                 let batch = match reader
-                    .next_batch(batch_size, Duration::from_millis(200))
+                    .fill(batch_size, Duration::from_millis(200), |message| {
+                        prepared.push(&prepare_for, message)
+                    })
                     .await
                 {
-                    Ok(batch) if batch.is_empty() => {
+                    Ok(0) => {
                         if tx.is_closed() {
                             return;
                         }
                         continue;
                     }
-                    Ok(batch) => Ok(prepare(&prepare_for, batch)),
+                    Ok(_) => Ok(prepared),
                     Err(e) => Err(e),
                 };
                 let failed = batch.is_err();
@@ -322,6 +340,7 @@ impl Feed {
             pending: None,
             task,
             js: js.clone(),
+            wire: wire.cloned(),
             target: target.clone(),
             batch_size,
         })
@@ -329,7 +348,14 @@ impl Feed {
 
     /// Reads again from `from`, with a fresh reader (what was read ahead is dropped).
     async fn reopen(&mut self, from: u64) -> Result<(), ProjectorError> {
-        let fresh = Self::open(&self.js, &self.target, self.batch_size, from).await?;
+        let fresh = Self::open(
+            &self.js,
+            self.wire.as_ref(),
+            &self.target,
+            self.batch_size,
+            from,
+        )
+        .await?;
         *self = fresh;
         Ok(())
     }

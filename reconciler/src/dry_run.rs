@@ -118,7 +118,7 @@ async fn replay_and_compare(
     };
     let mut causes: HashMap<EventId, u64> = HashMap::new();
     let mut in_stream: BTreeMap<EventId, FollowUp> = BTreeMap::new();
-    let mut reader = HistoryReader::open(js, &plan.stream, &plan.subjects, 1).await?;
+    let mut reader = HistoryReader::open(js, None, &plan.stream, &plan.subjects, 1).await?;
     let mut position = 0;
     while position < head {
         let batch = reader

@@ -123,15 +123,21 @@ pub async fn raw_copy(client: &tokio_postgres::Client, rows: usize) -> anyhow::R
     Ok(rate)
 }
 
-/// Raw ordered read of the whole stream. Returns events per second.
+/// Raw ordered read of the whole stream, over the client's connection or (with `wire`) a plain
+/// one of the reader's own. Returns events per second.
 pub async fn raw_read(
     js: &async_nats::jetstream::Context,
+    wire: Option<&projector::wire::Endpoint>,
     stream: &str,
     subjects: &events::Subjects,
     total: u64,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let mut reader = projector::history::HistoryReader::open(js, stream, subjects, 1).await?;
+    let mut reader = projector::history::HistoryReader::open(js, wire, stream, subjects, 1).await?;
+    anyhow::ensure!(
+        reader.over_wire() == wire.is_some(),
+        "the raw read could not use the connection it was meant to measure"
+    );
     let mut seen = 0u64;
     while seen < total {
         let batch = reader

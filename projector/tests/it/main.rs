@@ -3,6 +3,7 @@
 
 mod cache;
 mod helpers;
+mod wire;
 
 use events::*;
 use helpers::{Harness, World};
@@ -612,9 +613,20 @@ async fn a_cursor_whose_deliveries_skip_reports_it_instead_of_handing_out_a_gap(
 
 #[tokio::test]
 async fn a_history_reader_whose_consumer_breaks_goes_on_where_it_was_without_gaps_or_repeats() {
+    reader_survives_a_broken_consumer(false).await;
+}
+
+#[tokio::test]
+async fn a_history_reader_on_its_own_connection_survives_a_broken_consumer_too() {
+    reader_survives_a_broken_consumer(true).await;
+}
+
+async fn reader_survives_a_broken_consumer(own_connection: bool) {
     use futures::StreamExt;
     use projector::history::HistoryReader;
+    use projector::wire::{Auth, Endpoint};
     let h = Harness::new().await;
+    let wire = own_connection.then(|| Endpoint::from_urls(&h.ts.url, Auth::None).unwrap());
     let mut w = World::new();
     let events: Vec<Event> = (0..40)
         .map(|_| w.issue_created(IssueStatus::Todo))
@@ -631,9 +643,10 @@ async fn a_history_reader_whose_consumer_breaks_goes_on_where_it_was_without_gap
             .filter(|n| !others.contains(n))
             .collect::<Vec<_>>()
     };
-    let mut reader = HistoryReader::open(&js, &h.ts.stream, &h.subjects, 3)
+    let mut reader = HistoryReader::open(&js, wire.as_ref(), &h.ts.stream, &h.subjects, 3)
         .await
         .unwrap();
+    assert_eq!(reader.over_wire(), own_connection);
     let idle = Duration::from_secs(5);
     let mut seen: Vec<u64> = reader
         .next_batch(10, idle)
@@ -668,4 +681,5 @@ async fn a_history_reader_whose_consumer_breaks_goes_on_where_it_was_without_gap
     // The broken consumer was replaced, not added to.
     let now = readers().await;
     assert!(now.len() == 1 && now != first, "{first:?} then {now:?}");
+    assert_eq!(reader.over_wire(), own_connection, "replaced the same way");
 }

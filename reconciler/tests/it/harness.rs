@@ -123,10 +123,15 @@ impl Harness {
     /// Every event in the stream, in order.
     pub async fn history(&self) -> Vec<Event> {
         let last = self.last_seq().await as u64;
-        let mut reader =
-            HistoryReader::open(&self.ts.jetstream(), &self.ts.stream, &self.subjects, 1)
-                .await
-                .unwrap();
+        let mut reader = HistoryReader::open(
+            &self.ts.jetstream(),
+            None,
+            &self.ts.stream,
+            &self.subjects,
+            1,
+        )
+        .await
+        .unwrap();
         let mut events = Vec::new();
         let mut seen = 0;
         let deadline = Deadline::after(Duration::from_secs(10));
