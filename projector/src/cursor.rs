@@ -15,12 +15,13 @@
 //! reports a gap as an error, and the reader starts again from its stored position.
 
 use crate::batch::Incoming;
+use crate::deliveries::Deliveries;
 use crate::error::ProjectorError;
+use crate::wire::Endpoint;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::Context;
 use chrono::DateTime;
 use events::Subjects;
-use futures::StreamExt;
 
 /// Delivery of the events after stream sequence `seq` (0: all of them).
 pub(crate) fn deliver_after(seq: u64) -> DeliverPolicy {
@@ -47,7 +48,7 @@ pub struct Delivery {
 
 /// Events after a stored position, in stream order, gap-checked.
 pub struct Cursor {
-    messages: pull::Stream,
+    messages: Deliveries,
     /// Delivery sequence of the last event handed out (0: none yet).
     delivered: u64,
     /// An error was reported: nothing more is handed out (reopen at the stored position).
@@ -57,9 +58,11 @@ pub struct Cursor {
 impl Cursor {
     /// Positions the consumer `consumer` of `stream` right after `position` (which the caller's
     /// database owns): any previous consumer of that name is replaced, since it is only a cursor.
-    /// `batch_size` is how many events one pull request asks for.
+    /// `batch_size` is how many events one pull request asks for. With `wire`, deliveries come
+    /// over a plain connection of the cursor's own ([`crate::wire`]) when it can be made.
     pub async fn open(
         js: &Context,
+        wire: Option<&Endpoint>,
         stream: &str,
         consumer: &str,
         subjects: &Subjects,
@@ -81,17 +84,24 @@ impl Cursor {
             })
             .await
             .map_err(|e| js_err(&format!("creating the consumer `{consumer}`"), e))?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(batch_size.max(1))
-            .messages()
-            .await
-            .map_err(|e| js_err("opening the message stream", e))?;
+        let messages = Deliveries::open(
+            &consumer,
+            &mut wire.cloned(),
+            batch_size.max(1),
+            "runledger cursor",
+        )
+        .await
+        .map_err(|e| js_err("opening the message stream", e))?;
         Ok(Self {
             messages,
             delivered: 0,
             failed: false,
         })
+    }
+
+    /// Whether deliveries come over the cursor's own connection ([`crate::wire`]).
+    pub fn over_wire(&self) -> bool {
+        self.messages.over_wire()
     }
 
     /// The next event (waiting as long as it takes); an error for a broken stream or a gap, and
@@ -108,12 +118,10 @@ impl Cursor {
     }
 
     async fn receive(&mut self) -> Result<Delivery, ProjectorError> {
-        let message = match self.messages.next().await {
-            None => return Err(js_err("message stream", "ended")),
-            Some(Err(e)) => return Err(js_err("receiving", e)),
-            Some(Ok(message)) => message,
+        let (incoming, info) = match self.messages.next().await? {
+            Ok(delivery) => delivery,
+            Err(broken) => return Err(js_err("receiving", broken)),
         };
-        let (incoming, info) = incoming(&message)?;
         if info.consumer_sequence != self.delivered + 1 {
             return Err(ProjectorError::JetStream(format!(
                 "delivery {} arrived after delivery {}: events were lost on the way; \

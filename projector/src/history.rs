@@ -11,17 +11,15 @@
 //! about a third less CPU each (docs/benchmarks.md, fourth round).
 
 use crate::batch::Incoming;
-use crate::cursor::{deliver_after, incoming, js_err, DeliveryInfo};
+use crate::cursor::{deliver_after, js_err};
+use crate::deliveries::Deliveries;
 use crate::error::ProjectorError;
-use crate::wire::{self, Endpoint, WireError};
+use crate::wire::Endpoint;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::{stream, Context};
-use bytes::Bytes;
-use chrono::DateTime;
 use events::Subjects;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Events one pull request asks for (the next is sent when half of them have arrived).
 const PULL_BATCH: usize = 2000;
@@ -29,20 +27,13 @@ const PULL_BATCH: usize = 2000;
 /// Consumers replaced in a row, without an event in between, before the reader gives up.
 const MAX_REPLACEMENTS: u32 = 5;
 
-/// The server sends a heartbeat after this long without a delivery; two missed ones break the
-/// consumer.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// How long a pull request waits on the server for messages before it expires.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
-
 /// Batches of stored events, in stream order, starting at a sequence.
 pub struct HistoryReader {
     stream: stream::Stream,
     filter: String,
     /// Where deliveries come over: a plain connection of the reader's own when there is one.
     wire: Option<Endpoint>,
-    messages: Messages,
+    messages: Deliveries,
     consumer: String,
     /// Consumer sequence of the last event the current consumer delivered (0: none yet).
     delivered: u64,
@@ -85,7 +76,7 @@ impl HistoryReader {
 
     /// Whether deliveries come over the reader's own connection ([`crate::wire`]).
     pub fn over_wire(&self) -> bool {
-        matches!(self.messages, Messages::Wire(_))
+        self.messages.over_wire()
     }
 
     /// Up to `max` events; waits at most `idle` for the first and between events.
@@ -183,7 +174,7 @@ async fn consume(
     filter: &str,
     last_seq: u64,
     wire: &mut Option<Endpoint>,
-) -> Result<(String, Messages), ProjectorError> {
+) -> Result<(String, Deliveries), ProjectorError> {
     let consumer = stream
         .create_consumer(pull::Config {
             deliver_policy: deliver_after(last_seq),
@@ -198,153 +189,8 @@ async fn consume(
         .await
         .map_err(|e| js_err("creating a history consumer", e))?;
     let name = consumer.cached_info().name.clone();
-    if let Some(endpoint) = wire.as_ref() {
-        let stream_name = &consumer.cached_info().stream_name;
-        match WirePull::open(endpoint, stream_name, &name).await {
-            Ok(pull) => return Ok((name, Messages::Wire(pull))),
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "reading history over the NATS client instead of a connection of its own"
-                );
-                *wire = None;
-            }
-        }
-    }
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(PULL_BATCH)
-        .heartbeat(HEARTBEAT)
-        .expires(PULL_EXPIRES)
-        .messages()
+    let messages = Deliveries::open(&consumer, wire, PULL_BATCH, "runledger history reader")
         .await
         .map_err(|e| js_err("opening the history consumer", e))?;
-    Ok((name, Messages::Client(Box::new(messages))))
-}
-
-/// Where a consumer's deliveries come from.
-enum Messages {
-    /// async-nats' pull stream, on the client's connection.
-    Client(Box<pull::Stream>),
-    /// Pull requests and deliveries on a plain connection of the reader's own.
-    Wire(WirePull),
-}
-
-/// A delivery, or why the consumer is broken (it is then replaced).
-type Next = Result<(Incoming, DeliveryInfo), String>;
-
-impl Messages {
-    async fn next(&mut self) -> Result<Next, ProjectorError> {
-        match self {
-            Self::Client(messages) => match messages.next().await {
-                Some(Ok(message)) => incoming(&message).map(Ok),
-                Some(Err(e)) => Ok(Err(e.to_string())),
-                None => Ok(Err("the message stream ended".to_owned())),
-            },
-            Self::Wire(pull) => pull.next().await,
-        }
-    }
-}
-
-/// A pull consumer drained over a [`wire::Connection`]: requests of [`PULL_BATCH`] messages,
-/// the next one sent when half of those requested have arrived (as async-nats does), with
-/// heartbeats while the server has nothing to send.
-struct WirePull {
-    conn: wire::Connection,
-    /// `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`
-    request: String,
-    inbox: String,
-    /// Messages requested and neither delivered nor expired.
-    requested: usize,
-    /// When the connection last brought anything.
-    heard: Instant,
-}
-
-impl WirePull {
-    async fn open(endpoint: &Endpoint, stream: &str, consumer: &str) -> Result<Self, WireError> {
-        let mut conn = wire::Connection::open(endpoint, "runledger history reader").await?;
-        let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
-        conn.subscribe(&inbox, 1);
-        Ok(Self {
-            conn,
-            request: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
-            inbox,
-            requested: 0,
-            heard: Instant::now(),
-        })
-    }
-
-    async fn next(&mut self) -> Result<Next, ProjectorError> {
-        loop {
-            if self.requested <= PULL_BATCH / 2 {
-                let request = serde_json::json!({
-                    "batch": PULL_BATCH,
-                    "expires": PULL_EXPIRES.as_nanos() as u64,
-                    "idle_heartbeat": HEARTBEAT.as_nanos() as u64,
-                });
-                self.conn
-                    .publish(&self.request, &self.inbox, request.to_string().as_bytes());
-                self.requested += PULL_BATCH;
-            }
-            let frame = match self.conn.buffered() {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
-                    // Only a read from the socket can wait, so only it needs a deadline.
-                    let deadline = self.heard + 2 * HEARTBEAT;
-                    match tokio::time::timeout_at(deadline, self.conn.fill()).await {
-                        Ok(Ok(())) => {
-                            self.heard = Instant::now();
-                            continue;
-                        }
-                        Ok(Err(e)) => return Ok(Err(e.to_string())),
-                        Err(_) => return Ok(Err("two heartbeats missed".to_owned())),
-                    }
-                }
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            if !frame.reply.is_empty() {
-                self.requested = self.requested.saturating_sub(1);
-                return delivery(&frame).map(Ok);
-            }
-            match frame.status() {
-                Some(100) => {}
-                // A request expired: what it did not deliver is no longer requested.
-                Some(408) => {
-                    let undelivered = frame
-                        .header("Nats-Pending-Messages")
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(PULL_BATCH);
-                    self.requested = self.requested.saturating_sub(undelivered);
-                }
-                Some(code) => return Ok(Err(format!("status {code} {}", frame.description()))),
-                None => {
-                    return Ok(Err(
-                        "a message that is neither a delivery nor a status".into()
-                    ))
-                }
-            }
-        }
-    }
-}
-
-/// A JetStream delivery as the batch path takes it.
-fn delivery(frame: &wire::Frame) -> Result<(Incoming, DeliveryInfo), ProjectorError> {
-    let reply = std::str::from_utf8(&frame.reply).unwrap_or_default();
-    let info = DeliveryInfo::parse(reply).ok_or_else(|| {
-        js_err(
-            "reading message metadata",
-            format!("`{reply}` is not a JetStream delivery's reply subject"),
-        )
-    })?;
-    let subject = std::str::from_utf8(&frame.subject)
-        .map_err(|_| js_err("reading a delivery", "its subject is not UTF-8"))?;
-    let incoming = Incoming {
-        seq: info.stream_sequence,
-        subject: subject.to_owned(),
-        // A copy, so that the read buffer goes as soon as its deliveries are parsed: a slice
-        // would keep all of it (subjects, headers, neighbours) for as long as the batch lives.
-        payload: Bytes::copy_from_slice(&frame.payload),
-        stored_at: DateTime::from_timestamp_nanos(info.stored_nanos),
-    };
-    Ok((incoming, info))
+    Ok((name, messages))
 }

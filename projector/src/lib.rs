@@ -12,6 +12,7 @@ mod cells;
 pub mod checksum;
 mod columns;
 pub mod cursor;
+mod deliveries;
 mod error;
 pub mod fold;
 pub mod history;

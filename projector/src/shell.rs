@@ -7,7 +7,7 @@
 //! one transaction; a failed batch, or a gap in the deliveries, reopens the cursor at the stored
 //! position.
 
-use crate::batch::{apply_prepared, prepare, BatchReport, CommitMode, Prepared, Session, Target};
+use crate::batch::{apply_prepared, BatchReport, CommitMode, Prepared, Session, Target};
 use crate::cursor::{js_err, Cursor};
 use crate::error::ProjectorError;
 use crate::store;
@@ -93,7 +93,8 @@ impl Drop for Feed {
 }
 
 async fn fetch(cursor: &mut Cursor, settings: &ProjectorSettings) -> Fetched {
-    let mut batch = Vec::new();
+    let target = settings.target();
+    let mut batch = Prepared::with_capacity(settings.batch_size.min(16_384));
     let mut deadline = None;
     while batch.len() < settings.batch_size {
         let delivery = match deadline {
@@ -107,12 +108,13 @@ async fn fetch(cursor: &mut Cursor, settings: &ProjectorSettings) -> Fetched {
                 },
             },
         };
-        batch.push(delivery.incoming);
+        // Parsed as it arrives, between polls of the cursor (which is when it asks for more).
+        batch.push(&target, delivery.incoming);
         if deadline.is_none() {
             deadline = Some(Instant::now() + settings.linger);
         }
     }
-    Ok(prepare(&settings.target(), batch))
+    Ok(batch)
 }
 
 impl Projector {
@@ -148,8 +150,12 @@ impl Projector {
             tx.commit().await?;
             position
         };
+        // Through the client's connection, not one of its own (`crate::wire`): reading is not what
+        // limits ingest (docs/benchmarks.md, fifth round), and the client stays attached through
+        // a server restart where a wire connection would break the feed.
         let mut cursor = Cursor::open(
             js,
+            None,
             &settings.stream,
             &settings.consumer,
             &settings.subjects,

@@ -155,6 +155,7 @@ impl Reconciler {
         };
         Ok(Cursor::open(
             js,
+            None,
             &settings.stream,
             &settings.consumer,
             &settings.subjects,

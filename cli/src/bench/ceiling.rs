@@ -38,20 +38,26 @@ pub async fn raw_publish(
 }
 
 /// Raw JetStream publish (as [`raw_publish`]) while a raw reader on its own connection reads
-/// every message back through the projector's kind of cursor (no parsing, no database): the
-/// ceiling of anything that must see each event as it is stored. Returns events per second, from
+/// every message back through the projector's kind of cursor (no parsing, no database), over the
+/// client's connection or (with `wire`) a plain one of its own: the ceiling of anything that must
+/// see each event as it is stored. Returns events per second, from
 /// the first publish to the last message read.
 pub async fn raw_publish_and_read(
     js: &async_nats::jetstream::Context,
     reader_js: &async_nats::jetstream::Context,
+    wire: Option<&projector::wire::Endpoint>,
     stream: &str,
     subjects: &events::Subjects,
     messages: &[(String, String, Bytes)],
 ) -> anyhow::Result<f64> {
     let total = messages.len();
     let mut cursor =
-        projector::cursor::Cursor::open(reader_js, stream, "bench-reader", subjects, 0, 5000)
+        projector::cursor::Cursor::open(reader_js, wire, stream, "bench-reader", subjects, 0, 5000)
             .await?;
+    anyhow::ensure!(
+        cursor.over_wire() == wire.is_some(),
+        "the raw reader could not use the connection it was meant to measure"
+    );
     let started = Instant::now();
     let read = tokio::spawn(async move {
         let mut seen = 0;
