@@ -196,6 +196,16 @@ pub(crate) fn incoming(
     message: &async_nats::jetstream::Message,
 ) -> Result<(Incoming, DeliveryInfo), ProjectorError> {
     let reply = message.reply.as_deref().unwrap_or_default();
+    delivered(&message.subject, reply, message.payload.clone())
+}
+
+/// A delivery from its subject, its `$JS.ACK` reply subject and its payload, whichever
+/// connection it came over.
+pub(crate) fn delivered(
+    subject: &str,
+    reply: &str,
+    payload: bytes::Bytes,
+) -> Result<(Incoming, DeliveryInfo), ProjectorError> {
     let info = DeliveryInfo::parse(reply).ok_or_else(|| {
         js_err(
             "reading message metadata",
@@ -204,8 +214,8 @@ pub(crate) fn incoming(
     })?;
     let incoming = Incoming {
         seq: info.stream_sequence,
-        subject: message.subject.to_string(),
-        payload: message.payload.clone(),
+        subject: subject.to_owned(),
+        payload,
         stored_at: DateTime::from_timestamp_nanos(info.stored_nanos),
     };
     Ok((incoming, info))

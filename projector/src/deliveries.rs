@@ -4,12 +4,11 @@
 //! what it hands out (consumer sequence +1) the same way whichever it is.
 
 use crate::batch::Incoming;
-use crate::cursor::{incoming, js_err, DeliveryInfo};
+use crate::cursor::{delivered, incoming, js_err, DeliveryInfo};
 use crate::error::ProjectorError;
 use crate::wire::{self, Endpoint, WireError};
 use async_nats::jetstream::consumer::{pull, Consumer};
 use bytes::Bytes;
-use chrono::DateTime;
 use futures::StreamExt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -185,22 +184,15 @@ impl WirePull {
 
 /// A JetStream delivery as the batch path takes it.
 fn delivery(frame: &wire::Frame) -> Result<(Incoming, DeliveryInfo), ProjectorError> {
-    let reply = std::str::from_utf8(&frame.reply).unwrap_or_default();
-    let info = DeliveryInfo::parse(reply).ok_or_else(|| {
-        js_err(
-            "reading message metadata",
-            format!("`{reply}` is not a JetStream delivery's reply subject"),
-        )
-    })?;
-    let subject = std::str::from_utf8(&frame.subject)
-        .map_err(|_| js_err("reading a delivery", "its subject is not UTF-8"))?;
-    let incoming = Incoming {
-        seq: info.stream_sequence,
-        subject: subject.to_owned(),
-        // A copy, so that the read buffer goes as soon as its deliveries are parsed: a slice
-        // would keep all of it (subjects, headers, neighbours) for as long as the batch lives.
-        payload: Bytes::copy_from_slice(&frame.payload),
-        stored_at: DateTime::from_timestamp_nanos(info.stored_nanos),
-    };
-    Ok((incoming, info))
+    fn text<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, ProjectorError> {
+        std::str::from_utf8(bytes)
+            .map_err(|_| js_err("reading a delivery", format!("its {what} is not UTF-8")))
+    }
+    // A copy, so that the read buffer goes as soon as its deliveries are parsed: a slice would
+    // keep all of it (subjects, headers, neighbours) for as long as the batch lives.
+    delivered(
+        text(&frame.subject, "subject")?,
+        text(&frame.reply, "reply subject")?,
+        Bytes::copy_from_slice(&frame.payload),
+    )
 }

@@ -311,9 +311,10 @@ impl Feed {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let prepare_for = target.clone();
         let task = tokio::spawn(async move {
+            let fresh = || Prepared::with_capacity(batch_size.min(16_384));
+            let mut prepared = fresh();
             loop {
                 // Each event is parsed as it arrives, between polls of the reader.
-                let mut prepared = Prepared::with_capacity(batch_size.min(16_384));
                 let batch = match reader
                     .fill(batch_size, Duration::from_millis(200), |message| {
                         prepared.push(&prepare_for, message)
@@ -326,7 +327,7 @@ impl Feed {
                         }
                         continue;
                     }
-                    Ok(_) => Ok(prepared),
+                    Ok(_) => Ok(std::mem::replace(&mut prepared, fresh())),
                     Err(e) => Err(e),
                 };
                 let failed = batch.is_err();
