@@ -12,9 +12,9 @@ impl NatsArgs {
     }
 
     /// A plain connection's endpoint for reading history over a connection of the reader's own
-    /// (`projector::wire`); `None` when TLS or a credentials file is configured, which only
+    /// (`projector::feed::wire`); `None` when TLS or a credentials file is configured, which only
     /// async-nats' connection does.
-    pub fn wire_endpoint(&self) -> Option<projector::wire::Endpoint> {
+    pub fn wire_endpoint(&self) -> Option<projector::feed::wire::Endpoint> {
         if self.creds.is_some()
             || self.tls_ca.is_some()
             || self.tls_cert.is_some()
@@ -22,7 +22,7 @@ impl NatsArgs {
         {
             return None;
         }
-        use projector::wire::Auth;
+        use projector::feed::wire::Auth;
         let auth = match (&self.user, &self.password, &self.token) {
             (Some(user), Some(password), _) => Auth::UserPassword {
                 user: user.clone(),
@@ -31,7 +31,7 @@ impl NatsArgs {
             (_, _, Some(token)) => Auth::Token(token.clone()),
             _ => Auth::None,
         };
-        projector::wire::Endpoint::from_urls(&self.url_or_default(), auth)
+        projector::feed::wire::Endpoint::from_urls(&self.url_or_default(), auth)
     }
 
     /// Connects with every option given.

@@ -22,7 +22,7 @@ pub fn pool(url: &str, schema: &str, size: usize) -> anyhow::Result<Pool> {
 
 /// [`pool`] with another wait for a free connection.
 pub fn pool_waiting(url: &str, schema: &str, size: usize, wait: Duration) -> anyhow::Result<Pool> {
-    projector::migrate::check_schema_name(schema)?;
+    projector::store::migrate::check_schema_name(schema)?;
     let mut config = config(url)?;
     config.options(format!("-c search_path={schema}"));
     config.application_name("runledger");

@@ -22,7 +22,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         db::create_database_if_missing(&url).await?;
     }
     let mut client = db::connect(&url).await?;
-    let applied = projector::migrate::migrate(&mut client, &args.db.schema).await?;
+    let applied = projector::store::migrate::migrate(&mut client, &args.db.schema).await?;
     if applied.is_empty() {
         println!("schema `{}` is up to date", args.db.schema);
     } else {

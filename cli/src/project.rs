@@ -25,7 +25,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pool = db::pool(&args.db.url_or_default(), &args.db.schema, 4)?;
     {
         let mut client = pool.get().await?;
-        projector::migrate::migrate(&mut client, &args.db.schema).await?;
+        projector::store::migrate::migrate(&mut client, &args.db.schema).await?;
     }
     let projector =
         projector::Projector::start(pool, js, args.projector.settings(&args.stream)?).await?;

@@ -157,8 +157,8 @@ impl ReconcilerSchemaArgs {
     /// The reconciler's schema, checked (with the read-model schema) to be a valid name, and
     /// against the read-model schema it must never be. No I/O: call it before connecting.
     pub fn schema_beside(&self, db: &DbArgs) -> anyhow::Result<&str> {
-        projector::migrate::check_schema_name(&db.schema)?;
-        projector::migrate::check_schema_name(&self.schema)?;
+        projector::store::migrate::check_schema_name(&db.schema)?;
+        projector::store::migrate::check_schema_name(&self.schema)?;
         anyhow::ensure!(
             self.schema != db.schema,
             "the reconciler's schema `{}` is the read-model schema: give it its own \

@@ -49,7 +49,7 @@ async fn serve(
     let pool = db::pool(&infra.database_url, &args.db.schema, 8)?;
     let applied = {
         let mut client = pool.get().await?;
-        projector::migrate::migrate(&mut client, &args.db.schema).await?
+        projector::store::migrate::migrate(&mut client, &args.db.schema).await?
     };
     tracing::info!(?applied, schema = %args.db.schema, "migrations up to date");
     let watchdog = crate::watchdog::spawn_beside(

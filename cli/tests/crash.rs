@@ -5,7 +5,7 @@
 use events::Subjects;
 use producers::workload::{generate, Mix};
 use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::checksum::checksums;
+use projector::store::checksum::checksums;
 use projector::{Projector, ProjectorSettings};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -95,7 +95,7 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
             }
             published_rest = true;
         }
-        let last = projector::shell::stream_last_seq(&js, &ts.stream)
+        let last = projector::live::stream_last_seq(&js, &ts.stream)
             .await
             .unwrap() as i64;
         if published_rest && reached >= last {
@@ -106,7 +106,7 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
     assert!(kills >= 5, "the projector was killed {kills} times");
 
     let clean = TestDb::new().await.unwrap();
-    projector::migrate::migrate(&mut clean.client().await.unwrap(), "public")
+    projector::store::migrate::migrate(&mut clean.client().await.unwrap(), "public")
         .await
         .unwrap();
     let mut reference = Projector::start(
@@ -116,7 +116,7 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
     )
     .await
     .unwrap();
-    let last = projector::shell::stream_last_seq(&js, &ts.stream)
+    let last = projector::live::stream_last_seq(&js, &ts.stream)
         .await
         .unwrap() as i64;
     let deadline = Deadline::after(Duration::from_secs(60));

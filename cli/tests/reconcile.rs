@@ -12,7 +12,7 @@ use events::run::*;
 use events::*;
 use producers::workload::Rng;
 use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::history::HistoryReader;
+use projector::feed::history::HistoryReader;
 use reconciler::engine::SOURCE;
 use reconciler::{Outcome, Reconciler, ReconcilerSettings};
 use serde_json::{json, Map, Value};
@@ -311,7 +311,7 @@ impl Stream {
     }
 
     async fn last(&self) -> i64 {
-        projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64
     }

@@ -5,7 +5,7 @@
 use events::*;
 use producers::workload::{generate, Mix};
 use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::checksum::checksums;
+use projector::store::checksum::checksums;
 use projector::{Projector, ProjectorSettings};
 use serde_json::json;
 use std::process::{Command, Output, Stdio};
@@ -31,7 +31,7 @@ impl Setup {
         };
         ensure_stream(&js, &settings).await.unwrap();
         let db = TestDb::new().await.unwrap();
-        projector::migrate::migrate(&mut db.client().await.unwrap(), "public")
+        projector::store::migrate::migrate(&mut db.client().await.unwrap(), "public")
             .await
             .unwrap();
         let live = Projector::start(
@@ -57,7 +57,7 @@ impl Setup {
     }
 
     async fn drain(&mut self) {
-        let last = projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64;
         let deadline = Deadline::after(Duration::from_secs(30));

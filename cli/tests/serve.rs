@@ -20,7 +20,7 @@ async fn serve_reads_tokens_from_the_environment_and_stops_on_sigterm() {
     let ts = TestStream::new().await.unwrap();
     {
         let mut client = db.client().await.unwrap();
-        projector::migrate::migrate(&mut client, "public")
+        projector::store::migrate::migrate(&mut client, "public")
             .await
             .unwrap();
     }

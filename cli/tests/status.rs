@@ -67,7 +67,7 @@ fn history() -> (Vec<Event>, i64) {
 }
 
 async fn last_seq(ts: &TestStream) -> i64 {
-    projector::shell::stream_last_seq(&ts.jetstream(), &ts.stream)
+    projector::live::stream_last_seq(&ts.jetstream(), &ts.stream)
         .await
         .unwrap() as i64
 }
@@ -75,7 +75,7 @@ async fn last_seq(ts: &TestStream) -> i64 {
 #[tokio::test]
 async fn status_shows_the_reconcilers_position_lag_and_unpublished_follow_ups() {
     let (db, ts) = (TestDb::new().await.unwrap(), stream().await);
-    projector::migrate::migrate(&mut db.client().await.unwrap(), "public")
+    projector::store::migrate::migrate(&mut db.client().await.unwrap(), "public")
         .await
         .unwrap();
 
@@ -185,7 +185,10 @@ async fn status_shows_the_reconcilers_position_lag_and_unpublished_follow_ups() 
 #[tokio::test]
 async fn migrate_brings_the_reconciler_schema_up_to_date_too() {
     let (db, ts) = (TestDb::new().await.unwrap(), stream().await);
-    let read_models: Vec<i32> = projector::migrate::MIGRATIONS.iter().map(|m| m.0).collect();
+    let read_models: Vec<i32> = projector::store::migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.0)
+        .collect();
     let state: Vec<i32> = reconciler::migrate::RECONCILER_MIGRATIONS
         .iter()
         .map(|m| m.0)

@@ -215,7 +215,7 @@ impl Ledger {
     async fn new(ts: &TestStream, subjects: &Subjects) -> Self {
         let db = TestDb::new().await.expect("PostgreSQL is needed");
         let pool = db.pool();
-        projector::migrate::migrate(&mut pool.get().await.unwrap(), "public")
+        projector::store::migrate::migrate(&mut pool.get().await.unwrap(), "public")
             .await
             .unwrap();
         let projector = Projector::start(
@@ -233,7 +233,7 @@ impl Ledger {
     }
 
     async fn drain(&mut self, ts: &TestStream) {
-        let last = projector::shell::stream_last_seq(&ts.jetstream(), &ts.stream)
+        let last = projector::live::stream_last_seq(&ts.jetstream(), &ts.stream)
             .await
             .unwrap() as i64;
         let deadline = Deadline::after(Duration::from_secs(20));

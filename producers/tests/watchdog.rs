@@ -60,7 +60,7 @@ impl Harness {
         .await
         .unwrap();
         let pool = db.pool();
-        projector::migrate::migrate(&mut pool.get().await.unwrap(), "public")
+        projector::store::migrate::migrate(&mut pool.get().await.unwrap(), "public")
             .await
             .unwrap();
         let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
@@ -122,7 +122,7 @@ impl Harness {
 
     /// Steps the projector until it has applied everything in the stream.
     async fn drain(&mut self) {
-        let last = projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64;
         let deadline = Deadline::after(Duration::from_secs(20));

@@ -1,30 +1,19 @@
 //! The projector folds every runledger event, exactly once, into PostgreSQL read models.
 //!
-//! Layout: [`fold`] is the pure part (`apply(model, seq, event)`, no I/O); [`store`] loads the
-//! rows a batch touches and writes the changed ones back with set-based statements; [`batch`]
-//! runs load → fold → write → position in ONE transaction, keeping the rows it committed in a
-//! [`cache`] for the next batch; [`shell`] reads batches from
-//! JetStream through a [`cursor`]. PostgreSQL, not the JetStream consumer, owns the position.
+//! Layout, one folder per layer: [`fold`] is the pure part (`apply(model, seq, event)` over the
+//! in-memory rows of [`fold::model`], no I/O); [`store`] is PostgreSQL (set-based loads and
+//! writes, the exactly-once [`store::batch`] transaction that runs load → fold → write →
+//! position, migrations, checksums); [`feed`] reads the stream. [`live`] (the live projector)
+//! and [`replay`] (rebuilds) join the three. PostgreSQL, not the JetStream consumer, owns the
+//! position.
 
-pub mod batch;
-pub mod cache;
-mod cells;
-pub mod checksum;
-mod columns;
-pub mod cursor;
-mod deliveries;
 mod error;
+pub mod feed;
 pub mod fold;
-pub mod history;
-pub mod indexes;
-pub mod migrate;
-pub mod model;
+pub mod live;
 pub mod replay;
-pub mod shell;
-pub mod stop;
 pub mod store;
-pub mod wire;
 
-pub use batch::{apply_batch, BatchReport, CommitMode, Incoming, Session, Target};
 pub use error::ProjectorError;
-pub use shell::{Outcome, Projector, ProjectorSettings};
+pub use live::{Outcome, Projector, ProjectorSettings};
+pub use store::batch::{apply_batch, BatchReport, CommitMode, Incoming, Session, Target};

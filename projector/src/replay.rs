@@ -7,17 +7,17 @@
 //! holds the live projector's batch lock: the live schema is renamed away and the scratch schema
 //! renamed into its place; the live projector's next batch resolves its tables in the new schema
 //! and continues from the same position. Dashboards see the old model or the new one, never half.
-//! While it catches up, the scratch schema has no reader-only indexes ([`crate::indexes`]): they
+//! While it catches up, the scratch schema has no reader-only indexes ([`crate::store::indexes`]): they
 //! are built once at the end, before parity is checked.
 
-use crate::batch::{apply_prepared, CommitMode, Prepared, Session, Target};
-use crate::checksum::{checksums, TABLES};
 use crate::error::ProjectorError;
-use crate::history::HistoryReader;
-use crate::indexes;
-use crate::migrate::{check_schema_name, migrate};
+use crate::feed::history::HistoryReader;
+use crate::feed::wire::Endpoint;
 use crate::store;
-use crate::wire::Endpoint;
+use crate::store::batch::{apply_prepared, CommitMode, Prepared, Session, Target};
+use crate::store::checksum::{checksums, TABLES};
+use crate::store::indexes;
+use crate::store::migrate::{check_schema_name, migrate};
 use async_nats::jetstream::Context;
 use deadpool_postgres::Pool;
 use events::Subjects;
@@ -46,7 +46,7 @@ pub struct ReplayPlan {
     pub to_seq: Option<u64>,
     pub batch_size: usize,
     pub mode: ReplayMode,
-    /// Read history over a plain connection of the reader's own (see [`crate::wire`]); `None`
+    /// Read history over a plain connection of the reader's own (see [`crate::feed::wire`]); `None`
     /// reads over the client's connection.
     pub wire: Option<Endpoint>,
 }

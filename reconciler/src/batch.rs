@@ -18,10 +18,10 @@ use crate::error::ReconcilerError;
 use crate::state::Tx;
 use crate::state::{self, Decided};
 use events::{Event, EventType, Subjects};
-use projector::batch::Incoming;
+use projector::fold::model::DeadLetterRow;
 use projector::fold::{self, Touched};
-use projector::model::DeadLetterRow;
 use projector::store;
+use projector::store::batch::Incoming;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -107,7 +107,7 @@ pub async fn process_batch(
     messages: &[Incoming],
     head: u64,
 ) -> Result<BatchReport, ReconcilerError> {
-    projector::migrate::check_schema_name(&target.schema)?;
+    projector::store::migrate::check_schema_name(&target.schema)?;
     let tx = client.transaction().await?;
     let position =
         state::begin_batch(&tx, &target.schema, &target.consumer, &target.stream).await?;
@@ -170,7 +170,7 @@ pub async fn process_batch(
 async fn write(
     tx: &Tx<'_>,
     target: &BatchTarget,
-    model: Option<&projector::model::Model>,
+    model: Option<&projector::fold::model::Model>,
     decided: &[Decided<'_>],
     hold: i64,
     close: Option<(&Seen, i64, usize)>,
@@ -223,7 +223,7 @@ async fn segment<'a>(
     report: &mut BatchReport,
 ) -> Result<
     (
-        projector::model::Model,
+        projector::fold::model::Model,
         Vec<Decided<'a>>,
         Option<(&'a Event, chrono::DateTime<chrono::Utc>, i64)>,
     ),

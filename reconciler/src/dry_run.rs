@@ -15,7 +15,7 @@ use crate::migrate::migrate;
 use async_nats::jetstream::Context;
 use deadpool_postgres::Pool;
 use events::{Event, EventId, EventType, Subjects};
-use projector::history::HistoryReader;
+use projector::feed::history::HistoryReader;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -92,7 +92,7 @@ pub async fn dry_run(
     js: &Context,
     plan: &DryRunPlan,
 ) -> Result<DryRunReport, ReconcilerError> {
-    projector::migrate::check_schema_name(&plan.scratch_schema)?;
+    projector::store::migrate::check_schema_name(&plan.scratch_schema)?;
     let mut client = pool.get().await?;
     let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", plan.scratch_schema);
     client.batch_execute(&drop).await?;
@@ -107,7 +107,7 @@ async fn replay_and_compare(
     plan: &DryRunPlan,
 ) -> Result<DryRunReport, ReconcilerError> {
     migrate(client, &plan.scratch_schema).await?;
-    let head = projector::shell::stream_last_seq(js, &plan.stream).await?;
+    let head = projector::live::stream_last_seq(js, &plan.stream).await?;
     let target = BatchTarget {
         consumer: "runledger-reconciler-dry-run".into(),
         stream: plan.stream.clone(),

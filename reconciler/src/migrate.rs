@@ -19,11 +19,12 @@ pub const RECONCILER_MIGRATIONS: &[(i32, &str, &str)] = &[(
 )];
 
 /// The reconciler's own tables.
-pub const RECONCILER_STATE: projector::migrate::MigrationSet = projector::migrate::MigrationSet {
-    name: "reconciler",
-    table: "reconciler_migrations",
-    migrations: RECONCILER_MIGRATIONS,
-};
+pub const RECONCILER_STATE: projector::store::migrate::MigrationSet =
+    projector::store::migrate::MigrationSet {
+        name: "reconciler",
+        table: "reconciler_migrations",
+        migrations: RECONCILER_MIGRATIONS,
+    };
 
 /// The versions one [`migrate`] applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,7 +45,7 @@ impl Applied {
 /// Brings `schema` up to date (created if missing). Idempotent: the reconciler runs it on every
 /// start, `runledger migrate` ahead of time.
 pub async fn migrate(client: &mut Client, schema: &str) -> Result<Applied, ReconcilerError> {
-    let read_models = projector::migrate::migrate(client, schema).await?;
-    let state = projector::migrate::apply(client, schema, &RECONCILER_STATE).await?;
+    let read_models = projector::store::migrate::migrate(client, schema).await?;
+    let state = projector::store::migrate::apply(client, schema, &RECONCILER_STATE).await?;
     Ok(Applied { read_models, state })
 }

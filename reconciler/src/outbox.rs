@@ -29,7 +29,7 @@ impl Outbox {
         consumer: &str,
         publisher: Publisher,
     ) -> Result<Self, ReconcilerError> {
-        projector::migrate::check_schema_name(schema)?;
+        projector::store::migrate::check_schema_name(schema)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),

@@ -5,7 +5,7 @@
 
 use crate::FollowUpWakeup;
 use events::{AgentId, IssueId, RunId};
-use projector::stop::process_loss_retry_due;
+use projector::fold::stop::process_loss_retry_due;
 use serde_json::{Map, Value};
 
 /// Wakeup reason and `wake_reason` of the retry.

@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use events::Subjects;
 use futures::FutureExt;
 use producers::{Publisher, PublisherSettings};
-use projector::cursor::Cursor;
+use projector::feed::cursor::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -108,7 +108,7 @@ impl Reconciler {
         {
             let mut client = pool.get().await?;
             migrate(&mut client, &settings.schema).await?;
-            let head = projector::shell::stream_last_seq(&js, &settings.stream).await?;
+            let head = projector::live::stream_last_seq(&js, &settings.stream).await?;
             state::hold_unpublished(&**client, &settings.schema, head as i64).await?;
         }
         let messages = Self::subscribe(&pool, &js, &settings).await?;

@@ -7,7 +7,7 @@ use crate::engine::ledger::Ledger;
 use crate::engine::{self, Policy, SOURCE};
 use events::Event;
 use projector::fold;
-use projector::model::Model;
+use projector::fold::model::Model;
 use std::collections::VecDeque;
 
 /// A reconciler whose state is all in memory.

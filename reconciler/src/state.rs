@@ -13,7 +13,7 @@ use crate::error::ReconcilerError;
 use chrono::{DateTime, Utc};
 use events::{Event, EventId, EventType, Subjects};
 use futures::try_join;
-use projector::model::{AgentRow, DocumentRow, IssueRow, Model, RunRow, WakeupRow};
+use projector::fold::model::{AgentRow, DocumentRow, IssueRow, Model, RunRow, WakeupRow};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
@@ -71,7 +71,7 @@ pub async fn begin_batch(
     consumer: &str,
     stream: &str,
 ) -> Result<i64, ReconcilerError> {
-    projector::migrate::check_schema_name(schema)?;
+    projector::store::migrate::check_schema_name(schema)?;
     if consumer.contains('\0') || stream.contains('\0') {
         return Err(ReconcilerError::Config(
             "consumer and stream names cannot contain NUL".into(),
@@ -134,7 +134,7 @@ pub async fn position(
     schema: &str,
     consumer: &str,
 ) -> Result<Option<i64>, ReconcilerError> {
-    projector::migrate::check_schema_name(schema)?;
+    projector::store::migrate::check_schema_name(schema)?;
     let row = client
         .query_opt(
             &format!("SELECT last_seq FROM {schema}.reconciler_positions WHERE consumer = $1"),
@@ -176,7 +176,7 @@ pub async fn progress(
     schema: &str,
     consumer: &str,
 ) -> Result<Progress, ReconcilerError> {
-    projector::migrate::check_schema_name(schema)?;
+    projector::store::migrate::check_schema_name(schema)?;
     let table = format!("{schema}.reconciler_positions");
     let exists: Option<String> = client
         .query_one("SELECT to_regclass($1)::text", &[&table])
@@ -213,7 +213,7 @@ pub async fn hold_unpublished(
     schema: &str,
     head: i64,
 ) -> Result<u64, ReconcilerError> {
-    projector::migrate::check_schema_name(schema)?;
+    projector::store::migrate::check_schema_name(schema)?;
     Ok(client
         .execute(
             &format!(

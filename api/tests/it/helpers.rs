@@ -81,7 +81,7 @@ impl Harness {
         let pool = db.pool();
         {
             let mut client = pool.get().await.unwrap();
-            projector::migrate::migrate(&mut client, "public")
+            projector::store::migrate::migrate(&mut client, "public")
                 .await
                 .unwrap();
         }
@@ -155,7 +155,7 @@ impl Harness {
 
     /// Steps the (stepped) projector until it has applied everything published.
     pub async fn drain(&mut self) {
-        let last = projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64;
         let projector = self.projector.as_mut().expect("a stepped projector");

@@ -45,15 +45,22 @@ pub async fn raw_publish(
 pub async fn raw_publish_and_read(
     js: &async_nats::jetstream::Context,
     reader_js: &async_nats::jetstream::Context,
-    wire: Option<&projector::wire::Endpoint>,
+    wire: Option<&projector::feed::wire::Endpoint>,
     stream: &str,
     subjects: &events::Subjects,
     messages: &[(String, String, Bytes)],
 ) -> anyhow::Result<f64> {
     let total = messages.len();
-    let mut cursor =
-        projector::cursor::Cursor::open(reader_js, wire, stream, "bench-reader", subjects, 0, 5000)
-            .await?;
+    let mut cursor = projector::feed::cursor::Cursor::open(
+        reader_js,
+        wire,
+        stream,
+        "bench-reader",
+        subjects,
+        0,
+        5000,
+    )
+    .await?;
     anyhow::ensure!(
         cursor.over_wire() == wire.is_some(),
         "the raw reader could not use the connection it was meant to measure"
@@ -133,13 +140,14 @@ pub async fn raw_copy(client: &tokio_postgres::Client, rows: usize) -> anyhow::R
 /// one of the reader's own. Returns events per second.
 pub async fn raw_read(
     js: &async_nats::jetstream::Context,
-    wire: Option<&projector::wire::Endpoint>,
+    wire: Option<&projector::feed::wire::Endpoint>,
     stream: &str,
     subjects: &events::Subjects,
     total: u64,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let mut reader = projector::history::HistoryReader::open(js, wire, stream, subjects, 1).await?;
+    let mut reader =
+        projector::feed::history::HistoryReader::open(js, wire, stream, subjects, 1).await?;
     anyhow::ensure!(
         reader.over_wire() == wire.is_some(),
         "the raw read could not use the connection it was meant to measure"

@@ -199,7 +199,7 @@ async fn publish_and_read(
     nats: &NatsArgs,
     db: &DbArgs,
     events: &[events::Event],
-    wire: Option<&projector::wire::Endpoint>,
+    wire: Option<&projector::feed::wire::Endpoint>,
     round: usize,
 ) -> anyhow::Result<f64> {
     let scratch = Scratch::new(nats, db).await?;

@@ -71,7 +71,7 @@ impl Scratch {
     pub async fn pool(&self) -> anyhow::Result<deadpool_postgres::Pool> {
         let pool = db::pool(&self.database_url, "public", 8)?;
         let mut client = pool.get().await?;
-        projector::migrate::migrate(&mut client, "public").await?;
+        projector::store::migrate::migrate(&mut client, "public").await?;
         Ok(pool)
     }
 

@@ -1,7 +1,7 @@
 //! Agents: registration replaces the definition; status changes gate invocation.
 
 use super::Ctx;
-use crate::model::Model;
+use crate::fold::model::Model;
 use events::agent::{AgentRegistered, AgentStatusChanged};
 
 pub(super) fn registered(model: &mut Model, ctx: &Ctx, d: &AgentRegistered) {

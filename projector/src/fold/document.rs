@@ -4,7 +4,7 @@
 use super::issue::activity;
 use super::run::{touched_by, EvidenceKind};
 use super::{Ctx, Rejection};
-use crate::model::{DocumentRow, Model, RevisionRow};
+use crate::fold::model::{DocumentRow, Model, RevisionRow};
 use events::document::{DocumentRevised, CONTINUATION_SUMMARY_KEY, PLAN_KEY};
 use events::Event;
 use serde_json::json;

@@ -3,7 +3,7 @@
 
 use super::run::{touched_by, EvidenceKind};
 use super::Ctx;
-use crate::model::{ActivityRow, CommentRow, IssueRow, Model, WorkProductRow};
+use crate::fold::model::{ActivityRow, CommentRow, IssueRow, Model, WorkProductRow};
 use events::issue::{
     IssueCommentAdded, IssueCreated, IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
 };
@@ -11,7 +11,7 @@ use events::{Event, IssueStatus};
 use serde_json::{json, Map, Value};
 
 /// Sets the lifecycle timestamps on the first move into a status.
-fn enter_status(row: &mut IssueRow, status: IssueStatus, time: crate::model::Time) {
+fn enter_status(row: &mut IssueRow, status: IssueStatus, time: crate::fold::model::Time) {
     row.status = Some(status.as_str().to_owned());
     match status {
         IssueStatus::InProgress => row.started_at = row.started_at.or(Some(time)),

@@ -12,10 +12,12 @@
 mod agent;
 mod document;
 mod issue;
+pub mod model;
 mod run;
+pub mod stop;
 mod wakeup;
 
-use crate::model::*;
+use crate::fold::model::*;
 use events::{Event, EventData};
 use serde_json::Value;
 use uuid::Uuid;

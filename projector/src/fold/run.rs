@@ -3,8 +3,8 @@
 
 use super::wakeup;
 use super::{latest, Ctx};
-use crate::model::{Model, RunRow};
-use crate::stop::{error_code_for, process_loss_retry_due, stop_metadata};
+use crate::fold::model::{Model, RunRow};
+use crate::fold::stop::{error_code_for, process_loss_retry_due, stop_metadata};
 use events::run::*;
 use events::ActivityKind;
 use serde_json::{json, Map, Value};

@@ -2,7 +2,7 @@
 //! another run holds the issue), `claimed` when its run starts, then the run's outcome.
 
 use super::Ctx;
-use crate::model::Model;
+use crate::fold::model::Model;
 use events::wakeup::WakeupRequested;
 use uuid::Uuid;
 

@@ -4,9 +4,9 @@
 
 use crate::helpers::{Harness, World};
 use events::*;
-use projector::batch::{apply_prepared, prepare};
-use projector::cache::RowCache;
-use projector::checksum::checksums;
+use projector::store::batch::{apply_prepared, prepare};
+use projector::store::cache::RowCache;
+use projector::store::checksum::checksums;
 use projector::{apply_batch, CommitMode, Incoming, Session, Target};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ impl Writer {
 async fn uncached(h: &Harness, events: &[Event]) -> BTreeMap<String, (i64, String)> {
     let db = TestDb::new().await.unwrap();
     let mut client = db.client().await.unwrap();
-    projector::migrate::migrate(&mut client, "public")
+    projector::store::migrate::migrate(&mut client, "public")
         .await
         .unwrap();
     let mut writer = Writer::new(h);

@@ -43,7 +43,7 @@ impl Harness {
         let pool = db.pool();
         {
             let mut client = pool.get().await.unwrap();
-            projector::migrate::migrate(&mut client, "public")
+            projector::store::migrate::migrate(&mut client, "public")
                 .await
                 .unwrap();
         }
@@ -86,7 +86,7 @@ impl Harness {
 
     /// Steps the projector until its position reaches the stream's last sequence.
     pub async fn drain(&mut self) {
-        let last = projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64;
         let deadline = Deadline::after(Duration::from_secs(20));

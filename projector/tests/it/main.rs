@@ -7,7 +7,7 @@ mod wire;
 
 use events::*;
 use helpers::{Harness, World};
-use projector::checksum::checksums;
+use projector::store::checksum::checksums;
 use projector::Outcome;
 use projector::{apply_batch, Incoming, Target};
 use serde_json::json;
@@ -505,8 +505,8 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     let mut a = db.client().await.unwrap();
     let mut b = db.client().await.unwrap();
     let (ra, rb) = tokio::join!(
-        projector::migrate::migrate(&mut a, "public"),
-        projector::migrate::migrate(&mut b, "public")
+        projector::store::migrate::migrate(&mut a, "public"),
+        projector::store::migrate::migrate(&mut b, "public")
     );
     let mut applied = [ra.unwrap(), rb.unwrap()];
     applied.sort();
@@ -515,11 +515,11 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
         [vec![], vec![1, 2, 3, 4]],
         "exactly one process applies the migrations"
     );
-    assert!(projector::migrate::migrate(&mut a, "public")
+    assert!(projector::store::migrate::migrate(&mut a, "public")
         .await
         .unwrap()
         .is_empty());
-    assert!(projector::migrate::migrate(&mut a, "Bad-Name")
+    assert!(projector::store::migrate::migrate(&mut a, "Bad-Name")
         .await
         .is_err());
 }
@@ -570,8 +570,8 @@ async fn a_cursor_on_its_own_connection_never_hands_out_a_gap_either() {
 
 async fn cursor_never_hands_out_a_gap(own_connection: bool) {
     use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-    use projector::cursor::Cursor;
-    use projector::wire::{Auth, Endpoint};
+    use projector::feed::cursor::Cursor;
+    use projector::feed::wire::{Auth, Endpoint};
     let h = Harness::new().await;
     let wire = own_connection.then(|| Endpoint::from_urls(&h.ts.url, Auth::None).unwrap());
     let mut w = World::new();
@@ -653,8 +653,8 @@ async fn a_history_reader_on_its_own_connection_survives_a_broken_consumer_too()
 
 async fn reader_survives_a_broken_consumer(own_connection: bool) {
     use futures::StreamExt;
-    use projector::history::HistoryReader;
-    use projector::wire::{Auth, Endpoint};
+    use projector::feed::history::HistoryReader;
+    use projector::feed::wire::{Auth, Endpoint};
     let h = Harness::new().await;
     let wire = own_connection.then(|| Endpoint::from_urls(&h.ts.url, Auth::None).unwrap());
     let mut w = World::new();

@@ -1,7 +1,7 @@
-//! The plain connection history is read over (`projector::wire`), against real nats-servers:
+//! The plain connection history is read over (`projector::feed::wire`), against real nats-servers:
 //! authentication, and what it refuses so that the reader falls back to async-nats.
 
-use projector::wire::{Auth, Endpoint, WireError};
+use projector::feed::wire::{Auth, Endpoint, WireError};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ async fn the_plain_connection_authenticates_and_a_wrong_token_is_refused_by_name
     let server = TokenServer::start("s3cr3t").await;
     let url = format!("nats://127.0.0.1:{}", server.port);
     let right = Endpoint::from_urls(&url, Auth::Token("s3cr3t".into())).unwrap();
-    projector::wire::Connection::open(&right, "test")
+    projector::feed::wire::Connection::open(&right, "test")
         .await
         .expect("the right token is accepted");
     // The token can also come in the URL, as async-nats reads it.
@@ -57,12 +57,12 @@ async fn the_plain_connection_authenticates_and_a_wrong_token_is_refused_by_name
         Auth::None,
     )
     .unwrap();
-    projector::wire::Connection::open(&in_url, "test")
+    projector::feed::wire::Connection::open(&in_url, "test")
         .await
         .expect("the token in the URL is accepted");
     for auth in [Auth::Token("wrong".into()), Auth::None] {
         let wrong = Endpoint::from_urls(&url, auth).unwrap();
-        match projector::wire::Connection::open(&wrong, "test").await {
+        match projector::feed::wire::Connection::open(&wrong, "test").await {
             Err(WireError::Server(message)) => {
                 assert!(message.contains("Authorization Violation"), "{message}")
             }
@@ -90,7 +90,7 @@ async fn a_server_that_wants_tls_is_left_to_async_nats() {
         let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
     });
     let endpoint = Endpoint::from_urls(&addr.to_string(), Auth::None).unwrap();
-    match projector::wire::Connection::open(&endpoint, "test").await {
+    match projector::feed::wire::Connection::open(&endpoint, "test").await {
         Err(WireError::Unsupported(message)) => assert!(message.contains("TLS"), "{message}"),
         Err(other) => panic!("expected Unsupported, got {other}"),
         Ok(_) => panic!("a TLS-only server was spoken to in plain text"),

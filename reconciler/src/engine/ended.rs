@@ -25,7 +25,7 @@ use events::{
     AgentId, AgentStatus, CommentId, CompanyId, DocumentId, EventData, IssueId, IssueStatus,
     LivenessState, Priority, RevisionId, RunId, RunOutcome,
 };
-use projector::model::{AgentRow, IssueRow, Model, RunRow};
+use projector::fold::model::{AgentRow, IssueRow, Model, RunRow};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use uuid::Uuid;

@@ -23,7 +23,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use events::issue::IssueFollowUpRefused;
 use events::{AgentId, CompanyId, Event, EventData, EventId, EventType, IssueId, RunId, WakeupId};
 use ledger::{Grant, Ledger, LedgerChanges};
-use projector::model::Model;
+use projector::fold::model::Model;
 use serde_json::Value;
 use uuid::Uuid;
 

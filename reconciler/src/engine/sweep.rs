@@ -18,7 +18,7 @@ use events::run::RunCancelRequested;
 use events::{
     AgentId, AgentStatus, CommentId, CompanyId, EventData, IssueId, IssueStatus, RunId, RunOutcome,
 };
-use projector::model::{IssueRow, Model, RunRow};
+use projector::fold::model::{IssueRow, Model, RunRow};
 use serde_json::Map;
 use uuid::Uuid;
 

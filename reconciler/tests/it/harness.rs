@@ -4,7 +4,7 @@
 
 use events::{Event, EventType, Subjects};
 use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::history::HistoryReader;
+use projector::feed::history::HistoryReader;
 use projector::{Projector, ProjectorSettings};
 use reconciler::engine::{Policy, SOURCE};
 use reconciler::{Outcome, Reconciler, ReconcilerSettings};
@@ -45,7 +45,7 @@ impl Harness {
         .await
         .unwrap();
         let pool = db.pool();
-        projector::migrate::migrate(&mut pool.get().await.unwrap(), "public")
+        projector::store::migrate::migrate(&mut pool.get().await.unwrap(), "public")
             .await
             .unwrap();
         let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
@@ -78,7 +78,7 @@ impl Harness {
     }
 
     pub async fn last_seq(&self) -> i64 {
-        projector::shell::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64
     }

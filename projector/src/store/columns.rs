@@ -9,10 +9,10 @@
 //! column types from the table itself (the catalog, looked up once per table and process), so
 //! the Rust structs and the SQL columns cannot silently drift: a field without a column, or a
 //! value that does not fit its column's type, is an error that names both. The rows become
-//! columns without a JSON detour ([`crate::cells`]).
+//! columns without a JSON detour ([`crate::store::cells`]).
 
-use crate::cells::{Columns, Values};
 use crate::error::ProjectorError;
+use crate::store::cells::{Columns, Values};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -222,7 +222,7 @@ async fn copy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Time;
+    use crate::fold::model::Time;
     use serde_json::{json, Value};
     use uuid::Uuid;
 

@@ -17,7 +17,7 @@
 //! fact that every deferred wakeup of that issue is in the cache (the fold promotes the oldest
 //! one, so the store must know all of them). Documents and children are always asked for.
 
-use crate::model::{AgentRow, IssueRow, Model, RunRow, WakeupRow};
+use crate::fold::model::{AgentRow, IssueRow, Model, RunRow, WakeupRow};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 

@@ -11,22 +11,22 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
         "read_models",
-        include_str!("../../migrations/0001_read_models.sql"),
+        include_str!("../../../migrations/0001_read_models.sql"),
     ),
     (
         2,
         "ledger_order_index",
-        include_str!("../../migrations/0002_ledger_order_index.sql"),
+        include_str!("../../../migrations/0002_ledger_order_index.sql"),
     ),
     (
         3,
         "ledger_labels",
-        include_str!("../../migrations/0003_ledger_labels.sql"),
+        include_str!("../../../migrations/0003_ledger_labels.sql"),
     ),
     (
         4,
         "position_writer",
-        include_str!("../../migrations/0004_position_writer.sql"),
+        include_str!("../../../migrations/0004_position_writer.sql"),
     ),
 ];
 

@@ -4,11 +4,11 @@
 //! This path writes read models and nothing else: it cannot publish, so a replay through it
 //! cannot re-fire side effects.
 
-use crate::cache::RowCache;
 use crate::error::ProjectorError;
+use crate::fold::model::{DeadLetterRow, Time};
 use crate::fold::{self, Touched};
-use crate::model::{DeadLetterRow, Time};
 use crate::store;
+use crate::store::cache::RowCache;
 use bytes::Bytes;
 use chrono::{DurationRound, TimeDelta};
 use events::{Event, Subjects};

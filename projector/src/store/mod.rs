@@ -2,15 +2,23 @@
 //! changed, and move the position — all on the caller's transaction.
 //!
 //! One set-based statement per table and batch. Rows are loaded as JSON (`to_json`, decoded
-//! straight into the row types) and written as typed column arrays ([`crate::columns`]); both
+//! straight into the row types) and written as typed column arrays ([`crate::store::columns`]); both
 //! take their column names from the row types, so the Rust structs and the SQL columns cannot
 //! silently drift (an unknown column is an error).
 
-use crate::cache::RowCache;
-use crate::columns::{insert, OnConflict::*};
+pub mod batch;
+pub mod cache;
+mod cells;
+pub mod checksum;
+mod columns;
+pub mod indexes;
+pub mod migrate;
+
 use crate::error::ProjectorError;
+use crate::fold::model::*;
 use crate::fold::Touched;
-use crate::model::*;
+use crate::store::cache::RowCache;
+use crate::store::columns::{insert, OnConflict::*};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
 use tokio_postgres::types::{Json, ToSql, Type};

@@ -1,4 +1,4 @@
-//! The live projector: a thin I/O shell around [`apply_batch`](crate::batch::apply_batch).
+//! The live projector: a thin I/O shell around [`apply_batch`](crate::store::batch::apply_batch).
 //!
 //! On start it reads its position from PostgreSQL and opens its [`Cursor`] at the next sequence:
 //! PostgreSQL owns the position, so a fresh or restored database is always caught up from the
@@ -7,10 +7,10 @@
 //! one transaction; a failed batch, or a gap in the deliveries, reopens the cursor at the stored
 //! position.
 
-use crate::batch::{apply_prepared, BatchReport, CommitMode, Prepared, Session, Target};
-use crate::cursor::{js_err, Cursor};
 use crate::error::ProjectorError;
+use crate::feed::cursor::{js_err, Cursor};
 use crate::store;
+use crate::store::batch::{apply_prepared, BatchReport, CommitMode, Prepared, Session, Target};
 use async_nats::jetstream::{self, Context};
 use deadpool_postgres::Pool;
 use events::Subjects;
@@ -150,7 +150,7 @@ impl Projector {
             tx.commit().await?;
             position
         };
-        // Through the client's connection, not one of its own (`crate::wire`): reading is not what
+        // Through the client's connection, not one of its own (`crate::feed::wire`): reading is not what
         // limits ingest (docs/benchmarks.md, fifth round), and the client stays attached through
         // a server restart where a wire connection would break the feed.
         let mut cursor = Cursor::open(

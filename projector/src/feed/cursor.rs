@@ -14,10 +14,10 @@
 //! delivery sequence, which increases by exactly one per message: [`Cursor::next`] checks it and
 //! reports a gap as an error, and the reader starts again from its stored position.
 
-use crate::batch::Incoming;
-use crate::deliveries::Deliveries;
 use crate::error::ProjectorError;
-use crate::wire::Endpoint;
+use crate::feed::deliveries::Deliveries;
+use crate::feed::wire::Endpoint;
+use crate::store::batch::Incoming;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::Context;
 use chrono::DateTime;
@@ -59,7 +59,7 @@ impl Cursor {
     /// Positions the consumer `consumer` of `stream` right after `position` (which the caller's
     /// database owns): any previous consumer of that name is replaced, since it is only a cursor.
     /// `batch_size` is how many events one pull request asks for. With `wire`, deliveries come
-    /// over a plain connection of the cursor's own ([`crate::wire`]) when it can be made.
+    /// over a plain connection of the cursor's own ([`crate::feed::wire`]) when it can be made.
     pub async fn open(
         js: &Context,
         wire: Option<&Endpoint>,
@@ -99,7 +99,7 @@ impl Cursor {
         })
     }
 
-    /// Whether deliveries come over the cursor's own connection ([`crate::wire`]).
+    /// Whether deliveries come over the cursor's own connection ([`crate::feed::wire`]).
     pub fn over_wire(&self) -> bool {
         self.messages.over_wire()
     }

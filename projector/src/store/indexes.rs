@@ -20,7 +20,7 @@ pub const KEPT: &[&str] = &["wakeups_issue_status_idx"];
 /// Drops the secondary indexes of `schema`, recording their definitions in
 /// `<schema>.replay_deferred_indexes`. Idempotent (a resumed rebuild finds them dropped).
 pub async fn defer(client: &mut Client, schema: &str) -> Result<(), ProjectorError> {
-    crate::migrate::check_schema_name(schema)?;
+    crate::store::migrate::check_schema_name(schema)?;
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "CREATE TABLE IF NOT EXISTS {schema}.replay_deferred_indexes (
@@ -55,7 +55,7 @@ pub async fn defer(client: &mut Client, schema: &str) -> Result<(), ProjectorErr
 
 /// Creates the indexes [`defer`] dropped and removes its record. Returns how many it created.
 pub async fn restore(client: &mut Client, schema: &str) -> Result<usize, ProjectorError> {
-    crate::migrate::check_schema_name(schema)?;
+    crate::store::migrate::check_schema_name(schema)?;
     let tx = client.transaction().await?;
     let exists: bool = tx
         .query_one(

@@ -10,7 +10,7 @@
 //!
 //! It is deliberately small: no TLS, no NKey/JWT credentials, no reconnects, no subscriptions
 //! beyond one. [`Endpoint`] only exists for a plain connection, and [`Connection::open`] refuses a
-//! server that asks for TLS; callers fall back to async-nats then (`crate::history`). A broken
+//! server that asks for TLS; callers fall back to async-nats then (`crate::feed::history`). A broken
 //! connection is an error, and the reader that owns it replaces it at its last position.
 //! Everything else (creating the consumer, the stream's metadata) still goes through async-nats.
 

@@ -1,4 +1,4 @@
-//! Rows serialized straight into typed column arrays (the input of [`crate::columns::insert`]).
+//! Rows serialized straight into typed column arrays (the input of [`crate::store::columns::insert`]).
 //!
 //! Why a serde serializer of its own: going through `serde_json::Value` built a map with an
 //! allocated key and value for every field of every row, then looked each column up in it, then
@@ -10,8 +10,8 @@
 //! What it checks is what the JSON path checked: every field must have a column of a type it
 //! fits, and every row of a batch must have the same fields.
 
-use crate::columns::{SqlType, TableTypes};
-use crate::model::Time;
+use crate::fold::model::Time;
+use crate::store::columns::{SqlType, TableTypes};
 use bytes::BufMut;
 use serde::ser::{self, Impossible, Serialize};
 use std::error::Error;

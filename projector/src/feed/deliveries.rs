@@ -1,12 +1,12 @@
 //! Where a pull consumer's deliveries come from: async-nats' pull stream on the client's
 //! connection, or pull requests and deliveries on a plain connection of the reader's own
-//! ([`crate::wire`]). The history reader and the live cursor both read through this, and check
+//! ([`crate::feed::wire`]). The history reader and the live cursor both read through this, and check
 //! what it hands out (consumer sequence +1) the same way whichever it is.
 
-use crate::batch::Incoming;
-use crate::cursor::{delivered, incoming, js_err, DeliveryInfo};
 use crate::error::ProjectorError;
-use crate::wire::{self, Endpoint, WireError};
+use crate::feed::cursor::{delivered, incoming, js_err, DeliveryInfo};
+use crate::feed::wire::{self, Endpoint, WireError};
+use crate::store::batch::Incoming;
 use async_nats::jetstream::consumer::{pull, Consumer};
 use bytes::Bytes;
 use futures::StreamExt;

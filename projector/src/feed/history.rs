@@ -3,18 +3,18 @@
 //! replay and backfill are built on.
 //!
 //! The reader is an ordered consumer of its own making: an ephemeral pull consumer without acks
-//! whose deliveries are checked to follow on (consumer sequence +1, as [`crate::cursor`] does), and
+//! whose deliveries are checked to follow on (consumer sequence +1, as [`crate::feed::cursor`] does), and
 //! which is replaced by a new one at the next stream sequence when they do not, or when the
 //! consumer breaks (deleted, heartbeats missed, server restarted). async-nats' own ordered consumer
 //! does the same, but pulls 500 events at a time, parses every delivery's metadata once more and
 //! wraps it in one more stream. With pulls of 2,000, nats-server delivered a rebuild's events for
 //! about a third less CPU each (docs/benchmarks.md, fourth round).
 
-use crate::batch::Incoming;
-use crate::cursor::{deliver_after, js_err};
-use crate::deliveries::Deliveries;
 use crate::error::ProjectorError;
-use crate::wire::Endpoint;
+use crate::feed::cursor::{deliver_after, js_err};
+use crate::feed::deliveries::Deliveries;
+use crate::feed::wire::Endpoint;
+use crate::store::batch::Incoming;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::{stream, Context};
 use events::Subjects;
@@ -45,7 +45,7 @@ pub struct HistoryReader {
 
 impl HistoryReader {
     /// Opens `stream` at sequence `from` (1 = the beginning). With `wire`, deliveries come over a
-    /// plain connection of the reader's own ([`crate::wire`]), and over `js`'s client when that
+    /// plain connection of the reader's own ([`crate::feed::wire`]), and over `js`'s client when that
     /// connection cannot be made (the server wants TLS, say); without, always over `js`'s.
     pub async fn open(
         js: &Context,
@@ -74,7 +74,7 @@ impl HistoryReader {
         })
     }
 
-    /// Whether deliveries come over the reader's own connection ([`crate::wire`]).
+    /// Whether deliveries come over the reader's own connection ([`crate::feed::wire`]).
     pub fn over_wire(&self) -> bool {
         self.messages.over_wire()
     }
