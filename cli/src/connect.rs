@@ -11,29 +11,6 @@ impl NatsArgs {
             .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
     }
 
-    /// A plain connection's endpoint for reading history over a connection of the reader's own
-    /// (`projector::feed::wire`); `None` when TLS or a credentials file is configured, which only
-    /// async-nats' connection does.
-    pub fn wire_endpoint(&self) -> Option<projector::feed::wire::Endpoint> {
-        if self.creds.is_some()
-            || self.tls_ca.is_some()
-            || self.tls_cert.is_some()
-            || self.tls_required
-        {
-            return None;
-        }
-        use projector::feed::wire::Auth;
-        let auth = match (&self.user, &self.password, &self.token) {
-            (Some(user), Some(password), _) => Auth::UserPassword {
-                user: user.clone(),
-                password: password.clone(),
-            },
-            (_, _, Some(token)) => Auth::Token(token.clone()),
-            _ => Auth::None,
-        };
-        projector::feed::wire::Endpoint::from_urls(&self.url_or_default(), auth)
-    }
-
     /// Connects with every option given.
     pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
         let url = self.url_or_default();
@@ -64,11 +41,48 @@ impl NatsArgs {
         if self.tls_required {
             options = options.require_tls(true);
         }
+        let servers = server_addrs(&url)?;
         let client =
-            tokio::time::timeout(std::time::Duration::from_secs(10), options.connect(&url))
+            tokio::time::timeout(std::time::Duration::from_secs(10), options.connect(servers))
                 .await
                 .map_err(|_| anyhow::anyhow!("no NATS server answered at {url} within 10 s"))?
                 .with_context(|| format!("connecting to NATS at {url}"))?;
         Ok(client)
+    }
+}
+
+/// The servers of a `NATS_URL`: one URL, or several separated by commas (a cluster's seed
+/// servers; the client learns the others from them).
+fn server_addrs(urls: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<async_nats::ServerAddr>()
+                .with_context(|| format!("NATS server URL `{url}` is invalid"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .and_then(|servers| {
+            anyhow::ensure!(!servers.is_empty(), "no NATS server URL given");
+            Ok(servers)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_addrs;
+
+    #[test]
+    fn reads_one_or_several_servers() {
+        assert_eq!(server_addrs("nats://127.0.0.1:4222").unwrap().len(), 1);
+        let servers = server_addrs("nats://a:4222, nats://b:4223,nats://c:4224").unwrap();
+        let ports: Vec<u16> = servers.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+        let bad = server_addrs("nats://a:4222,nats://b:port").unwrap_err();
+        assert!(
+            format!("{bad:#}").contains("`nats://b:port` is invalid"),
+            "{bad:#}"
+        );
+        assert!(server_addrs(" , ").is_err());
     }
 }

@@ -128,7 +128,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         to_seq: args.to_seq,
         batch_size: args.batch_size.max(1),
         mode,
-        wire: args.nats.wire_endpoint(),
     };
     let started = Instant::now();
     let mut reporter = Reporter::new();

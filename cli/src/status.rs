@@ -29,7 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reconciler_schema = args.reconciler.schema.schema_beside(&args.db)?;
     let client = args.nats.connect("runledger status").await?;
     let js = async_nats::jetstream::new(client);
-    let last = projector::live::stream_last_seq(&js, &args.stream.stream).await? as i64;
+    let last = projector::feed::stream_last_seq(&js, &args.stream.stream).await? as i64;
     let pg = db::connect(&args.db.url_or_default()).await?;
     let schema = &args.db.schema;
     let row = pg

@@ -95,7 +95,7 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
             }
             published_rest = true;
         }
-        let last = projector::live::stream_last_seq(&js, &ts.stream)
+        let last = projector::feed::stream_last_seq(&js, &ts.stream)
             .await
             .unwrap() as i64;
         if published_rest && reached >= last {
@@ -116,7 +116,7 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
     )
     .await
     .unwrap();
-    let last = projector::live::stream_last_seq(&js, &ts.stream)
+    let last = projector::feed::stream_last_seq(&js, &ts.stream)
         .await
         .unwrap() as i64;
     let deadline = Deadline::after(Duration::from_secs(60));

@@ -11,15 +11,13 @@ use events::issue::{IssueCommentAdded, IssueCreated};
 use events::run::*;
 use events::*;
 use producers::workload::Rng;
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::feed::history::HistoryReader;
-use reconciler::engine::SOURCE;
-use reconciler::{Outcome, Reconciler, ReconcilerSettings};
+use reconciler::engine::Policy;
+use reconciler::Outcome;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testsupport::{Deadline, TestDb, TestStream};
+use testsupport::{Deadline, Kit, TestDb};
 
 const TICK: Duration = Duration::from_secs(30);
 /// Shorter than the default, so some detached runs of the history stay silent long enough.
@@ -275,87 +273,24 @@ fn script_run(
     }
 }
 
-struct Stream {
-    ts: TestStream,
-    subjects: Subjects,
-    publisher: Publisher,
+/// The reconciler's follow-ups in `kit`'s stream (ticks excluded) as (id → JSON), and how many
+/// copies of each there are.
+async fn follow_ups(kit: &Kit) -> (BTreeMap<EventId, Value>, usize) {
+    let events = kit.follow_ups().await;
+    let copies = events.len();
+    let found = events.into_iter().map(|e| (e.id, e.to_value())).collect();
+    (found, copies)
 }
 
-impl Stream {
-    async fn new() -> Self {
-        let ts = TestStream::new().await.unwrap();
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        let js = ts.jetstream();
-        ensure_stream(
-            &js,
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .unwrap();
-        let publisher = Publisher::new(js, subjects.clone(), PublisherSettings::default());
-        Self {
-            ts,
-            subjects,
-            publisher,
-        }
-    }
-
-    async fn publish(&self, events: &[Event]) {
-        for r in self.publisher.publish_all(events).await {
-            r.unwrap();
-        }
-    }
-
-    async fn last(&self) -> i64 {
-        projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
-            .await
-            .unwrap() as i64
-    }
-
-    /// The reconciler's follow-ups (ticks excluded) as (id → JSON), and how many copies of each.
-    async fn follow_ups(&self) -> (BTreeMap<EventId, Value>, usize) {
-        let last = self.last().await as u64;
-        let mut reader = HistoryReader::open(
-            &self.ts.jetstream(),
-            None,
-            &self.ts.stream,
-            &self.subjects,
-            1,
-        )
-        .await
-        .unwrap();
-        let mut found = BTreeMap::new();
-        let mut copies = 0;
-        let mut seen = 0;
-        let deadline = Deadline::after(Duration::from_secs(30));
-        while seen < last {
-            assert!(!deadline.passed(), "history ended before {last}");
-            for m in reader
-                .next_batch(1000, Duration::from_millis(100))
-                .await
-                .unwrap()
-            {
-                seen = m.seq;
-                let event = Event::from_slice(&m.payload).unwrap();
-                if event.source == SOURCE && event.event_type() != EventType::ReconcilerTicked {
-                    copies += 1;
-                    found.insert(event.id, event.to_value());
-                }
-            }
-        }
-        (found, copies)
-    }
+async fn last(kit: &Kit) -> i64 {
+    kit.last_seq().await as i64
 }
 
-fn spawn_reconciler(stream: &Stream, db: &TestDb) -> Child {
+fn spawn_reconciler(stream: &Kit) -> Child {
     Command::new(env!("CARGO_BIN_EXE_runledger"))
         .arg("reconcile")
         .env("NATS_URL", &stream.ts.url)
-        .env("DATABASE_URL", db.url())
+        .env("DATABASE_URL", stream.db.url())
         .env("RUNLEDGER_STREAM", &stream.ts.stream)
         .env("RUNLEDGER_SUBJECT_PREFIX", &stream.ts.prefix)
         .env("RUNLEDGER_RECONCILER_BATCH_SIZE", "7")
@@ -391,20 +326,19 @@ async fn progress(db: &TestDb) -> (i64, i64) {
 }
 
 /// Runs an in-process reconciler on `stream` until it has decided everything and published it.
-async fn clean_run(stream: &Stream, db: &TestDb) {
-    let mut settings = ReconcilerSettings::new(&stream.ts.stream, stream.subjects.clone());
-    settings.tick_interval = None;
-    settings.policy.silence_timeout = SILENCE;
-    settings.policy.storm.ceiling = 3;
-    let mut reconciler = Reconciler::start(db.pool(), stream.ts.jetstream(), settings)
-        .await
-        .unwrap();
+async fn clean_run(stream: &Kit) {
+    let mut policy = Policy {
+        silence_timeout: SILENCE,
+        ..Policy::default()
+    };
+    policy.storm.ceiling = 3;
+    let mut reconciler = stream.reconciler(policy).await;
     let deadline = Deadline::after(Duration::from_secs(120));
     loop {
         assert!(!deadline.passed(), "the clean reconciler did not settle");
         let stepped = reconciler.step(Duration::from_millis(100)).await.unwrap();
         let published = reconciler.outbox().drain().await.unwrap();
-        let caught_up = reconciler.position().await.unwrap() >= stream.last().await;
+        let caught_up = reconciler.position().await.unwrap() >= last(stream).await;
         if stepped == Outcome::Idle && published == 0 && caught_up {
             break;
         }
@@ -416,24 +350,23 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
     let events = history(11, 24, 12);
     let (first, second) = events.split_at(events.len() / 2);
 
-    let clean_stream = Stream::new().await;
+    let clean_stream = Kit::new().await;
     clean_stream.publish(&events).await;
-    let clean_db = TestDb::new().await.unwrap();
-    clean_run(&clean_stream, &clean_db).await;
+    clean_run(&clean_stream).await;
 
-    let crashed_stream = Stream::new().await;
+    let crashed_stream = Kit::new().await;
     crashed_stream.publish(first).await;
-    let crashed_db = TestDb::new().await.unwrap();
+    let crashed_db = &crashed_stream.db;
     let mut kills = 0;
     let mut last_seen = 0;
     let mut published_rest = false;
     loop {
-        let mut child = spawn_reconciler(&crashed_stream, &crashed_db);
+        let mut child = spawn_reconciler(&crashed_stream);
         let target = last_seen + 40;
         let deadline = Deadline::after(Duration::from_secs(60));
         let settled = loop {
-            let (position, unpublished) = progress(&crashed_db).await;
-            let last = crashed_stream.last().await;
+            let (position, unpublished) = progress(crashed_db).await;
+            let last = last(&crashed_stream).await;
             if published_rest && position >= last && unpublished == 0 {
                 break true;
             }
@@ -448,11 +381,11 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
         };
         child.kill().unwrap(); // SIGKILL, wherever it is
         child.wait().unwrap();
-        last_seen = progress(&crashed_db).await.0;
+        last_seen = progress(crashed_db).await.0;
         if settled {
             // settled once; make sure nothing was left half-done by the last kill
-            let (position, unpublished) = progress(&crashed_db).await;
-            if position >= crashed_stream.last().await && unpublished == 0 {
+            let (position, unpublished) = progress(crashed_db).await;
+            if position >= last(&crashed_stream).await && unpublished == 0 {
                 break;
             }
             continue;
@@ -466,8 +399,8 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
     }
     assert!(kills >= 5, "the reconciler was killed {kills} times");
 
-    let (clean, clean_copies) = clean_stream.follow_ups().await;
-    let (crashed, crashed_copies) = crashed_stream.follow_ups().await;
+    let (clean, clean_copies) = follow_ups(&clean_stream).await;
+    let (crashed, crashed_copies) = follow_ups(&crashed_stream).await;
     assert_eq!(
         clean_copies,
         clean.len(),
@@ -547,10 +480,10 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
 
 #[tokio::test]
 async fn dry_run_from_a_sequence_lists_what_is_missing() {
-    let stream = Stream::new().await;
+    let stream = Kit::new().await;
     let events = history(5, 4, 4);
     stream.publish(&events).await;
-    let db = TestDb::new().await.unwrap();
+    let db = &stream.db;
     let middle = events.len() as u64 / 2;
     let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
         .args(["reconcile", "--dry-run", "--from-seq", &middle.to_string()])
@@ -579,7 +512,7 @@ async fn dry_run_from_a_sequence_lists_what_is_missing() {
         assert!(seq >= middle, "{line}");
     }
     assert_eq!(
-        stream.last().await as usize,
+        last(&stream).await as usize,
         events.len(),
         "the dry run published nothing"
     );

@@ -57,7 +57,7 @@ impl Setup {
     }
 
     async fn drain(&mut self) {
-        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
+        let last = projector::feed::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
             .await
             .unwrap() as i64;
         let deadline = Deadline::after(Duration::from_secs(30));

@@ -67,7 +67,7 @@ fn history() -> (Vec<Event>, i64) {
 }
 
 async fn last_seq(ts: &TestStream) -> i64 {
-    projector::live::stream_last_seq(&ts.jetstream(), &ts.stream)
+    projector::feed::stream_last_seq(&ts.jetstream(), &ts.stream)
         .await
         .unwrap() as i64
 }

@@ -233,7 +233,7 @@ impl Ledger {
     }
 
     async fn drain(&mut self, ts: &TestStream) {
-        let last = projector::live::stream_last_seq(&ts.jetstream(), &ts.stream)
+        let last = projector::feed::stream_last_seq(&ts.jetstream(), &ts.stream)
             .await
             .unwrap() as i64;
         let deadline = Deadline::after(Duration::from_secs(20));

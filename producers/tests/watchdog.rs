@@ -13,31 +13,25 @@
 
 use chrono::Utc;
 use events::run::{RunActivity, RunCancelRequested, RunFinished, RunStarted};
-use events::{
-    ActivityKind, AgentId, CompanyId, Event, EventData, EventId, RunId, RunOutcome, Subjects,
-};
+use events::{ActivityKind, AgentId, CompanyId, Event, EventData, EventId, RunId, RunOutcome};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use producers::supervisor::proc_stat;
 use producers::watchdog::group::GroupTermination;
 use producers::watchdog::probe::probe;
 use producers::watchdog::{SweepReport, Verdict, Watchdog, WatchdogSettings};
-use producers::{ensure_stream, PublishOutcome, Publisher, PublisherSettings, StreamSettings};
-use projector::{Outcome, Projector, ProjectorSettings};
+use producers::PublishOutcome;
+use projector::Projector;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testsupport::{eventually, Deadline, TestDb, TestStream};
+use testsupport::{eventually, Kit};
 
 struct Harness {
-    _db: TestDb,
-    ts: TestStream,
-    pool: deadpool_postgres::Pool,
-    publisher: Publisher,
+    kit: Kit,
     projector: Projector,
-    subjects: Subjects,
     host: String,
     company: CompanyId,
     agent: AgentId,
@@ -45,39 +39,11 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        let db = TestDb::new().await.expect("PostgreSQL is needed");
-        let ts = TestStream::new().await.expect("NATS is needed");
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        let js = ts.jetstream();
-        ensure_stream(
-            &js,
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .unwrap();
-        let pool = db.pool();
-        projector::store::migrate::migrate(&mut pool.get().await.unwrap(), "public")
-            .await
-            .unwrap();
-        let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
-        let projector = Projector::start(
-            pool.clone(),
-            js,
-            ProjectorSettings::new(&ts.stream, subjects.clone()),
-        )
-        .await
-        .unwrap();
+        let kit = Kit::new().await;
+        let projector = kit.projector().await;
         Self {
-            _db: db,
-            ts,
-            pool,
-            publisher,
+            kit,
             projector,
-            subjects,
             host: format!("test-host-{}", uuid::Uuid::new_v4().simple()),
             company: CompanyId::new_random(),
             agent: AgentId::new_random(),
@@ -87,15 +53,15 @@ impl Harness {
     /// A fresh watchdog (as after a restart: nothing in memory).
     fn watchdog(&self) -> Watchdog {
         Watchdog::new(
-            self.pool.clone(),
-            self.ts.jetstream(),
-            WatchdogSettings::new(&self.host, &self.ts.stream, self.subjects.clone()),
+            self.kit.pool.clone(),
+            self.kit.js(),
+            WatchdogSettings::new(&self.host, &self.kit.ts.stream, self.kit.subjects.clone()),
         )
     }
 
     async fn publish(&self, data: EventData) {
         let event = Event::new(self.company, "test", Utc::now(), data);
-        self.publisher.publish(&event).await.unwrap();
+        self.kit.publisher.publish(&event).await.unwrap();
     }
 
     async fn started(
@@ -122,29 +88,12 @@ impl Harness {
 
     /// Steps the projector until it has applied everything in the stream.
     async fn drain(&mut self) {
-        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
-            .await
-            .unwrap() as i64;
-        let deadline = Deadline::after(Duration::from_secs(20));
-        while self.projector.position().await.unwrap() < last {
-            assert!(!deadline.passed(), "projector did not reach {last}");
-            let _ = self
-                .projector
-                .step(Duration::from_millis(200))
-                .await
-                .unwrap();
-        }
-        assert_eq!(
-            self.projector
-                .step(Duration::from_millis(20))
-                .await
-                .unwrap(),
-            Outcome::Idle
-        );
+        self.kit.drain(&mut self.projector).await;
     }
 
     async fn run_row(&self, run: RunId) -> Value {
-        self.pool
+        self.kit
+            .pool
             .get()
             .await
             .unwrap()
@@ -158,7 +107,8 @@ impl Harness {
     }
 
     async fn timeline_count(&self, run: RunId, kind: &str) -> i64 {
-        self.pool
+        self.kit
+            .pool
             .get()
             .await
             .unwrap()

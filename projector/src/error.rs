@@ -12,8 +12,12 @@ pub enum ProjectorError {
     /// No connection could be taken from the pool.
     #[error("PostgreSQL pool: {0}")]
     Pool(String),
-    /// JetStream failed (consumer setup, a broken or gapped delivery). The cursor is reopened at
-    /// the stored position, so at worst events are read again and skipped by position.
+    /// Reading the stream failed (the feed could not be opened, its consumer broke, deliveries
+    /// had a gap). A new feed is opened at the stored position, so at worst events are read again
+    /// and skipped by position.
+    #[error("JetStream: {0}")]
+    Feed(#[from] crate::feed::FeedError),
+    /// JetStream failed otherwise (stream info).
     #[error("JetStream: {0}")]
     JetStream(String),
     /// A migration failed; the schema is unchanged.

@@ -15,5 +15,6 @@ pub mod replay;
 pub mod store;
 
 pub use error::ProjectorError;
+pub use feed::Incoming;
 pub use live::{Outcome, Projector, ProjectorSettings};
-pub use store::batch::{apply_batch, BatchReport, CommitMode, Incoming, Session, Target};
+pub use store::batch::{apply_batch, BatchReport, CommitMode, Session, Target};

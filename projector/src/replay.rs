@@ -11,10 +11,9 @@
 //! are built once at the end, before parity is checked.
 
 use crate::error::ProjectorError;
-use crate::feed::history::HistoryReader;
-use crate::feed::wire::Endpoint;
+use crate::feed::{Feed, FeedSpec, Reader};
 use crate::store;
-use crate::store::batch::{apply_prepared, CommitMode, Prepared, Session, Target};
+use crate::store::batch::{apply, CommitMode, Session, Target};
 use crate::store::checksum::{checksums, TABLES};
 use crate::store::indexes;
 use crate::store::migrate::{check_schema_name, migrate};
@@ -46,9 +45,6 @@ pub struct ReplayPlan {
     pub to_seq: Option<u64>,
     pub batch_size: usize,
     pub mode: ReplayMode,
-    /// Read history over a plain connection of the reader's own (see [`crate::feed::wire`]); `None`
-    /// reads over the client's connection.
-    pub wire: Option<Endpoint>,
 }
 
 /// Where a replay is.
@@ -180,14 +176,14 @@ pub async fn replay(
             plan.live_schema
         )));
     }
-    let mut feed = Feed::open(
-        js,
-        plan.wire.as_ref(),
-        &target,
-        plan.batch_size,
-        position as u64 + 1,
-    )
-    .await?;
+    let spec = FeedSpec {
+        stream: plan.stream.clone(),
+        subjects: plan.subjects.clone(),
+        reader: Reader::History,
+        batch_size: plan.batch_size,
+        linger: Duration::from_millis(20),
+    };
+    let mut feed = Feed::open(js, spec.clone(), position as u64).await?;
     // Nobody reads the scratch schema before the swap: its batches need not wait for the disk.
     let mut session = Session::new(CommitMode::Asynchronous);
     let started = Instant::now();
@@ -200,6 +196,8 @@ pub async fn replay(
     on_progress(&progress);
     catch_up(
         &mut client,
+        js,
+        &spec,
         &mut feed,
         &target,
         &mut session,
@@ -241,6 +239,8 @@ pub async fn replay(
     let fixed = move || async move { Ok::<i64, ProjectorError>(live_at) };
     catch_up(
         &mut client,
+        js,
+        &spec,
         &mut feed,
         &target,
         &mut session,
@@ -284,103 +284,11 @@ pub async fn replay(
     }
 }
 
-/// Reads and parses history ahead of the database work: one batch is being prepared while the
-/// previous one is applied.
-struct Feed {
-    rx: tokio::sync::mpsc::Receiver<Result<Prepared, ProjectorError>>,
-    pending: Option<Prepared>,
-    task: tokio::task::JoinHandle<()>,
-    js: Context,
-    wire: Option<Endpoint>,
-    target: Target,
-    batch_size: usize,
-}
-
-impl Feed {
-    async fn open(
-        js: &Context,
-        wire: Option<&Endpoint>,
-        target: &Target,
-        batch_size: usize,
-        from: u64,
-    ) -> Result<Self, ProjectorError> {
-        let mut reader =
-            HistoryReader::open(js, wire, &target.stream, &target.subjects, from).await?;
-        // One prepared batch waiting is enough to keep the database busy; each one more holds
-        // another batch of parsed events (peak RSS was 10–20 MiB higher with two).
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let prepare_for = target.clone();
-        let task = tokio::spawn(async move {
-            let fresh = || Prepared::with_capacity(batch_size.min(16_384));
-            let mut prepared = fresh();
-            loop {
-                // Each event is parsed as it arrives, between polls of the reader.
-                let batch = match reader
-                    .fill(batch_size, Duration::from_millis(200), |message| {
-                        prepared.push(&prepare_for, message)
-                    })
-                    .await
-                {
-                    Ok(0) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Ok(_) => Ok(std::mem::replace(&mut prepared, fresh())),
-                    Err(e) => Err(e),
-                };
-                let failed = batch.is_err();
-                if tx.send(batch).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Self {
-            rx,
-            pending: None,
-            task,
-            js: js.clone(),
-            wire: wire.cloned(),
-            target: target.clone(),
-            batch_size,
-        })
-    }
-
-    /// Reads again from `from`, with a fresh reader (what was read ahead is dropped).
-    async fn reopen(&mut self, from: u64) -> Result<(), ProjectorError> {
-        let fresh = Self::open(
-            &self.js,
-            self.wire.as_ref(),
-            &self.target,
-            self.batch_size,
-            from,
-        )
-        .await?;
-        *self = fresh;
-        Ok(())
-    }
-
-    async fn next(&mut self, wait: Duration) -> Result<Option<Prepared>, ProjectorError> {
-        if let Some(p) = self.pending.take() {
-            return Ok(Some(p));
-        }
-        match tokio::time::timeout(wait, self.rx.recv()).await {
-            Err(_) | Ok(None) => Ok(None),
-            Ok(Some(batch)) => batch.map(Some),
-        }
-    }
-}
-
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn catch_up<F, Fut>(
     client: &mut deadpool_postgres::Object,
+    js: &Context,
+    spec: &FeedSpec,
     feed: &mut Feed,
     target: &Target,
     session: &mut Session,
@@ -401,15 +309,15 @@ where
         }
         let Some(mut batch) = feed.next(Duration::from_millis(500)).await? else {
             idle_rounds += 1;
-            // History is there (the target says so) but nothing comes: a stalled reader is
+            // History is there (the target says so) but nothing comes: a stalled feed is
             // replaced by a fresh one at the position, every 2 s, for up to 10 s.
             if idle_rounds % 4 == 0 {
                 tracing::warn!(
                     position = progress.position,
                     target = progress.target,
-                    "history reader stalled; reopening it"
+                    "history feed stalled; reopening it"
                 );
-                feed.reopen(progress.position as u64 + 1).await?;
+                *feed = Feed::open(js, spec.clone(), progress.position as u64).await?;
             }
             if idle_rounds > 20 {
                 return Err(ProjectorError::JetStream(format!(
@@ -420,14 +328,11 @@ where
             continue;
         };
         idle_rounds = 0;
-        let rest = batch.split_after(progress.target as u64);
-        if !rest.is_empty() {
-            feed.pending = Some(rest);
-        }
+        feed.give_back(batch.split_after(progress.target as u64));
         if batch.is_empty() {
             continue;
         }
-        let report = apply_prepared(client, target, &batch, session).await?;
+        let report = apply(client, target, &batch, session).await?;
         progress.position = report.position;
         progress.applied += (report.applied + report.dead_lettered) as u64;
         progress.elapsed = started.elapsed();

@@ -18,10 +18,10 @@ use crate::error::ReconcilerError;
 use crate::state::Tx;
 use crate::state::{self, Decided};
 use events::{Event, EventType, Subjects};
+use projector::feed::{Batch, Incoming, Parsed};
 use projector::fold::model::DeadLetterRow;
 use projector::fold::{self, Touched};
 use projector::store;
-use projector::store::batch::Incoming;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -76,59 +76,33 @@ impl BatchReport {
     }
 }
 
-enum Parsed {
-    Event(Box<Event>),
-    Dead(String),
-}
-
-fn parse(subjects: &Subjects, message: &Incoming) -> Parsed {
-    match Event::from_slice(&message.payload) {
-        Err(e) => Parsed::Dead(e.to_string()),
-        Ok(mut event) => {
-            if !subjects.is_subject_of(&event, &message.subject) {
-                return Parsed::Dead(format!(
-                    "published on `{}` but this event belongs on `{}`",
-                    message.subject,
-                    subjects.of(&event)
-                ));
-            }
-            engine::normalize(&mut event);
-            Parsed::Event(Box::new(event))
-        }
-    }
-}
-
-/// Processes `messages` (in stream order) in one transaction. `head` is the stream's last
-/// sequence as far as the caller knows: follow-ups decided now are held until the position
-/// reaches it (see the outbox's `hold_until_seq`).
+/// Processes `batch` (in stream order) in one transaction. `head` is the stream's last sequence
+/// when the caller started reading (what an earlier incarnation can have published): follow-ups
+/// decided now are held until the position reaches it (see the outbox's `hold_until_seq`).
 pub async fn process_batch(
     client: &mut deadpool_postgres::Object,
     target: &BatchTarget,
-    messages: &[Incoming],
+    batch: &Batch,
     head: u64,
 ) -> Result<BatchReport, ReconcilerError> {
     projector::store::migrate::check_schema_name(&target.schema)?;
     let tx = client.transaction().await?;
     let position =
         state::begin_batch(&tx, &target.schema, &target.consumer, &target.stream).await?;
-    let fresh: Vec<&Incoming> = messages
+    let parsed: Vec<(&Incoming, &Parsed)> = batch
         .iter()
-        .filter(|m| m.seq as i64 > position)
+        .filter(|(m, _)| m.seq as i64 > position)
         .collect();
     let mut report = BatchReport {
-        skipped: messages.len() - fresh.len(),
+        skipped: batch.len() - parsed.len(),
         position,
         ..BatchReport::default()
     };
-    let Some(last) = fresh.last().map(|m| m.seq as i64) else {
+    let Some(last) = parsed.last().map(|(m, _)| m.seq as i64) else {
         tx.commit().await?;
         return Ok(report);
     };
     let hold = last.max(head as i64);
-    let parsed: Vec<(&Incoming, Parsed)> = fresh
-        .iter()
-        .map(|m| (*m, parse(&target.subjects, m)))
-        .collect();
     let mut seen = Seen::default();
     let mut start = 0;
     for end in 0..parsed.len() {
@@ -143,7 +117,7 @@ pub async fn process_batch(
             segment(&tx, target, &parsed[start..=end], &mut seen, &mut report).await?;
         start = end + 1;
         // Writes go out together (one round trip); the batch's last ones carry the position.
-        let close = (is_last && tick.is_none()).then_some((&seen, last, fresh.len()));
+        let close = (is_last && tick.is_none()).then_some((&seen, last, parsed.len()));
         write(&tx, target, Some(&model), &decided, hold, close, &report).await?;
         if let Some((event, now, seq)) = tick {
             let (snapshot, ledger) =
@@ -156,7 +130,7 @@ pub async fn process_batch(
                 cause: event,
                 decision,
             }];
-            let close = is_last.then_some((&seen, last, fresh.len()));
+            let close = is_last.then_some((&seen, last, parsed.len()));
             write(&tx, target, None, &decided, hold, close, &report).await?;
         }
     }
@@ -218,7 +192,7 @@ struct Seen {
 async fn segment<'a>(
     tx: &Tx<'_>,
     target: &BatchTarget,
-    segment: &'a [(&Incoming, Parsed)],
+    segment: &'a [(&'a Incoming, &'a Parsed)],
     seen: &mut Seen,
     report: &mut BatchReport,
 ) -> Result<

@@ -15,7 +15,7 @@ use crate::migrate::migrate;
 use async_nats::jetstream::Context;
 use deadpool_postgres::Pool;
 use events::{Event, EventId, EventType, Subjects};
-use projector::feed::history::HistoryReader;
+use projector::feed::{Feed, FeedSpec, Reader};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -107,7 +107,7 @@ async fn replay_and_compare(
     plan: &DryRunPlan,
 ) -> Result<DryRunReport, ReconcilerError> {
     migrate(client, &plan.scratch_schema).await?;
-    let head = projector::live::stream_last_seq(js, &plan.stream).await?;
+    let head = projector::feed::stream_last_seq(js, &plan.stream).await?;
     let target = BatchTarget {
         consumer: "runledger-reconciler-dry-run".into(),
         stream: plan.stream.clone(),
@@ -118,21 +118,26 @@ async fn replay_and_compare(
     };
     let mut causes: HashMap<EventId, u64> = HashMap::new();
     let mut in_stream: BTreeMap<EventId, FollowUp> = BTreeMap::new();
-    let mut reader = HistoryReader::open(js, None, &plan.stream, &plan.subjects, 1).await?;
+    let spec = FeedSpec {
+        stream: plan.stream.clone(),
+        subjects: plan.subjects.clone(),
+        reader: Reader::History,
+        batch_size: plan.batch_size.max(1),
+        linger: Duration::from_millis(20),
+    };
+    let mut feed = Feed::open(js, spec, 0).await?;
     let mut position = 0;
     while position < head {
-        let batch = reader
-            .next_batch(plan.batch_size.max(1), Duration::from_secs(2))
-            .await?;
-        let Some(last) = batch.last() else {
+        let Some(mut batch) = feed.next(Duration::from_secs(2)).await? else {
             return Err(ReconcilerError::JetStream(format!(
                 "history ended at {position}, before the stream's last sequence {head}"
             )));
         };
-        position = last.seq;
-        let batch: Vec<_> = batch.into_iter().filter(|m| m.seq <= head).collect();
-        for message in &batch {
-            let Ok(event) = Event::from_slice(&message.payload) else {
+        position = batch.last_seq().unwrap_or(position);
+        // What came after the head is not compared (nor decided).
+        drop(batch.split_after(head));
+        for (message, parsed) in batch.iter() {
+            let Some(event) = parsed.event() else {
                 continue;
             };
             if may_trigger(event.event_type()) {
@@ -151,7 +156,7 @@ async fn replay_and_compare(
                 .and_then(|id| causes.get(&id).copied())
                 .unwrap_or(0);
             if cause_seq >= plan.from_seq {
-                in_stream.insert(event.id, follow_up(&event, cause_seq));
+                in_stream.insert(event.id, follow_up(event, cause_seq));
             }
         }
         process_batch(client, &target, &batch, head).await?;

@@ -16,8 +16,12 @@ pub enum ReconcilerError {
     /// No connection could be taken from the pool; retry after a pause.
     #[error("PostgreSQL pool: {0}")]
     Pool(String),
-    /// JetStream failed (consumer setup, fetch, ack). Acks follow commits, so at worst events
-    /// are delivered again and skipped by position: resubscribe from the stored position.
+    /// Reading the stream failed (the feed could not be opened, its consumer broke, deliveries
+    /// had a gap). Nothing is acknowledged to JetStream; PostgreSQL owns the position, so a new
+    /// feed opened at the stored position reads again what was not committed.
+    #[error("JetStream: {0}")]
+    Feed(#[from] projector::feed::FeedError),
+    /// History ended before a position it was expected to reach (dry run).
     #[error("JetStream: {0}")]
     JetStream(String),
     /// A follow-up could not be published. It stays in the outbox and is published again with

@@ -1,11 +1,12 @@
 //! The live reconciler: a thin I/O shell around [`process_batch`] and the [`Outbox`].
 //!
 //! On start it migrates its schema, holds follow-ups a previous incarnation may have published
-//! until it has read up to the current stream head, and opens its cursor after the stored
+//! until it has read up to the current stream head, and opens its [`Feed`] after the stored
 //! position: PostgreSQL owns the position, nothing is acknowledged to JetStream.
-//! [`Reconciler::step`] reads a batch and decides it in one transaction (after a failure the next
-//! step reopens the cursor at the stored position); [`Outbox::drain`] publishes what the
-//! decisions wrote. [`Reconciler::run`] loops over both and runs the [`Ticker`].
+//! [`Reconciler::step`] takes a batch and decides it in one transaction (after any failure the
+//! next step opens a new feed at the stored position); [`Outbox::drain`] publishes what the
+//! decisions wrote. [`Reconciler::run`] loops over both and runs the [`Ticker`], and outlives
+//! every dependency fault, backing off between attempts.
 
 use crate::batch::{process_batch, BatchReport, BatchTarget};
 use crate::engine::Policy;
@@ -17,9 +18,9 @@ use crate::tick::Ticker;
 use async_nats::jetstream::Context;
 use deadpool_postgres::Pool;
 use events::Subjects;
-use futures::FutureExt;
 use producers::{Publisher, PublisherSettings};
-use projector::feed::cursor::Cursor;
+use projector::feed::{Feed, FeedSpec, Reader};
+use projector::live::Backoff;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -60,6 +61,16 @@ impl ReconcilerSettings {
         }
     }
 
+    fn feed(&self) -> FeedSpec {
+        FeedSpec {
+            stream: self.stream.clone(),
+            subjects: self.subjects.clone(),
+            reader: Reader::Durable(self.consumer.clone()),
+            batch_size: self.batch_size,
+            linger: self.linger,
+        }
+    }
+
     /// The batch target of these settings.
     pub fn target(&self) -> BatchTarget {
         BatchTarget {
@@ -86,9 +97,9 @@ pub struct Reconciler {
     pool: Pool,
     js: Context,
     settings: ReconcilerSettings,
-    /// `None` after a failed step: the next step reopens it at the stored position, so events
-    /// read ahead of a failed batch are never skipped.
-    messages: Option<Cursor>,
+    /// `None` after a failed step: the next step opens a new one at the stored position, so
+    /// events read ahead of a failed batch are never skipped.
+    feed: Option<Feed>,
     outbox: Outbox,
     /// Told about every decided batch (metrics).
     observer: Option<BatchObserver>,
@@ -108,10 +119,10 @@ impl Reconciler {
         {
             let mut client = pool.get().await?;
             migrate(&mut client, &settings.schema).await?;
-            let head = projector::live::stream_last_seq(&js, &settings.stream).await?;
+            let head = projector::feed::stream_last_seq(&js, &settings.stream).await?;
             state::hold_unpublished(&**client, &settings.schema, head as i64).await?;
         }
-        let messages = Self::subscribe(&pool, &js, &settings).await?;
+        let feed = Self::open_feed(&pool, &js, &settings).await?;
         let publisher = Publisher::new(
             js.clone(),
             settings.subjects.clone(),
@@ -127,7 +138,7 @@ impl Reconciler {
             pool,
             js,
             settings,
-            messages: Some(messages),
+            feed: Some(feed),
             outbox,
             observer: None,
         })
@@ -139,11 +150,11 @@ impl Reconciler {
         self
     }
 
-    async fn subscribe(
+    async fn open_feed(
         pool: &Pool,
         js: &Context,
         settings: &ReconcilerSettings,
-    ) -> Result<Cursor, ReconcilerError> {
+    ) -> Result<Feed, ReconcilerError> {
         let position = {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
@@ -153,16 +164,7 @@ impl Reconciler {
             tx.commit().await?;
             position
         };
-        Ok(Cursor::open(
-            js,
-            None,
-            &settings.stream,
-            &settings.consumer,
-            &settings.subjects,
-            position,
-            settings.batch_size,
-        )
-        .await?)
+        Ok(Feed::open(js, settings.feed(), position.max(0) as u64).await?)
     }
 
     /// The settings.
@@ -185,61 +187,30 @@ impl Reconciler {
         )
     }
 
-    /// Reads one batch (waiting up to `wait` for its first event) and decides it. After an
+    /// Takes one batch (waiting up to `wait` for its first event) and decides it. After an
     /// error the next step reads again from the stored position.
     pub async fn step(&mut self, wait: Duration) -> Result<Outcome, ReconcilerError> {
-        let mut messages = match self.messages.take() {
-            Some(messages) => messages,
-            None => Self::subscribe(&self.pool, &self.js, &self.settings).await?,
-        };
-        let result = self.step_with(&mut messages, wait).await;
-        if result.is_ok() {
-            self.messages = Some(messages);
+        let result = self.step_inner(wait).await;
+        if result.is_err() {
+            // Whatever was read ahead must not be decided after a failure.
+            if let Some(feed) = self.feed.take() {
+                feed.close().await;
+            }
         }
         result
     }
 
-    async fn step_with(
-        &mut self,
-        messages: &mut Cursor,
-        wait: Duration,
-    ) -> Result<Outcome, ReconcilerError> {
-        let mut batch = Vec::new();
-        let mut head = 0;
-        let mut more_coming = false;
-        let first_deadline = Instant::now() + wait;
-        let mut linger_until = first_deadline;
-        // Natural batching: after the first event, take every event already received, so a
-        // backlog is decided in large batches; wait (at most `linger`) only while the server
-        // says more are on their way. (The server's pending count is its view when it sent the
-        // event, so it cannot tell how many are already buffered here.)
-        while batch.len() < self.settings.batch_size {
-            let received = match messages.next().now_or_never() {
-                Some(received) => received,
-                None if batch.is_empty() || more_coming => {
-                    let deadline = if batch.is_empty() {
-                        first_deadline
-                    } else {
-                        linger_until
-                    };
-                    match tokio::time::timeout_at(deadline, messages.next()).await {
-                        Err(_) => break,
-                        Ok(received) => received,
-                    }
-                }
-                None => break,
-            };
-            let delivery = received?;
-            head = head.max(delivery.incoming.seq + delivery.pending);
-            more_coming = delivery.pending > 0;
-            if batch.is_empty() {
-                linger_until = Instant::now() + self.settings.linger;
-            }
-            batch.push(delivery.incoming);
-        }
-        if batch.is_empty() {
+    async fn step_inner(&mut self, wait: Duration) -> Result<Outcome, ReconcilerError> {
+        let feed = match &mut self.feed {
+            Some(feed) => feed,
+            None => self
+                .feed
+                .insert(Self::open_feed(&self.pool, &self.js, &self.settings).await?),
+        };
+        let Some(batch) = feed.next(wait).await? else {
             return Ok(Outcome::Idle);
-        }
+        };
+        let head = feed.head();
         let began = Instant::now();
         let report = {
             let mut client = self.pool.get().await?;
@@ -249,7 +220,6 @@ impl Reconciler {
             events = batch.len(),
             decisions = report.decisions,
             elapsed_us = began.elapsed().as_micros() as u64,
-            stored_lag_us = (chrono::Utc::now() - batch[0].stored_at).num_microseconds(),
             "batch committed"
         );
         Ok(Outcome::Decided(report))
@@ -281,6 +251,7 @@ impl Reconciler {
             wake.clone(),
             shutdown.clone(),
         ));
+        let mut backoff = Backoff::default();
         while !*shutdown.borrow() {
             let step = tokio::select! {
                 step = self.step(Duration::from_millis(500)) => step,
@@ -288,6 +259,7 @@ impl Reconciler {
             };
             match step {
                 Ok(Outcome::Decided(report)) => {
+                    backoff.reset();
                     if let Some(observer) = &self.observer {
                         observer(&report);
                     }
@@ -302,11 +274,15 @@ impl Reconciler {
                         "batch decided"
                     );
                 }
-                Ok(Outcome::Idle) => {}
+                Ok(Outcome::Idle) => backoff.reset(),
                 Err(e) => {
-                    tracing::warn!(error = %e, "batch failed; resuming from the stored position");
-                    // The next step reopens the cursor at the stored position.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // The next step opens a new feed at the stored position.
+                    let pause = backoff.pause();
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "reconciler step failed; resuming from the stored position");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
         }

@@ -35,7 +35,7 @@ impl Simulator {
     pub fn feed(&mut self, event: &Event) -> Vec<Event> {
         self.seq += 1;
         let mut event = event.clone();
-        engine::normalize(&mut event);
+        projector::feed::normalize(&mut event);
         if event.source == SOURCE {
             self.ledger.seen(event.id);
         }

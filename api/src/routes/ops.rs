@@ -49,7 +49,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 async fn stream_last_seq(app: &Shared) -> Option<Result<i64, String>> {
     let client = app.nats.as_ref()?;
     let js = async_nats::jetstream::new(client.clone());
-    let asked = projector::live::stream_last_seq(&js, &app.settings.stream);
+    let asked = projector::feed::stream_last_seq(&js, &app.settings.stream);
     Some(match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
         Err(_) => Err("NATS did not answer within 2 s".into()),
         Ok(Err(e)) => Err(e.to_string()),

@@ -5,12 +5,11 @@
 use api::{ApiSettings, ApiState, Tokens};
 use chrono::{DateTime, TimeZone, Utc};
 use events::*;
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::{Outcome, Projector, ProjectorSettings};
+use projector::Projector;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use testsupport::{Deadline, TestDb, TestStream};
+use testsupport::Kit;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -26,11 +25,7 @@ pub enum Projection {
 }
 
 pub struct Harness {
-    /// Kept alive for the test; the database is dropped with it.
-    pub _db: TestDb,
-    pub ts: TestStream,
-    pub pool: deadpool_postgres::Pool,
-    pub publisher: Publisher,
+    pub kit: Kit,
     projector: Option<Projector>,
     projector_task: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
@@ -48,6 +43,13 @@ pub struct Reply {
     pub headers: reqwest::header::HeaderMap,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = Kit;
+    fn deref(&self) -> &Kit {
+        &self.kit
+    }
+}
+
 impl Harness {
     /// With the given tokens (`Tokens::default()` = open, loopback only).
     pub async fn new(projection: Projection, tokens: Tokens) -> Self {
@@ -60,40 +62,9 @@ impl Harness {
         tokens: Tokens,
         configure: impl FnOnce(&mut ApiSettings),
     ) -> Self {
-        let db = TestDb::new()
-            .await
-            .expect("PostgreSQL is needed (scripts/services.sh starts it)");
-        let ts = TestStream::new()
-            .await
-            .expect("NATS is needed (scripts/services.sh starts it)");
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        let js = ts.jetstream();
-        ensure_stream(
-            &js,
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .unwrap();
-        let pool = db.pool();
-        {
-            let mut client = pool.get().await.unwrap();
-            projector::store::migrate::migrate(&mut client, "public")
-                .await
-                .unwrap();
-        }
-        let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
+        let kit = Kit::new().await;
         let (stop, stop_rx) = watch::channel(false);
-        let projector = Projector::start(
-            pool.clone(),
-            js,
-            ProjectorSettings::new(&ts.stream, subjects.clone()),
-        )
-        .await
-        .unwrap();
+        let projector = kit.projector().await;
         let (projector, projector_task) = match projection {
             Projection::Stepped => (Some(projector), None),
             Projection::Live => {
@@ -104,11 +75,11 @@ impl Harness {
                 (None, Some(task))
             }
         };
-        let mut settings = ApiSettings::new(tokens, &ts.stream);
+        let mut settings = ApiSettings::new(tokens, &kit.ts.stream);
         settings.poll_interval = Duration::from_millis(100);
         settings.min_seq_wait = Duration::from_secs(10);
         configure(&mut settings);
-        let state = ApiState::new(pool.clone(), Some(ts.client.clone()), settings);
+        let state = ApiState::new(kit.pool.clone(), Some(kit.ts.client.clone()), settings);
         let registry = state.metrics.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -118,10 +89,7 @@ impl Harness {
                 .expect("API serves");
         });
         Self {
-            _db: db,
-            ts,
-            pool,
-            publisher,
+            kit,
             projector,
             projector_task,
             stop,
@@ -134,40 +102,18 @@ impl Harness {
 
     /// Publishes events; returns the stream sequence of the last one.
     pub async fn publish(&self, events: &[Event]) -> i64 {
-        let mut last = 0;
-        for r in self.publisher.publish_all(events).await {
-            last = r.expect("published").sequence;
-        }
-        last as i64
+        self.kit.publish(events).await as i64
     }
 
     /// Publishes raw bytes on a subject (bad input).
     pub async fn publish_raw(&self, subject: &str, payload: &[u8]) -> i64 {
-        self.ts
-            .jetstream()
-            .publish(subject.to_owned(), payload.to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap()
-            .sequence as i64
+        self.kit.publish_raw(subject, payload).await as i64
     }
 
     /// Steps the (stepped) projector until it has applied everything published.
     pub async fn drain(&mut self) {
-        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
-            .await
-            .unwrap() as i64;
         let projector = self.projector.as_mut().expect("a stepped projector");
-        let deadline = Deadline::after(Duration::from_secs(20));
-        while projector.position().await.unwrap() < last {
-            assert!(!deadline.passed(), "projector did not reach {last}");
-            let _ = projector.step(Duration::from_millis(200)).await.unwrap();
-        }
-        assert_eq!(
-            projector.step(Duration::from_millis(20)).await.unwrap(),
-            Outcome::Idle
-        );
+        self.kit.drain(projector).await;
     }
 
     pub fn url(&self, path: &str) -> String {

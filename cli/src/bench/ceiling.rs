@@ -38,51 +38,67 @@ pub async fn raw_publish(
 }
 
 /// Raw JetStream publish (as [`raw_publish`]) while a raw reader on its own connection reads
-/// every message back through the projector's kind of cursor (no parsing, no database), over the
-/// client's connection or (with `wire`) a plain one of its own: the ceiling of anything that must
-/// see each event as it is stored. Returns events per second, from
-/// the first publish to the last message read.
+/// every message back through an async-nats pull consumer like the feed's (no parsing, no gap
+/// check, no database): the ceiling of anything that must see each event as it is stored.
+/// Returns events per second, from the first publish to the last message read.
 pub async fn raw_publish_and_read(
     js: &async_nats::jetstream::Context,
     reader_js: &async_nats::jetstream::Context,
-    wire: Option<&projector::feed::wire::Endpoint>,
     stream: &str,
     subjects: &events::Subjects,
     messages: &[(String, String, Bytes)],
 ) -> anyhow::Result<f64> {
-    let total = messages.len();
-    let mut cursor = projector::feed::cursor::Cursor::open(
-        reader_js,
-        wire,
-        stream,
-        "bench-reader",
-        subjects,
-        0,
-        5000,
-    )
-    .await?;
-    anyhow::ensure!(
-        cursor.over_wire() == wire.is_some(),
-        "the raw reader could not use the connection it was meant to measure"
-    );
+    let total = messages.len() as u64;
+    let mut reader = raw_reader(reader_js, stream, subjects).await?;
     let started = Instant::now();
-    let read = tokio::spawn(async move {
-        let mut seen = 0;
-        while seen < total {
-            let read = tokio::time::timeout(std::time::Duration::from_secs(10), cursor.next());
-            match read.await {
-                Ok(delivery) => {
-                    delivery?;
-                    seen += 1;
-                }
-                Err(_) => anyhow::bail!("read {seen} of {total} events"),
-            }
-        }
-        Ok(())
-    });
+    let read = tokio::spawn(async move { read_all(&mut reader, total).await });
     raw_publish(js, messages).await?;
     read.await??;
     Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// An ephemeral pull consumer of the whole stream without acks, pulled as the feed pulls.
+async fn raw_reader(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subjects: &events::Subjects,
+) -> anyhow::Result<async_nats::jetstream::consumer::pull::Stream> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    let consumer = js
+        .get_stream(stream)
+        .await?
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::None,
+            filter_subject: subjects.all(),
+            inactive_threshold: std::time::Duration::from_secs(30),
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(2000)
+        .heartbeat(std::time::Duration::from_secs(5))
+        .messages()
+        .await?)
+}
+
+/// Reads `total` messages, each given at most 10 s.
+async fn read_all(
+    reader: &mut async_nats::jetstream::consumer::pull::Stream,
+    total: u64,
+) -> anyhow::Result<()> {
+    let mut seen = 0;
+    while seen < total {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), reader.next()).await {
+            Ok(Some(message)) => {
+                message.map_err(|e| anyhow::anyhow!("reading: {e}"))?;
+                seen += 1;
+            }
+            Ok(None) | Err(_) => anyhow::bail!("read {seen} of {total} events"),
+        }
+    }
+    Ok(())
 }
 
 /// Raw PostgreSQL binary COPY of `rows` rows shaped like a timeline entry into a scratch table.
@@ -136,31 +152,16 @@ pub async fn raw_copy(client: &tokio_postgres::Client, rows: usize) -> anyhow::R
     Ok(rate)
 }
 
-/// Raw ordered read of the whole stream, over the client's connection or (with `wire`) a plain
-/// one of the reader's own. Returns events per second.
+/// Raw ordered read of the whole stream through an async-nats pull consumer like the feed's (no
+/// parsing, no gap check). Returns events per second.
 pub async fn raw_read(
     js: &async_nats::jetstream::Context,
-    wire: Option<&projector::feed::wire::Endpoint>,
     stream: &str,
     subjects: &events::Subjects,
     total: u64,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let mut reader =
-        projector::feed::history::HistoryReader::open(js, wire, stream, subjects, 1).await?;
-    anyhow::ensure!(
-        reader.over_wire() == wire.is_some(),
-        "the raw read could not use the connection it was meant to measure"
-    );
-    let mut seen = 0u64;
-    while seen < total {
-        let batch = reader
-            .next_batch(5000, std::time::Duration::from_secs(5))
-            .await?;
-        if batch.is_empty() {
-            anyhow::bail!("stream ended after {seen} of {total} events");
-        }
-        seen += batch.len() as u64;
-    }
-    Ok(seen as f64 / started.elapsed().as_secs_f64())
+    let mut reader = raw_reader(js, stream, subjects).await?;
+    read_all(&mut reader, total).await?;
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }

@@ -1,6 +1,324 @@
-//! Reading the stream: where deliveries come from and how they are checked.
+//! The one way events are read from the stream: a [`Feed`] opened after a stored position hands
+//! out [`Batch`]es of messages, in stream order, gap-checked, each parsed and normalised once.
+//! The live projector, the reconciler, replay and the reconciler's dry run all read through it.
+//!
+//! A feed reads ahead: a task of its own pulls through async-nats (TLS, credentials, nkeys and
+//! reconnects are the client's), parses each event as it arrives and assembles the next batch
+//! while the caller applies the previous one. A batch ends when it is full, or when the events
+//! already received are taken and the server says no more are on their way (or `linger` has
+//! passed since the first): a backlog is read in large batches, a trickle without waiting.
+//!
+//! A broken consumer (deleted, heartbeats missed, a gap in the delivery sequence) is handled by
+//! one policy per [`Reader`]: a live reader's feed fails and the caller opens a new one at its
+//! stored position; a read-only rebuild's feed replaces its consumer at the next sequence by
+//! itself.
 
-pub mod cursor;
-mod deliveries;
-pub mod history;
-pub mod wire;
+mod batch;
+mod consumer;
+
+pub use batch::{normalize, parse, Batch, Incoming, Parsed};
+pub use consumer::Reader;
+
+use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::Context;
+use consumer::Consumer;
+use events::Subjects;
+use futures::FutureExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Why a feed stopped. Reading again from the stored position (a new feed) is always safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    /// The stream or the consumer could not be opened (the server is away, the stream does not
+    /// exist). Retry after a pause.
+    #[error("opening the feed: {0}")]
+    Open(String),
+    /// The consumer broke (deleted, heartbeats missed, the server went away). Open a new feed
+    /// at the stored position.
+    #[error("the consumer broke: {0}")]
+    Broken(String),
+    /// A delivery did not follow the one before: events were lost on the way. Open a new feed
+    /// at the stored position.
+    #[error("delivery {delivered} arrived after delivery {after}: events were lost on the way")]
+    Gap { delivered: u64, after: u64 },
+    /// A rebuild's consumer broke again and again without delivering anything.
+    #[error("reading history after sequence {after}: {replacements} consumers in a row broke; the last: {last}")]
+    GaveUp {
+        after: u64,
+        replacements: u32,
+        last: String,
+    },
+    /// The feed failed before; open a new one.
+    #[error("this feed failed before; open a new one at the stored position")]
+    Failed,
+}
+
+/// What to read and how to batch it.
+#[derive(Clone, Debug)]
+pub struct FeedSpec {
+    pub stream: String,
+    /// The stream's subjects (an event on the wrong subject is a dead letter).
+    pub subjects: Subjects,
+    /// Who reads: a durable live reader, or a read-only rebuild.
+    pub reader: Reader,
+    /// Most events per batch (also what one pull request asks for).
+    pub batch_size: usize,
+    /// How long a batch may wait for events the server says are on their way.
+    pub linger: Duration,
+}
+
+/// Consumers a rebuild replaces in a row, without an event in between, before it gives up.
+const MAX_REPLACEMENTS: u32 = 5;
+
+/// Events after a position, in parsed batches.
+pub struct Feed {
+    rx: mpsc::Receiver<Result<Batch, FeedError>>,
+    /// Aborted on drop: the consumer dies with the feed.
+    task: tokio::task::JoinHandle<()>,
+    /// The stream's last sequence when the feed was opened.
+    head: u64,
+    /// A batch the caller gave back (it read past what it wanted).
+    returned: Option<Batch>,
+    failed: bool,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Feed {
+    /// Opens a feed of the events after sequence `after` (0: from the beginning).
+    pub async fn open(js: &Context, spec: FeedSpec, after: u64) -> Result<Self, FeedError> {
+        let mut stream = js
+            .get_stream(&spec.stream)
+            .await
+            .map_err(|e| FeedError::Open(format!("stream `{}`: {e}", spec.stream)))?;
+        let head = stream
+            .info()
+            .await
+            .map_err(|e| FeedError::Open(format!("stream `{}` info: {e}", spec.stream)))?
+            .state
+            .last_sequence;
+        let filter = spec.subjects.all();
+        let consumer = Consumer::open(
+            &stream,
+            &spec.reader,
+            &filter,
+            after,
+            pull_size(spec.batch_size),
+        )
+        .await?;
+        let source = Source {
+            stream,
+            filter,
+            consumer,
+            last_seq: after,
+            replacements: 0,
+            spec,
+        };
+        // One batch waiting while the caller applies another: enough to keep it busy, and each
+        // one more holds another batch of parsed events in memory.
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(source.run(tx));
+        Ok(Self {
+            rx,
+            task,
+            head,
+            returned: None,
+            failed: false,
+        })
+    }
+
+    /// The last sequence of `stream`.
+    pub async fn stream_last_seq(js: &Context, stream: &str) -> Result<u64, FeedError> {
+        let mut handle = js
+            .get_stream(stream)
+            .await
+            .map_err(|e| FeedError::Open(format!("stream `{stream}`: {e}")))?;
+        Ok(handle
+            .info()
+            .await
+            .map_err(|e| FeedError::Open(format!("stream `{stream}` info: {e}")))?
+            .state
+            .last_sequence)
+    }
+
+    /// The stream's last sequence when the feed was opened (what a previous reader can have
+    /// published before this one started).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The next batch, waiting at most `wait` for its first event (`None`: nothing came). After
+    /// an error every call fails: events after a failure would not follow on.
+    pub async fn next(&mut self, wait: Duration) -> Result<Option<Batch>, FeedError> {
+        if self.failed {
+            return Err(FeedError::Failed);
+        }
+        if let Some(batch) = self.returned.take() {
+            return Ok(Some(batch));
+        }
+        let received = match tokio::time::timeout(wait, self.rx.recv()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => Err(FeedError::Broken("the feed's reader stopped".into())),
+            Ok(Some(received)) => received,
+        };
+        self.failed = received.is_err();
+        received.map(Some)
+    }
+
+    /// Stops reading and waits until the feed's consumer is gone from this process (no pull
+    /// request of it can go out any more), before a new feed takes over its consumer's name.
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Gives back the part of a batch the caller did not use: the next call returns it first.
+    pub fn give_back(&mut self, batch: Batch) {
+        if !batch.is_empty() {
+            self.returned = Some(batch);
+        }
+    }
+}
+
+/// The reading side of a feed, owned by its task.
+struct Source {
+    stream: Stream,
+    filter: String,
+    consumer: Consumer,
+    /// Stream sequence of the last event read.
+    last_seq: u64,
+    /// Consumers replaced since the last event (rebuilds only).
+    replacements: u32,
+    spec: FeedSpec,
+}
+
+impl Source {
+    async fn run(mut self, tx: mpsc::Sender<Result<Batch, FeedError>>) {
+        // An error that ends a non-empty batch is handed out after that batch.
+        let mut failure = None;
+        loop {
+            let batch = match failure.take() {
+                Some(e) => Err(e),
+                None => self.fill(&mut failure).await,
+            };
+            let failed = batch.is_err();
+            if tx.send(batch).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// Reads the next batch: waits as long as it takes for its first event, then takes what is
+    /// already received, and waits up to `linger` only while the server says more are coming.
+    async fn fill(&mut self, failure: &mut Option<FeedError>) -> Result<Batch, FeedError> {
+        let max = self.spec.batch_size.max(1);
+        let mut batch = Batch::with_capacity(max.min(16_384));
+        let mut linger_until = None;
+        let mut more_coming = false;
+        while batch.len() < max {
+            let next = match linger_until {
+                None => self.next().await,
+                // A message already received is taken without arming a timer.
+                Some(deadline) => match self.next().now_or_never() {
+                    Some(next) => next,
+                    None if !more_coming => break,
+                    None => match tokio::time::timeout_at(deadline, self.next()).await {
+                        Err(_) => break,
+                        Ok(next) => next,
+                    },
+                },
+            };
+            match next {
+                Ok((message, pending)) => {
+                    more_coming = pending > 0;
+                    linger_until.get_or_insert_with(|| Instant::now() + self.spec.linger);
+                    // Parsed as it arrives, between polls of the consumer.
+                    batch.push(&self.spec.subjects, message);
+                }
+                Err(e) if batch.is_empty() => return Err(e),
+                Err(e) => {
+                    *failure = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The next event and the server's count of those after it. A rebuild replaces a broken
+    /// consumer at the next sequence; a live reader's broken consumer is an error.
+    async fn next(&mut self) -> Result<(Incoming, u64), FeedError> {
+        loop {
+            match self.consumer.next().await {
+                Ok((message, pending)) => {
+                    self.last_seq = message.seq;
+                    self.replacements = 0;
+                    return Ok((message, pending));
+                }
+                Err(e) if self.spec.reader == Reader::History => self.replace(e).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Replaces a rebuild's consumer with one that starts right after the last event read,
+    /// trying again (with backoff) while the server cannot make one.
+    async fn replace(&mut self, mut why: FeedError) -> Result<(), FeedError> {
+        loop {
+            self.replacements += 1;
+            if self.replacements > MAX_REPLACEMENTS {
+                return Err(FeedError::GaveUp {
+                    after: self.last_seq,
+                    replacements: MAX_REPLACEMENTS,
+                    last: why.to_string(),
+                });
+            }
+            tracing::debug!(after = self.last_seq, why = %why, "replacing the history consumer");
+            if self.replacements > 1 {
+                tokio::time::sleep(Duration::from_millis(100 << self.replacements)).await;
+            }
+            let _ = self.stream.delete_consumer(self.consumer.name()).await;
+            match Consumer::open(
+                &self.stream,
+                &self.spec.reader,
+                &self.filter,
+                self.last_seq,
+                pull_size(self.spec.batch_size),
+            )
+            .await
+            {
+                Ok(consumer) => {
+                    self.consumer = consumer;
+                    return Ok(());
+                }
+                Err(e) => why = e,
+            }
+        }
+    }
+}
+
+/// The last sequence of `stream`.
+pub async fn stream_last_seq(js: &Context, stream: &str) -> Result<u64, FeedError> {
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| FeedError::Open(format!("stream `{stream}`: {e}")))?;
+    Ok(handle
+        .info()
+        .await
+        .map_err(|e| FeedError::Open(format!("stream `{stream}` info: {e}")))?
+        .state
+        .last_sequence)
+}
+
+/// Messages one pull request asks for: a batch's worth, at most 2,000 (the next request goes
+/// out when half have arrived; larger requests held more memory for no measured gain).
+fn pull_size(batch_size: usize) -> usize {
+    batch_size.clamp(1, 2000)
+}

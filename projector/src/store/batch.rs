@@ -1,30 +1,20 @@
 //! One batch, exactly once: in ONE transaction, lock the position, skip what is at or below it,
-//! parse (bad input becomes a dead letter), load, fold, write and advance the position. Until
+//! load, fold (what the feed could not parse, or the fold rejects, becomes a dead letter), write
+//! and advance the position. Until
 //! this returns, nothing has happened: a failed batch is read again from the stored position.
 //! This path writes read models and nothing else: it cannot publish, so a replay through it
 //! cannot re-fire side effects.
 
 use crate::error::ProjectorError;
-use crate::fold::model::{DeadLetterRow, Time};
+use crate::feed::{Batch, Incoming, Parsed};
+use crate::fold::model::DeadLetterRow;
 use crate::fold::{self, Touched};
 use crate::store;
 use crate::store::cache::RowCache;
-use bytes::Bytes;
-use chrono::{DurationRound, TimeDelta};
-use events::{Event, Subjects};
+use events::Subjects;
 use std::collections::BTreeMap;
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
-
-/// One message read from the stream.
-#[derive(Clone, Debug)]
-pub struct Incoming {
-    pub seq: u64,
-    pub subject: String,
-    pub payload: Bytes,
-    /// When JetStream stored it (dead letters are stamped with this, not with "now").
-    pub stored_at: Time,
-}
 
 /// What a batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,94 +36,6 @@ pub struct Target {
     pub consumer: String,
     pub stream: String,
     pub subjects: Subjects,
-}
-
-/// Stored times are microseconds; folding truncated times keeps live and rebuilt rows identical
-/// whatever the batch boundaries.
-fn micros(time: Time) -> Time {
-    time.duration_trunc(TimeDelta::microseconds(1))
-        .unwrap_or(time)
-}
-
-enum Parsed {
-    Event(Box<Event>),
-    Dead(String),
-}
-
-fn parse(target: &Target, message: &Incoming) -> Parsed {
-    match Event::from_slice(&message.payload) {
-        Err(e) => Parsed::Dead(e.to_string()),
-        Ok(mut event) => {
-            if !target.subjects.is_subject_of(&event, &message.subject) {
-                return Parsed::Dead(format!(
-                    "published on `{}` but this event belongs on `{}`",
-                    message.subject,
-                    target.subjects.of(&event)
-                ));
-            }
-            event.time = micros(event.time);
-            if let events::EventData::RunActivity(a) = &mut event.data {
-                a.at = micros(a.at);
-            }
-            if let events::EventData::RunLivenessClassified(l) = &mut event.data {
-                l.last_useful_action_at = l.last_useful_action_at.map(micros);
-            }
-            Parsed::Event(Box::new(event))
-        }
-    }
-}
-
-/// A batch parsed and ready to apply. Preparing is pure CPU work, so it can run while the
-/// previous batch is in the database.
-pub struct Prepared {
-    messages: Vec<Incoming>,
-    parsed: Vec<Parsed>,
-}
-
-impl Prepared {
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
-    /// Sequence of the last message.
-    pub fn last_seq(&self) -> Option<u64> {
-        self.messages.last().map(|m| m.seq)
-    }
-
-    /// Splits off the messages after sequence `seq` (they keep their parse).
-    pub fn split_after(&mut self, seq: u64) -> Prepared {
-        let at = self.messages.partition_point(|m| m.seq <= seq);
-        Prepared {
-            messages: self.messages.split_off(at),
-            parsed: self.parsed.split_off(at),
-        }
-    }
-}
-
-/// Parses a batch (stream order).
-pub fn prepare(target: &Target, messages: Vec<Incoming>) -> Prepared {
-    let parsed = messages.iter().map(|m| parse(target, m)).collect();
-    Prepared { messages, parsed }
-}
-
-impl Prepared {
-    /// An empty batch with room for `capacity` messages.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            messages: Vec::with_capacity(capacity),
-            parsed: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Parses `message` and appends it (messages must be pushed in stream order).
-    pub fn push(&mut self, target: &Target, message: Incoming) {
-        self.parsed.push(parse(target, &message));
-        self.messages.push(message);
-    }
 }
 
 /// How a writer's batches commit.
@@ -181,20 +83,20 @@ pub async fn apply_batch(
     target: &Target,
     messages: &[Incoming],
 ) -> Result<BatchReport, ProjectorError> {
-    apply_prepared(
+    apply(
         client,
         target,
-        &prepare(target, messages.to_vec()),
+        &Batch::parse(&target.subjects, messages.to_vec()),
         &mut Session::uncached(),
     )
     .await
 }
 
-/// Applies a prepared batch in one transaction. A failed batch empties the session's cache.
-pub async fn apply_prepared(
+/// Applies a batch read from the feed in one transaction. A failed batch empties the session's cache.
+pub async fn apply(
     client: &mut Client,
     target: &Target,
-    batch: &Prepared,
+    batch: &Batch,
     session: &mut Session,
 ) -> Result<BatchReport, ProjectorError> {
     let applied = apply_in_transaction(client, target, batch, session).await;
@@ -207,7 +109,7 @@ pub async fn apply_prepared(
 async fn apply_in_transaction(
     client: &mut Client,
     target: &Target,
-    batch: &Prepared,
+    batch: &Batch,
     session: &mut Session,
 ) -> Result<BatchReport, ProjectorError> {
     let tx = client.transaction().await?;
@@ -242,9 +144,7 @@ async fn apply_in_transaction(
     // batch, was applied already. Folding each sequence once is what keeps appended rows unique.
     let mut newest = position;
     let fresh: Vec<(&Incoming, &Parsed)> = batch
-        .messages
         .iter()
-        .zip(&batch.parsed)
         .filter(|(m, _)| {
             let seq = m.seq as i64;
             let fresh = seq > newest;
@@ -253,7 +153,7 @@ async fn apply_in_transaction(
         })
         .collect();
     let mut report = BatchReport {
-        skipped: batch.messages.len() - fresh.len(),
+        skipped: batch.len() - fresh.len(),
         position,
         ..BatchReport::default()
     };
@@ -289,7 +189,7 @@ async fn apply_in_transaction(
             subject: message.subject.clone(),
             payload: message.payload.to_vec(),
             reason,
-            at: micros(message.stored_at),
+            at: message.stored_at,
         });
     }
     report.dead_lettered = dead.len();

@@ -4,7 +4,8 @@
 
 use crate::helpers::{Harness, World};
 use events::*;
-use projector::store::batch::{apply_prepared, prepare};
+use projector::feed::Batch;
+use projector::store::batch::apply;
 use projector::store::cache::RowCache;
 use projector::store::checksum::checksums;
 use projector::{apply_batch, CommitMode, Incoming, Session, Target};
@@ -56,8 +57,8 @@ impl Writer {
     ) -> Result<(), projector::ProjectorError> {
         let messages = self.incoming(events);
         let mut client = h.client().await;
-        let batch = prepare(&self.target, messages);
-        apply_prepared(&mut client, &self.target, &batch, session)
+        let batch = Batch::parse(&self.target.subjects, messages);
+        apply(&mut client, &self.target, &batch, session)
             .await
             .map(|_| ())
     }

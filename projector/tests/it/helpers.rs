@@ -1,111 +1,35 @@
-//! Test harness: a fresh database and a unique stream per test, a projector driven step by
-//! step, and builders for realistic events.
+//! Test harness: the shared kit (a fresh database and a unique stream per test) with a projector
+//! driven step by step, and builders for realistic events.
 
 use chrono::{DateTime, TimeZone, Utc};
 use events::*;
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::{Outcome, Projector, ProjectorSettings};
+use projector::Projector;
 use serde_json::{json, Value};
-use std::time::Duration;
-use testsupport::{Deadline, TestDb, TestStream};
+use testsupport::Kit;
 use uuid::Uuid;
 
 pub struct Harness {
-    /// Kept alive for the test; the database is dropped with it.
-    pub _db: TestDb,
-    pub ts: TestStream,
-    pub pool: deadpool_postgres::Pool,
-    pub publisher: Publisher,
+    pub kit: Kit,
     pub projector: Projector,
-    pub subjects: Subjects,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Kit;
+    fn deref(&self) -> &Kit {
+        &self.kit
+    }
 }
 
 impl Harness {
     pub async fn new() -> Self {
-        let db = TestDb::new()
-            .await
-            .expect("PostgreSQL is needed (README: test command starts it)");
-        let ts = TestStream::new()
-            .await
-            .expect("NATS is needed (README: test command starts it)");
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        let js = ts.jetstream();
-        ensure_stream(
-            &js,
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .unwrap();
-        let pool = db.pool();
-        {
-            let mut client = pool.get().await.unwrap();
-            projector::store::migrate::migrate(&mut client, "public")
-                .await
-                .unwrap();
-        }
-        let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
-        let projector = Projector::start(
-            pool.clone(),
-            js,
-            ProjectorSettings::new(&ts.stream, subjects.clone()),
-        )
-        .await
-        .unwrap();
-        Self {
-            _db: db,
-            ts,
-            pool,
-            publisher,
-            projector,
-            subjects,
-        }
-    }
-
-    pub async fn publish(&self, events: &[Event]) -> u64 {
-        let mut last = 0;
-        for r in self.publisher.publish_all(events).await {
-            last = r.expect("published").sequence;
-        }
-        last
-    }
-
-    /// Publishes raw bytes on a subject (for bad input).
-    pub async fn publish_raw(&self, subject: &str, payload: &[u8]) {
-        self.ts
-            .jetstream()
-            .publish(subject.to_owned(), payload.to_vec().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        let kit = Kit::new().await;
+        let projector = kit.projector().await;
+        Self { kit, projector }
     }
 
     /// Steps the projector until its position reaches the stream's last sequence.
     pub async fn drain(&mut self) {
-        let last = projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
-            .await
-            .unwrap() as i64;
-        let deadline = Deadline::after(Duration::from_secs(20));
-        while self.projector.position().await.unwrap() < last {
-            assert!(!deadline.passed(), "projector did not reach {last}");
-            let _ = self
-                .projector
-                .step(Duration::from_millis(200))
-                .await
-                .unwrap();
-        }
-        // nothing left
-        assert_eq!(
-            self.projector
-                .step(Duration::from_millis(50))
-                .await
-                .unwrap(),
-            Outcome::Idle
-        );
+        self.kit.drain(&mut self.projector).await;
     }
 
     pub async fn client(&self) -> deadpool_postgres::Object {

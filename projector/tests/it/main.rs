@@ -3,10 +3,10 @@
 
 mod cache;
 mod helpers;
-mod wire;
 
 use events::*;
 use helpers::{Harness, World};
+use projector::feed::{Feed, FeedError, FeedSpec, Reader};
 use projector::store::checksum::checksums;
 use projector::Outcome;
 use projector::{apply_batch, Incoming, Target};
@@ -558,48 +558,41 @@ async fn a_failed_batch_is_retried_from_the_stored_position_without_losing_event
     }
 }
 
-#[tokio::test]
-async fn a_cursor_whose_deliveries_skip_reports_it_instead_of_handing_out_a_gap() {
-    cursor_never_hands_out_a_gap(false).await;
+/// A feed of `reader` on the harness' stream after `after`, one event per batch.
+async fn feed(h: &Harness, reader: Reader, after: u64, batch_size: usize) -> Feed {
+    let spec = FeedSpec {
+        stream: h.ts.stream.clone(),
+        subjects: h.subjects.clone(),
+        reader,
+        batch_size,
+        linger: Duration::from_millis(5),
+    };
+    Feed::open(&h.js(), spec, after).await.unwrap()
+}
+
+/// The sequences of the next batch (waiting up to 5 s).
+async fn next_seqs(feed: &mut Feed) -> Result<Vec<u64>, FeedError> {
+    Ok(feed
+        .next(Duration::from_secs(5))
+        .await?
+        .map(|b| b.iter().map(|(m, _)| m.seq).collect())
+        .unwrap_or_default())
 }
 
 #[tokio::test]
-async fn a_cursor_on_its_own_connection_never_hands_out_a_gap_either() {
-    cursor_never_hands_out_a_gap(true).await;
-}
-
-async fn cursor_never_hands_out_a_gap(own_connection: bool) {
+async fn a_live_feed_whose_deliveries_skip_fails_instead_of_handing_out_a_gap() {
     use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-    use projector::feed::cursor::Cursor;
-    use projector::feed::wire::{Auth, Endpoint};
     let h = Harness::new().await;
-    let wire = own_connection.then(|| Endpoint::from_urls(&h.ts.url, Auth::None).unwrap());
     let mut w = World::new();
     let events: Vec<Event> = (0..6).map(|_| w.issue_created(IssueStatus::Todo)).collect();
     h.publish(&events).await;
-    let js = h.ts.jetstream();
-    let open = |position| {
-        let (js, wire, h) = (&js, wire.as_ref(), &h);
-        async move {
-            Cursor::open(
-                js,
-                wire,
-                &h.ts.stream,
-                "gap-check",
-                &h.subjects,
-                position,
-                1,
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let mut cursor = open(0).await;
-    assert_eq!(cursor.over_wire(), own_connection);
-    assert_eq!(cursor.next().await.unwrap().incoming.seq, 1);
-    assert_eq!(cursor.next().await.unwrap().incoming.seq, 2);
-    // The consumer is replaced behind the cursor's back, further on: its deliveries restart at 1
+    let reader = || Reader::Durable("gap-check".into());
+    let mut live = feed(&h, reader(), 0, 1).await;
+    assert_eq!(next_seqs(&mut live).await.unwrap(), [1]);
+    assert_eq!(next_seqs(&mut live).await.unwrap(), [2]);
+    // The consumer is replaced behind the feed's back, further on: its deliveries restart at 1
     // and would skip events 3 and 4.
+    let js = h.js();
     let stream = js.get_stream(&h.ts.stream).await.unwrap();
     stream.delete_consumer("gap-check").await.unwrap();
     stream
@@ -614,57 +607,43 @@ async fn cursor_never_hands_out_a_gap(own_connection: bool) {
         .unwrap();
     let deadline = testsupport::Deadline::after(Duration::from_secs(20));
     let error = loop {
-        assert!(
-            !deadline.passed(),
-            "the cursor neither delivered nor failed"
-        );
-        match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {
-            Err(_) => continue,
+        assert!(!deadline.passed(), "the feed neither delivered nor failed");
+        match next_seqs(&mut live).await {
             // Only the next event in order may come out (one the old consumer already sent).
-            Ok(Ok(delivery)) => assert_eq!(delivery.incoming.seq, 3, "a gap was handed out"),
-            Ok(Err(e)) => break e.to_string(),
+            Ok(seqs) => assert!(
+                seqs.is_empty() || seqs == [3],
+                "a gap was handed out: {seqs:?}"
+            ),
+            Err(e) => break e,
         }
     };
-    // Over its own connection the pull request still open on the deleted consumer may be
-    // answered first, with `409 Consumer Deleted`: a failure as well, and no gap.
+    // Either the gap is seen, or the server first says the consumer was deleted: a failure
+    // either way, and no gap.
     assert!(
-        error.contains("arrived after delivery 2") || (own_connection && error.contains("409")),
+        matches!(error, FeedError::Gap { .. } | FeedError::Broken(_)),
         "{error}"
     );
-    // A failed cursor hands out nothing more.
-    assert!(cursor.next().await.is_err());
-    // Reopened at the stored position, every event comes, in order.
-    let mut cursor = open(2).await;
-    assert_eq!(cursor.over_wire(), own_connection);
+    // A failed feed hands out nothing more.
+    assert_eq!(next_seqs(&mut live).await, Err(FeedError::Failed));
+    // Opened again at the stored position, every event comes, in order.
+    let mut live = feed(&h, reader(), 2, 1).await;
     for seq in 3..=6 {
-        assert_eq!(cursor.next().await.unwrap().incoming.seq, seq);
+        assert_eq!(next_seqs(&mut live).await.unwrap(), [seq]);
     }
 }
 
 #[tokio::test]
-async fn a_history_reader_whose_consumer_breaks_goes_on_where_it_was_without_gaps_or_repeats() {
-    reader_survives_a_broken_consumer(false).await;
-}
-
-#[tokio::test]
-async fn a_history_reader_on_its_own_connection_survives_a_broken_consumer_too() {
-    reader_survives_a_broken_consumer(true).await;
-}
-
-async fn reader_survives_a_broken_consumer(own_connection: bool) {
+async fn a_history_feed_whose_consumer_breaks_goes_on_where_it_was_without_gaps_or_repeats() {
     use futures::StreamExt;
-    use projector::feed::history::HistoryReader;
-    use projector::feed::wire::{Auth, Endpoint};
     let h = Harness::new().await;
-    let wire = own_connection.then(|| Endpoint::from_urls(&h.ts.url, Auth::None).unwrap());
     let mut w = World::new();
     let events: Vec<Event> = (0..40)
         .map(|_| w.issue_created(IssueStatus::Todo))
         .collect();
     h.publish(&events).await;
-    let js = h.ts.jetstream();
+    let js = h.js();
     let stream = js.get_stream(&h.ts.stream).await.unwrap();
-    // The reader's consumers: those of the stream that other readers (the harness') do not own.
+    // The feed's consumers: those of the stream that other readers (the harness') do not own.
     let others: Vec<String> = stream.consumer_names().map(|n| n.unwrap()).collect().await;
     let readers = || async {
         let names: Vec<String> = stream.consumer_names().map(|n| n.unwrap()).collect().await;
@@ -673,20 +652,13 @@ async fn reader_survives_a_broken_consumer(own_connection: bool) {
             .filter(|n| !others.contains(n))
             .collect::<Vec<_>>()
     };
-    let mut reader = HistoryReader::open(&js, wire.as_ref(), &h.ts.stream, &h.subjects, 3)
-        .await
-        .unwrap();
-    assert_eq!(reader.over_wire(), own_connection);
-    let idle = Duration::from_secs(5);
-    let mut seen: Vec<u64> = reader
-        .next_batch(10, idle)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
-    assert_eq!(seen, (3..=12).collect::<Vec<_>>());
-    // The consumer disappears behind the reader's back (as after a server restart without it).
+    let mut history = feed(&h, Reader::History, 2, 10).await;
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        seen.extend(next_seqs(&mut history).await.unwrap());
+    }
+    assert_eq!(seen[..10], (3..=12).collect::<Vec<_>>());
+    // The consumer disappears behind the feed's back (as after a server restart without it).
     let first = readers().await;
     assert_eq!(first.len(), 1, "{first:?}");
     stream.delete_consumer(&first[0]).await.unwrap();
@@ -698,18 +670,10 @@ async fn reader_survives_a_broken_consumer(own_connection: bool) {
     let deadline = testsupport::Deadline::after(Duration::from_secs(20));
     while seen.len() < 58 {
         assert!(!deadline.passed(), "read only {seen:?}");
-        seen.extend(
-            reader
-                .next_batch(7, idle)
-                .await
-                .unwrap()
-                .iter()
-                .map(|e| e.seq),
-        );
+        seen.extend(next_seqs(&mut history).await.unwrap());
     }
     assert_eq!(seen, (3..=60).collect::<Vec<_>>(), "in order, each once");
     // The broken consumer was replaced, not added to.
     let now = readers().await;
     assert!(now.len() == 1 && now != first, "{first:?} then {now:?}");
-    assert_eq!(reader.over_wire(), own_connection, "replaced the same way");
 }

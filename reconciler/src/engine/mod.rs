@@ -131,26 +131,6 @@ pub fn trigger(before: &Model, event: &Event) -> Option<Trigger> {
     }
 }
 
-/// Truncates the times of `event` to microseconds, as PostgreSQL stores them and as the projector
-/// folds them, so the private fold, the stored rows and the follow-ups agree to the microsecond.
-pub fn normalize(event: &mut Event) {
-    fn micros(time: DateTime<Utc>) -> DateTime<Utc> {
-        use chrono::DurationRound;
-        time.duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or(time)
-    }
-    event.time = micros(event.time);
-    match &mut event.data {
-        EventData::RunActivity(a) => a.at = micros(a.at),
-        EventData::RunLivenessClassified(l) => {
-            l.last_useful_action_at = l.last_useful_action_at.map(micros)
-        }
-        EventData::ReconcilerTicked(t) => t.at = micros(t.at),
-        EventData::IssueFollowUpRefused(r) => r.retry_after = r.retry_after.map(micros),
-        _ => {}
-    }
-}
-
 /// What the engine decided for one event: follow-ups in publishing order, and ledger changes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {

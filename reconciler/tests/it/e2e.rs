@@ -456,7 +456,7 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
     given.extend(w.start(run));
     given.push(w.says(run, PLAN_SENTENCE));
     h.publish(&given).await;
-    let inputs = h.last_seq().await;
+    let inputs = h.last_seq().await as i64;
     while h.reconciler.position().await.unwrap() < inputs {
         h.reconciler
             .step(std::time::Duration::from_millis(200))
@@ -474,7 +474,7 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
         )
         .await
         .unwrap();
-    let with_follow_ups = h.last_seq().await;
+    let with_follow_ups = h.last_seq().await as i64;
     assert_eq!(with_follow_ups, inputs + 5);
 
     // Restart: the rows are held until the consumer has read up to the current head, where it
@@ -507,7 +507,7 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
         .get(0);
     assert_eq!(marked, 5);
     assert_eq!(
-        h.last_seq().await,
+        h.last_seq().await as i64,
         with_follow_ups,
         "nothing published twice"
     );

@@ -1,164 +1,51 @@
-//! End-to-end harness: a fresh database and a unique stream per test, the projector (schema
-//! `public`) and the reconciler (schema `runledger_reconciler`) driven step by step, and the
-//! outbox drained explicitly. No sleeps: `settle` steps until the stream stops growing.
+//! End-to-end harness: the shared kit (a fresh database and a unique stream per test) with the
+//! projector (schema `public`) and the reconciler (schema `runledger_reconciler`) driven step by
+//! step, and the outbox drained explicitly. No sleeps: `settle` steps until the stream stops
+//! growing.
 
-use events::{Event, EventType, Subjects};
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
-use projector::feed::history::HistoryReader;
-use projector::{Projector, ProjectorSettings};
-use reconciler::engine::{Policy, SOURCE};
-use reconciler::{Outcome, Reconciler, ReconcilerSettings};
+use events::Event;
+use projector::Projector;
+use reconciler::engine::Policy;
+use reconciler::Reconciler;
 use serde_json::Value;
-use std::time::Duration;
-use testsupport::{Deadline, TestDb, TestStream};
+use testsupport::Kit;
 use uuid::Uuid;
 
 pub struct Harness {
-    /// Kept alive for the test; the database is dropped with it.
-    pub _db: TestDb,
-    pub ts: TestStream,
-    pub pool: deadpool_postgres::Pool,
-    pub publisher: Publisher,
+    pub kit: Kit,
     pub projector: Projector,
     pub reconciler: Reconciler,
-    pub subjects: Subjects,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Kit;
+    fn deref(&self) -> &Kit {
+        &self.kit
+    }
 }
 
 impl Harness {
     pub async fn new(policy: Policy) -> Self {
-        let db = TestDb::new()
-            .await
-            .expect("PostgreSQL is needed (README: test command starts it)");
-        let ts = TestStream::new()
-            .await
-            .expect("NATS is needed (README: test command starts it)");
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        let js = ts.jetstream();
-        ensure_stream(
-            &js,
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .unwrap();
-        let pool = db.pool();
-        projector::store::migrate::migrate(&mut pool.get().await.unwrap(), "public")
-            .await
-            .unwrap();
-        let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
-        let projector = Projector::start(
-            pool.clone(),
-            js.clone(),
-            ProjectorSettings::new(&ts.stream, subjects.clone()),
-        )
-        .await
-        .unwrap();
-        let mut settings = ReconcilerSettings::new(&ts.stream, subjects.clone());
-        settings.policy = policy;
-        settings.tick_interval = None;
-        let reconciler = Reconciler::start(pool.clone(), js, settings).await.unwrap();
+        let kit = Kit::new().await;
+        let projector = kit.projector().await;
+        let reconciler = kit.reconciler(policy).await;
         Self {
-            _db: db,
-            ts,
-            pool,
-            publisher,
+            kit,
             projector,
             reconciler,
-            subjects,
         }
     }
 
     pub async fn publish(&self, events: &[Event]) {
-        for r in self.publisher.publish_all(events).await {
-            r.expect("published");
-        }
-    }
-
-    pub async fn last_seq(&self) -> i64 {
-        projector::live::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
-            .await
-            .unwrap() as i64
+        self.kit.publish(events).await;
     }
 
     /// Steps the reconciler to the end of the stream and drains its outbox until nothing new is
     /// published, then brings the projector to the end of the stream.
     pub async fn settle(&mut self) {
-        let deadline = Deadline::after(Duration::from_secs(30));
-        loop {
-            let last = self.last_seq().await;
-            while self.reconciler.position().await.unwrap() < last {
-                assert!(!deadline.passed(), "the reconciler did not reach {last}");
-                let _ = self
-                    .reconciler
-                    .step(Duration::from_millis(200))
-                    .await
-                    .unwrap();
-            }
-            let published = self.reconciler.outbox().drain().await.unwrap();
-            if published == 0 && self.last_seq().await == last {
-                break;
-            }
-        }
-        assert_eq!(
-            self.reconciler
-                .step(Duration::from_millis(20))
-                .await
-                .unwrap(),
-            Outcome::Idle
-        );
-        let last = self.last_seq().await;
-        while self.projector.position().await.unwrap() < last {
-            assert!(!deadline.passed(), "the projector did not reach {last}");
-            let _ = self
-                .projector
-                .step(Duration::from_millis(200))
-                .await
-                .unwrap();
-        }
-    }
-
-    /// Every event in the stream, in order.
-    pub async fn history(&self) -> Vec<Event> {
-        let last = self.last_seq().await as u64;
-        let mut reader = HistoryReader::open(
-            &self.ts.jetstream(),
-            None,
-            &self.ts.stream,
-            &self.subjects,
-            1,
-        )
-        .await
-        .unwrap();
-        let mut events = Vec::new();
-        let mut seen = 0;
-        let deadline = Deadline::after(Duration::from_secs(10));
-        while seen < last {
-            assert!(!deadline.passed(), "history ended before {last}");
-            // a short idle: the batch ends as soon as the stream has nothing more to give
-            let batch = reader
-                .next_batch(1000, Duration::from_millis(100))
-                .await
-                .unwrap();
-            for m in batch {
-                seen = m.seq;
-                if let Ok(e) = Event::from_slice(&m.payload) {
-                    events.push(e);
-                }
-            }
-        }
-        events
-    }
-
-    /// The reconciler's follow-ups in the stream (ticks excluded), in stream order.
-    pub async fn follow_ups(&self) -> Vec<Event> {
-        self.history()
-            .await
-            .into_iter()
-            .filter(|e| e.source == SOURCE && e.event_type() != EventType::ReconcilerTicked)
-            .collect()
+        self.kit
+            .settle(&mut self.reconciler, Some(&mut self.projector))
+            .await;
     }
 
     /// One row of the projector's read models as JSON.

@@ -1,0 +1,135 @@
+//! What the feed hands out: messages as stored in the stream, each parsed once into an event (or
+//! the reason it is a dead letter), in stream order. The projector, the reconciler and every
+//! rebuild take these; nothing else parses an event read from the stream.
+
+use crate::fold::model::Time;
+use bytes::Bytes;
+use chrono::{DurationRound, TimeDelta};
+use events::{Event, EventData, Subjects};
+
+/// One message read from the stream.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub seq: u64,
+    pub subject: String,
+    pub payload: Bytes,
+    /// When JetStream stored it (dead letters are stamped with this, not with "now").
+    pub stored_at: Time,
+}
+
+/// A message parsed: the event, normalised, or why it cannot be one.
+#[derive(Clone, Debug)]
+pub enum Parsed {
+    Event(Box<Event>),
+    Dead(String),
+}
+
+impl Parsed {
+    /// The event, unless the message is a dead letter.
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            Parsed::Event(event) => Some(event),
+            Parsed::Dead(_) => None,
+        }
+    }
+}
+
+/// Parses a message of a stream with `subjects`: a valid event on the subject it belongs on,
+/// with its times normalised ([`normalize`]); anything else is a dead letter with its reason.
+pub fn parse(subjects: &Subjects, message: &Incoming) -> Parsed {
+    match Event::from_slice(&message.payload) {
+        Err(e) => Parsed::Dead(e.to_string()),
+        Ok(mut event) => {
+            if !subjects.is_subject_of(&event, &message.subject) {
+                return Parsed::Dead(format!(
+                    "published on `{}` but this event belongs on `{}`",
+                    message.subject,
+                    subjects.of(&event)
+                ));
+            }
+            normalize(&mut event);
+            Parsed::Event(Box::new(event))
+        }
+    }
+}
+
+/// Truncates every time of `event` to microseconds, as PostgreSQL stores them: folding
+/// truncated times keeps live and rebuilt rows, the reconciler's private fold and its follow-ups
+/// identical to the microsecond, whatever the batch boundaries.
+pub fn normalize(event: &mut Event) {
+    fn micros(time: Time) -> Time {
+        time.duration_trunc(TimeDelta::microseconds(1))
+            .unwrap_or(time)
+    }
+    event.time = micros(event.time);
+    match &mut event.data {
+        EventData::RunActivity(a) => a.at = micros(a.at),
+        EventData::RunLivenessClassified(l) => {
+            l.last_useful_action_at = l.last_useful_action_at.map(micros)
+        }
+        EventData::ReconcilerTicked(t) => t.at = micros(t.at),
+        EventData::IssueFollowUpRefused(r) => r.retry_after = r.retry_after.map(micros),
+        _ => {}
+    }
+}
+
+/// Messages in stream order with their parse.
+#[derive(Debug, Default)]
+pub struct Batch {
+    messages: Vec<Incoming>,
+    parsed: Vec<Parsed>,
+}
+
+impl Batch {
+    /// An empty batch with room for `capacity` messages.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            messages: Vec::with_capacity(capacity),
+            parsed: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Parses `messages` (stream order).
+    pub fn parse(subjects: &Subjects, messages: Vec<Incoming>) -> Self {
+        let parsed = messages.iter().map(|m| parse(subjects, m)).collect();
+        Self { messages, parsed }
+    }
+
+    /// Parses `message` and appends it (messages must be pushed in stream order).
+    pub fn push(&mut self, subjects: &Subjects, message: Incoming) {
+        self.parsed.push(parse(subjects, &message));
+        self.messages.push(message);
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Sequence of the last message.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.messages.last().map(|m| m.seq)
+    }
+
+    /// The messages and their parse, in stream order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Incoming, &Parsed)> {
+        self.messages.iter().zip(&self.parsed)
+    }
+
+    /// The messages.
+    pub fn messages(&self) -> &[Incoming] {
+        &self.messages
+    }
+
+    /// Splits off the messages after sequence `seq` (they keep their parse).
+    pub fn split_after(&mut self, seq: u64) -> Batch {
+        let at = self.messages.partition_point(|m| m.seq <= seq);
+        Batch {
+            messages: self.messages.split_off(at),
+            parsed: self.parsed.split_off(at),
+        }
+    }
+}
