@@ -161,9 +161,9 @@ impl Values {
             }),
             Self::Timestamptz(v) => v.push(match cell {
                 Cell::Null => None,
-                Cell::Str(s) => match events::timestamp::parse(&s) {
-                    Some(t) => Some(t),
-                    None => return Err(Cell::Str(s)),
+                Cell::Str(s) => match chrono::DateTime::parse_from_rfc3339(&s) {
+                    Ok(t) => Some(t.to_utc()),
+                    Err(_) => return Err(Cell::Str(s)),
                 },
                 other => return Err(other),
             }),
