@@ -41,7 +41,7 @@ pub const METRICS: Doc = Doc {
     auth: false,
     fresh: false,
     query: &[],
-    body: Body::Text("text/plain; version=0.0.4; charset=utf-8"),
+    body: Body::Text(crate::metrics::CONTENT_TYPE),
 };
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -189,7 +189,7 @@ pub(crate) async fn metrics(State(app): State<Shared>) -> Response {
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }
