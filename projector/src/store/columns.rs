@@ -103,7 +103,9 @@ pub(crate) async fn insert<R: Row>(
         return Ok(());
     }
     let types = table_types(tx, table).await?;
-    let mut columns: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); R::COLUMNS.len()];
+    let mut columns: Vec<Vec<Cell>> = (0..R::COLUMNS.len())
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
     for row in rows {
         row.push_cells(&mut columns);
     }
