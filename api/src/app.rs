@@ -53,10 +53,10 @@ impl App {
     /// reached it, then takes a pooled client.
     pub async fn reader(
         &self,
-        q: &crate::params::QueryParams,
+        min_seq: crate::params::MinSeq,
     ) -> Result<deadpool_postgres::Object, crate::ApiError> {
         self.positions
-            .reach(q.min_seq()?, self.settings.min_seq_wait)
+            .reach(min_seq.0, self.settings.min_seq_wait)
             .await?;
         self.client().await
     }

@@ -17,7 +17,7 @@ pub const PAGE: Doc = Doc {
         expanded and focused), `.../r/<run>` (the run's timeline).",
     auth: false,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<crate::params::NoParams>,
     body: Body::Text("text/html; charset=utf-8"),
 };
 
@@ -30,7 +30,7 @@ pub const SCRIPT: Doc = Doc {
     description: "",
     auth: false,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<crate::params::NoParams>,
     body: Body::Text("text/javascript; charset=utf-8"),
 };
 
@@ -43,7 +43,7 @@ pub const STYLE: Doc = Doc {
     description: "",
     auth: false,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<crate::params::NoParams>,
     body: Body::Text("text/css; charset=utf-8"),
 };
 
@@ -66,7 +66,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-pub(crate) async fn page() -> Response {
+pub(crate) async fn page(_: crate::params::Query<crate::params::NoParams>) -> Response {
     let mut response = asset(HTML, "text/html; charset=utf-8");
     let headers = response.headers_mut();
     headers.insert(
@@ -81,10 +81,10 @@ pub(crate) async fn page() -> Response {
     response
 }
 
-pub(crate) async fn script() -> Response {
+pub(crate) async fn script(_: crate::params::Query<crate::params::NoParams>) -> Response {
     asset(JS, "text/javascript; charset=utf-8")
 }
 
-pub(crate) async fn style() -> Response {
+pub(crate) async fn style(_: crate::params::Query<crate::params::NoParams>) -> Response {
     asset(CSS, "text/css; charset=utf-8")
 }

@@ -1,18 +1,24 @@
-//! Prometheus metrics. Two sources:
+//! Prometheus metrics, encoded by `prometheus-client` in the Prometheus text format. Two sources:
 //!
 //! - read at scrape time from PostgreSQL and NATS: projector positions, events applied, dead
-//!   letters, live runs, the stream's last sequence and the lag;
+//!   letters, live runs, the stream's last sequence and the lag (a fresh set of families per
+//!   scrape, from the values just read);
 //! - counted in process by a [`Registry`]: HTTP requests and their latency, open SSE streams (the
 //!   API feeds these itself), and projector batches (events by type, batch size and latency) and
-//!   reconciler decisions by rule, which the projector and reconciler tasks feed through
-//!   [`Registry::record_projector_batch`] and [`Registry::record_reconciler_decision`]. A family
+//!   reconciler decisions by rule, which `runledger up` feeds through
+//!   [`Registry::record_projector_batch`] and [`Registry::record_reconciler_decisions`]. A family
 //!   that nothing feeds is left out, not reported as zero.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The `Content-Type` of what [`Registry::render`] returns.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Read from PostgreSQL at scrape time.
 #[derive(Clone, Debug, Default)]
@@ -25,129 +31,100 @@ pub struct DbSnapshot {
     pub live_runs: i64,
 }
 
-/// A cumulative histogram with fixed buckets.
-#[derive(Clone, Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, value: f64) {
-        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
-            if value <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
-
-const SECONDS: &[f64] = &[
+const SECONDS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-const BATCH_SIZES: &[f64] = &[1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+const BATCH_SIZES: [f64; 9] = [1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
 
-#[derive(Default)]
-struct Fed {
-    projector: Option<ProjectorCounts>,
-    reconciler: Option<BTreeMap<String, u64>>,
+fn seconds_histogram() -> Histogram {
+    Histogram::new(SECONDS)
 }
 
-struct ProjectorCounts {
-    events_by_type: BTreeMap<String, u64>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+/// What the projector task feeds.
+#[derive(Clone)]
+struct ProjectorFamilies {
+    events_by_type: Family<TypeLabel, Counter>,
     batch_size: Histogram,
     batch_seconds: Histogram,
 }
 
-impl Default for ProjectorCounts {
+impl Default for ProjectorFamilies {
     fn default() -> Self {
         Self {
-            events_by_type: BTreeMap::new(),
+            events_by_type: Family::default(),
             batch_size: Histogram::new(BATCH_SIZES),
-            batch_seconds: Histogram::new(SECONDS),
+            batch_seconds: seconds_histogram(),
         }
     }
 }
 
-#[derive(Default)]
-struct Http {
-    requests: BTreeMap<(String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
-}
-
-/// In-process counters, shared (`Arc<Registry>`) by the API and the tasks that feed it.
-#[derive(Default)]
+/// In-process metrics, shared (`Arc<Registry>`) by the API and the tasks that feed it.
 pub struct Registry {
-    fed: Mutex<Fed>,
-    http: Mutex<Http>,
-    sse_clients: AtomicI64,
+    /// Set by the first projector batch (or [`Registry::attach_projector`]).
+    projector: OnceLock<ProjectorFamilies>,
+    /// Set by the first reconciler batch (or [`Registry::attach_reconciler`]).
+    reconciler: OnceLock<Family<RuleLabel, Counter>>,
+    http_requests: Family<RequestLabels, Counter>,
+    http_latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    sse_clients: Gauge,
 }
 
-/// Decrements the open-stream gauge when the stream ends.
-pub struct SseGuard<'a>(&'a AtomicI64);
-
-impl Drop for SseGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            projector: OnceLock::new(),
+            reconciler: OnceLock::new(),
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(seconds_histogram),
+            sse_clients: Gauge::default(),
+        }
     }
 }
 
-/// Escapes a label value.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// Decrements the open-stream gauge when the stream ends.
+pub struct SseGuard(Gauge);
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+impl Drop for SseGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Registry {
     /// Marks the projector metrics as fed (they are rendered, as zeros until the first batch).
     pub fn attach_projector(&self) {
-        let mut fed = self.fed.lock().expect("metrics lock");
-        fed.projector.get_or_insert_with(ProjectorCounts::default);
+        self.projector.get_or_init(ProjectorFamilies::default);
     }
 
     /// Marks the reconciler metrics as fed.
     pub fn attach_reconciler(&self) {
-        let mut fed = self.fed.lock().expect("metrics lock");
-        fed.reconciler.get_or_insert_with(BTreeMap::new);
+        self.reconciler.get_or_init(Family::default);
     }
 
     /// One committed projector batch: events applied by type, messages in the batch, and how
@@ -158,16 +135,17 @@ impl Registry {
         messages: usize,
         elapsed: Duration,
     ) {
-        let mut fed = self.fed.lock().expect("metrics lock");
-        let counts = fed.projector.get_or_insert_with(ProjectorCounts::default);
+        let families = self.projector.get_or_init(ProjectorFamilies::default);
         for (event_type, n) in by_type {
-            *counts
+            families
                 .events_by_type
-                .entry(event_type.to_owned())
-                .or_default() += n as u64;
+                .get_or_create(&TypeLabel {
+                    r#type: event_type.to_owned(),
+                })
+                .inc_by(n as u64);
         }
-        counts.batch_size.observe(messages as f64);
-        counts.batch_seconds.observe(elapsed.as_secs_f64());
+        families.batch_size.observe(messages as f64);
+        families.batch_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// A projector batch report, as [`projector::Projector::step`] returns it.
@@ -179,30 +157,36 @@ impl Registry {
         );
     }
 
-    /// The reconciler decided by `rule` (e.g. `process_lost_retry`).
-    pub fn record_reconciler_decision(&self, rule: &str) {
-        let mut fed = self.fed.lock().expect("metrics lock");
-        *fed.reconciler
-            .get_or_insert_with(BTreeMap::new)
-            .entry(rule.to_owned())
-            .or_default() += 1;
+    /// The reconciler decided `n` follow-ups by `rule` (e.g. `process_lost_retry`).
+    pub fn record_reconciler_decisions(&self, rule: &str, n: usize) {
+        self.reconciler
+            .get_or_init(Family::default)
+            .get_or_create(&RuleLabel {
+                rule: rule.to_owned(),
+            })
+            .inc_by(n as u64);
     }
 
     pub(crate) fn record_http(&self, route: &str, status: u16, elapsed: Duration) {
-        let mut http = self.http.lock().expect("metrics lock");
-        *http.requests.entry((route.to_owned(), status)).or_default() += 1;
-        http.latency
-            .entry(route.to_owned())
-            .or_insert_with(|| Histogram::new(SECONDS))
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.http_latency
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
-    pub(crate) fn sse_connected(&self) -> SseGuard<'_> {
-        self.sse_clients.fetch_add(1, Ordering::Relaxed);
-        SseGuard(&self.sse_clients)
+    pub(crate) fn sse_connected(&self) -> SseGuard {
+        self.sse_clients.inc();
+        SseGuard(self.sse_clients.clone())
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition ([`CONTENT_TYPE`]).
     pub fn render(
         &self,
         db: Option<&DbSnapshot>,
@@ -211,191 +195,131 @@ impl Registry {
         polled_position: i64,
         min_seq_waiters: usize,
     ) -> String {
-        let mut out = String::new();
-        family(
-            &mut out,
+        // Help texts without their final period: the encoder adds it.
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register(
             "runledger_postgres_up",
-            "gauge",
-            "1 when PostgreSQL answered this scrape.",
+            "1 when PostgreSQL answered this scrape",
+            gauge(i64::from(db.is_some())),
         );
-        let _ = writeln!(out, "runledger_postgres_up {}", u8::from(db.is_some()));
         if let Some(db) = db {
-            family(
-                &mut out,
+            let positions = Family::<ConsumerLabel, Gauge>::default();
+            let applied = Family::<ConsumerLabel, Counter>::default();
+            let dead = Family::<ConsumerLabel, Counter>::default();
+            for (c, seq, events_applied, dead_lettered) in &db.positions {
+                let label = ConsumerLabel {
+                    consumer: c.clone(),
+                };
+                positions.get_or_create(&label).set(*seq);
+                applied.get_or_create(&label).inc_by(count(*events_applied));
+                dead.get_or_create(&label).inc_by(count(*dead_lettered));
+            }
+            registry.register(
                 "runledger_projector_position",
-                "gauge",
-                "Stream sequence of the last event the projector committed.",
+                "Stream sequence of the last event the projector committed",
+                positions,
             );
-            for (c, seq, _, _) in &db.positions {
-                let _ = writeln!(
-                    out,
-                    "runledger_projector_position{{consumer=\"{}\"}} {seq}",
-                    label(c)
-                );
-            }
-            family(
-                &mut out,
-                "runledger_projector_events_applied_total",
-                "counter",
-                "Events folded into the read models.",
+            registry.register(
+                "runledger_projector_events_applied",
+                "Events folded into the read models",
+                applied,
             );
-            for (c, _, applied, _) in &db.positions {
-                let _ = writeln!(
-                    out,
-                    "runledger_projector_events_applied_total{{consumer=\"{}\"}} {applied}",
-                    label(c)
-                );
-            }
-            family(
-                &mut out,
-                "runledger_projector_dead_lettered_total",
-                "counter",
-                "Events the projector wrote to dead_letters.",
+            registry.register(
+                "runledger_projector_dead_lettered",
+                "Events the projector wrote to dead_letters",
+                dead,
             );
-            for (c, _, _, dead) in &db.positions {
-                let _ = writeln!(
-                    out,
-                    "runledger_projector_dead_lettered_total{{consumer=\"{}\"}} {dead}",
-                    label(c)
-                );
-            }
-            family(
-                &mut out,
+            registry.register(
                 "runledger_dead_letters",
-                "gauge",
-                "Rows in dead_letters.",
+                "Rows in dead_letters",
+                gauge(db.dead_letters),
             );
-            let _ = writeln!(out, "runledger_dead_letters {}", db.dead_letters);
-            family(
-                &mut out,
+            registry.register(
                 "runledger_live_runs",
-                "gauge",
-                "Queued or running runs.",
+                "Queued or running runs",
+                gauge(db.live_runs),
             );
-            let _ = writeln!(out, "runledger_live_runs {}", db.live_runs);
         }
         if let Some(last) = stream_last_seq {
-            family(
-                &mut out,
+            registry.register(
                 "runledger_stream_last_seq",
-                "gauge",
-                "Last sequence in the JetStream stream.",
+                "Last sequence in the JetStream stream",
+                gauge(last),
             );
-            let _ = writeln!(out, "runledger_stream_last_seq {last}");
             let position = db
                 .and_then(|db| db.positions.iter().find(|p| p.0 == consumer).map(|p| p.1))
                 .unwrap_or(polled_position);
-            family(
-                &mut out,
+            let lag = Family::<ConsumerLabel, Gauge>::default();
+            lag.get_or_create(&ConsumerLabel {
+                consumer: consumer.to_owned(),
+            })
+            .set((last - position).max(0));
+            registry.register(
                 "runledger_projector_lag",
-                "gauge",
-                "Events in the stream not yet committed by the projector.",
-            );
-            let _ = writeln!(
-                out,
-                "runledger_projector_lag{{consumer=\"{}\"}} {}",
-                label(consumer),
-                (last - position).max(0)
+                "Events in the stream not yet committed by the projector",
+                lag,
             );
         }
-        {
-            let fed = self.fed.lock().expect("metrics lock");
-            if let Some(p) = &fed.projector {
-                family(
-                    &mut out,
-                    "runledger_projector_events_total",
-                    "counter",
-                    "Events projected by this process, by type.",
-                );
-                for (t, n) in &p.events_by_type {
-                    let _ = writeln!(
-                        out,
-                        "runledger_projector_events_total{{type=\"{}\"}} {n}",
-                        label(t)
-                    );
-                }
-                family(
-                    &mut out,
-                    "runledger_projector_batch_size",
-                    "histogram",
-                    "Messages per committed batch.",
-                );
-                p.batch_size
-                    .render(&mut out, "runledger_projector_batch_size", "");
-                family(
-                    &mut out,
-                    "runledger_projector_batch_duration_seconds",
-                    "histogram",
-                    "Time to apply and commit a batch.",
-                );
-                p.batch_seconds
-                    .render(&mut out, "runledger_projector_batch_duration_seconds", "");
-            }
-            if let Some(r) = &fed.reconciler {
-                family(
-                    &mut out,
-                    "runledger_reconciler_decisions_total",
-                    "counter",
-                    "Follow-ups the reconciler decided, by rule.",
-                );
-                for (rule, n) in r {
-                    let _ = writeln!(
-                        out,
-                        "runledger_reconciler_decisions_total{{rule=\"{}\"}} {n}",
-                        label(rule)
-                    );
-                }
-            }
-        }
-        {
-            let http = self.http.lock().expect("metrics lock");
-            family(
-                &mut out,
-                "runledger_http_requests_total",
-                "counter",
-                "Read API requests by route and status.",
+        if let Some(p) = self.projector.get() {
+            registry.register(
+                "runledger_projector_events",
+                "Events projected by this process, by type",
+                p.events_by_type.clone(),
             );
-            for ((route, status), n) in &http.requests {
-                let _ = writeln!(
-                    out,
-                    "runledger_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    label(route)
-                );
-            }
-            family(
-                &mut out,
-                "runledger_http_request_duration_seconds",
-                "histogram",
-                "Read API latency by route (SSE: the whole stream).",
+            registry.register(
+                "runledger_projector_batch_size",
+                "Messages per committed batch",
+                p.batch_size.clone(),
             );
-            for (route, h) in &http.latency {
-                h.render(
-                    &mut out,
-                    "runledger_http_request_duration_seconds",
-                    &format!("route=\"{}\"", label(route)),
-                );
-            }
+            registry.register(
+                "runledger_projector_batch_duration_seconds",
+                "Time to apply and commit a batch",
+                p.batch_seconds.clone(),
+            );
         }
-        family(
-            &mut out,
+        if let Some(decisions) = self.reconciler.get() {
+            registry.register(
+                "runledger_reconciler_decisions",
+                "Follow-ups the reconciler decided, by rule",
+                decisions.clone(),
+            );
+        }
+        registry.register(
+            "runledger_http_requests",
+            "Read API requests by route and status",
+            self.http_requests.clone(),
+        );
+        registry.register(
+            "runledger_http_request_duration_seconds",
+            "Read API latency by route (SSE: the whole stream)",
+            self.http_latency.clone(),
+        );
+        registry.register(
             "runledger_min_seq_waiting_requests",
-            "gauge",
-            "Requests waiting for ?min_seq.",
+            "Requests waiting for ?min_seq",
+            gauge(min_seq_waiters as i64),
         );
-        let _ = writeln!(out, "runledger_min_seq_waiting_requests {min_seq_waiters}");
-        family(
-            &mut out,
+        registry.register(
             "runledger_sse_clients",
-            "gauge",
-            "Open ledger event streams.",
+            "Open ledger event streams",
+            self.sse_clients.clone(),
         );
-        let _ = writeln!(
-            out,
-            "runledger_sse_clients {}",
-            self.sse_clients.load(Ordering::Relaxed)
-        );
-        out
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
     }
+}
+
+fn gauge(value: i64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(value);
+    gauge
+}
+
+/// A counter read from PostgreSQL (never negative there).
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -415,27 +339,36 @@ mod tests {
             5,
             Duration::from_millis(3),
         );
-        r.record_reconciler_decision("process_lost_retry");
+        r.record_reconciler_decisions("process_lost_retry", 1);
         r.record_http("/v1/x", 200, Duration::from_millis(2));
+        let _stream = r.sse_connected();
         let db = DbSnapshot {
-            positions: vec![("c".into(), 40, 38, 2)],
+            positions: vec![("a\"b\\c\nd".into(), 40, 38, 2)],
             dead_letters: 2,
             live_runs: 1,
         };
-        let text = r.render(Some(&db), "c", Some(45), 0, 1);
-        assert!(text.contains("runledger_projector_events_total{type=\"run.finished\"} 3"));
-        assert!(text.contains("runledger_projector_batch_size_bucket{le=\"5\"} 1"));
-        assert!(text.contains("runledger_projector_batch_size_bucket{le=\"1\"} 0"));
-        assert!(text.contains("runledger_projector_batch_duration_seconds_count 1"));
-        assert!(
-            text.contains("runledger_reconciler_decisions_total{rule=\"process_lost_retry\"} 1")
-        );
-        assert!(text.contains("runledger_projector_lag{consumer=\"c\"} 5"));
-        assert!(text.contains("runledger_http_requests_total{route=\"/v1/x\",status=\"200\"} 1"));
-        assert!(text.contains(
-            "runledger_http_request_duration_seconds_bucket{route=\"/v1/x\",le=\"0.0025\"} 1"
-        ));
-        assert!(text.contains("runledger_min_seq_waiting_requests 1"));
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let text = r.render(Some(&db), "a\"b\\c\nd", Some(45), 0, 1);
+        for expected in [
+            "# HELP runledger_projector_events_total Events projected by this process, by type.\n\
+             # TYPE runledger_projector_events_total counter\n",
+            "runledger_projector_events_total{type=\"run.finished\"} 3\n",
+            "# TYPE runledger_projector_batch_size histogram\n",
+            "runledger_projector_batch_size_bucket{le=\"5\"} 1\n",
+            "runledger_projector_batch_size_bucket{le=\"1\"} 0\n",
+            "runledger_projector_batch_duration_seconds_count 1\n",
+            "runledger_reconciler_decisions_total{rule=\"process_lost_retry\"} 1\n",
+            "runledger_projector_lag{consumer=\"a\\\"b\\\\c\\nd\"} 5\n",
+            "runledger_projector_events_applied_total{consumer=\"a\\\"b\\\\c\\nd\"} 38\n",
+            "runledger_http_requests_total{route=\"/v1/x\",status=\"200\"} 1\n",
+            "runledger_http_request_duration_seconds_bucket{route=\"/v1/x\",le=\"0.0025\"} 1\n",
+            "# TYPE runledger_min_seq_waiting_requests gauge\nrunledger_min_seq_waiting_requests 1\n",
+            "runledger_sse_clients 1\n",
+        ] {
+            assert!(text.contains(expected), "{expected}\n---\n{text}");
+        }
+        drop(_stream);
+        assert!(r
+            .render(None, "c", None, 0, 0)
+            .contains("runledger_sse_clients 0\n"));
     }
 }

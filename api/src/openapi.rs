@@ -1,11 +1,11 @@
 //! The OpenAPI 3.1 document at `/v1/openapi.json`, generated from the route table
-//! ([`crate::routes::table`]: paths, methods, parameters) and the response types
-//! ([`crate::model`], through `schemars`). Nothing in it is written by hand, so it cannot list a
+//! ([`crate::routes::table`]: paths, methods), the query parameter structs the handlers extract
+//! ([`crate::params`]) and the response types ([`crate::model`]), all through `schemars`. Nothing in it is written by hand, so it cannot list a
 //! route the server does not have, or miss one; `api/tests/it/openapi.rs` checks both directions
 //! against the running server.
 
 use crate::error::ErrorBody;
-use crate::routes::{docs, Body, Doc, Kind, Method};
+use crate::routes::{docs, Body, Doc, Method};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use schemars::generate::{Contract, SchemaSettings};
@@ -22,7 +22,7 @@ pub const DOC: Doc = Doc {
     description: "",
     auth: false,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<crate::params::NoParams>,
     body: Body::Json(any_object),
 };
 
@@ -37,20 +37,60 @@ pub fn path_params(path: &str) -> Vec<&str> {
         .collect()
 }
 
-fn kind_schema(kind: Kind) -> Value {
-    match kind {
-        Kind::Uuid => json!({"type": "string", "format": "uuid"}),
-        Kind::Int { min, max } => {
-            let mut s = json!({"type": "integer", "format": "int64", "minimum": min});
-            if max < i64::MAX {
-                s["maximum"] = json!(max);
-            }
-            s
+/// The query parameters of a route: the properties of its parameter struct's schema, each with
+/// its description lifted to the parameter and without the `null` an `Option` adds (an absent
+/// parameter is simply not sent).
+fn query_params(doc: &Doc) -> Vec<Value> {
+    let schema = (doc.query)();
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    properties
+        .into_iter()
+        .map(|(name, mut schema)| {
+            let description = schema
+                .as_object_mut()
+                .and_then(|s| s.remove("description"))
+                .unwrap_or_else(|| json!(""));
+            json!({
+                "name": name, "in": "query", "required": false,
+                "description": description, "schema": without_null(schema),
+            })
+        })
+        .collect()
+}
+
+fn without_null(mut schema: Value) -> Value {
+    if let Some(types) = schema.get_mut("type").and_then(Value::as_array_mut) {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            schema["type"] = types[0].clone();
         }
-        Kind::OneOf(values) => json!({"type": "string", "enum": values}),
-        Kind::Bool => json!({"type": "boolean"}),
-        Kind::Text => json!({"type": "string"}),
     }
+    if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        values.retain(|v| !v.is_null());
+    }
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let mut rest: Vec<Value> = any
+            .iter()
+            .filter(|s| s["type"] != "null")
+            .cloned()
+            .collect();
+        if rest.len() == 1 {
+            let mut one = rest.remove(0);
+            if let (Some(one), Some(outer)) = (one.as_object_mut(), schema.as_object()) {
+                for (key, value) in outer {
+                    if key != "anyOf" {
+                        one.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            return one;
+        }
+    }
+    schema
 }
 
 fn path_param_description(name: &str) -> &'static str {
@@ -76,12 +116,9 @@ fn operation(doc: &Doc, generator: &mut SchemaGenerator) -> Value {
             "schema": {"type": "string", "format": "uuid"},
         }));
     }
-    for q in doc.query {
-        parameters.push(json!({
-            "name": q.name, "in": "query", "required": false,
-            "description": q.description, "schema": kind_schema(q.kind),
-        }));
-    }
+    let query = query_params(doc);
+    let takes_query = !query.is_empty();
+    parameters.extend(query);
     let mut responses = Map::new();
     let fresh_header = json!({"X-Runledger-Position": {
         "description": "The projector position (stream sequence) this response reflects.",
@@ -122,7 +159,7 @@ fn operation(doc: &Doc, generator: &mut SchemaGenerator) -> Value {
             responses.insert("204".into(), json!({"description": "Done"}));
         }
     }
-    if !doc.query.is_empty() || !path_params(doc.path).is_empty() {
+    if takes_query || !path_params(doc.path).is_empty() {
         responses.insert(
             "400".into(),
             error(
@@ -218,7 +255,7 @@ pub fn document() -> Value {
     })
 }
 
-pub(crate) async fn serve() -> Response {
+pub(crate) async fn serve(_: crate::params::Query<crate::params::NoParams>) -> Response {
     static TEXT: OnceLock<String> = OnceLock::new();
     let text = TEXT.get_or_init(|| {
         serde_json::to_string_pretty(&document()).expect("the OpenAPI document serializes")
@@ -240,5 +277,54 @@ mod tests {
             ["company", "run"]
         );
         assert!(super::path_params("/healthz").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod parameter_tests {
+    use serde_json::json;
+
+    #[test]
+    fn query_parameters_are_the_fields_of_the_struct_the_handler_takes() {
+        let doc = super::document();
+        let op = &doc["paths"]["/v1/companies/{company}/runs"]["get"];
+        let query: Vec<_> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .cloned()
+            .collect();
+        let param = |name: &str, description: &str, schema| {
+            json!({"name": name, "in": "query", "required": false, "description": description,
+                   "schema": schema})
+        };
+        assert_eq!(
+            query,
+            [
+                param(
+                    "agent",
+                    "Only runs of this agent.",
+                    json!({"type": "string", "format": "uuid"})
+                ),
+                param(
+                    "limit",
+                    "Runs to return; default 100.",
+                    json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 500,
+                           "default": 100})
+                ),
+                param(
+                    "min_seq",
+                    "Wait (briefly) until the projector has committed this stream sequence; \
+                     503 `not_reached` if it does not in time.",
+                    json!({"type": "integer", "format": "int64", "minimum": 0})
+                ),
+                param(
+                    "status",
+                    "Only runs in this status; `live` = queued or running.",
+                    json!({"type": "string", "enum": crate::routes::runs::RUN_STATUSES})
+                ),
+            ]
+        );
     }
 }

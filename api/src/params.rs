@@ -1,12 +1,21 @@
-//! Request parameters with clear 400s: path ids must be UUIDs and the message names the
-//! parameter; query parameters are checked against the route's documented list (an unknown or
-//! misspelt one is an error, not silently ignored), and typed getters name what was wrong.
+//! Request parameters with clear 400s. Path ids must be UUIDs and the message names the
+//! parameter. A route's query string is one typed struct (`#[serde(deny_unknown_fields)]`,
+//! taken with the [`Query`] extractor): a parameter the route does not take, or one given twice,
+//! is rejected by the struct's derived `Deserialize` itself, so no handler can forget the check,
+//! and the OpenAPI document lists the struct's own fields ([`schema`]). Each parameter type here
+//! parses its text and says what was wrong; the extractor adds the parameter's name.
 
 use crate::error::ApiError;
-use crate::routes::{Doc, Kind};
-use axum::extract::{FromRequestParts, Path, Query as AxumQuery};
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::value::MapDeserializer;
+use serde::de::{DeserializeOwned, IntoDeserializer, Visitor};
+use serde::{forward_to_deserialize_any, Deserialize, Deserializer};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 use uuid::Uuid;
 
 /// Shows at most 64 characters of a rejected value.
@@ -55,116 +64,317 @@ impl<S: Send + Sync> FromRequestParts<S> for PathIds {
     }
 }
 
-/// The query string, checked against the route's documented parameters.
-pub struct QueryParams(HashMap<String, String>);
+/// The query string as `T`, a struct with `#[serde(deny_unknown_fields)]` and `#[serde(default)]`
+/// whose fields are parameter types of this module (or `Option<String>` for free text).
+pub struct Query<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let AxumQuery(map) = AxumQuery::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("query string: {e}")))?;
-        Ok(Self(map))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Pairs in order, repeats kept: the struct's `Deserialize` decides about them.
+        let axum::extract::Query(pairs) =
+            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+                .map_err(|e| ApiError::bad_request(format!("query string: {e}")))?;
+        let pairs = MapDeserializer::new(pairs.into_iter().map(|(k, v)| (k, Text(v))));
+        serde_path_to_error::deserialize(pairs)
+            .map(Query)
+            .map_err(|e| {
+                ApiError::bad_request(match e.inner() {
+                    QueryError::Value(problem) => {
+                        format!("query parameter `{}` {problem}", e.path())
+                    }
+                    QueryError::Whole(message) => message.clone(),
+                })
+            })
     }
 }
 
-impl QueryParams {
-    /// Rejects parameters the route does not document, and checks the documented ones' types.
-    pub fn check(&self, doc: &Doc) -> Result<(), ApiError> {
-        let mut names: Vec<&String> = self.0.keys().collect();
-        names.sort();
-        for name in names {
-            let Some(param) = doc.query.iter().find(|p| p.name == name) else {
-                let known: Vec<&str> = doc.query.iter().map(|p| p.name).collect();
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{}`; this route takes: {}",
-                    shown(name),
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
-            };
-            let value = &self.0[name];
-            match param.kind {
-                Kind::Uuid => {
-                    self.uuid(name)?;
-                }
-                Kind::Int { min, max } => {
-                    self.int(name, min, max, min)?;
-                }
-                Kind::OneOf(allowed) => {
-                    if !allowed.contains(&value.as_str()) {
-                        return Err(ApiError::bad_request(format!(
-                            "query parameter `{name}` must be one of {}, got `{}`",
-                            allowed.join(", "),
-                            shown(value)
-                        )));
-                    }
-                }
-                Kind::Bool => {
-                    self.flag(name)?;
-                }
-                Kind::Text => {}
+/// No query parameters at all.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// The query parameters of `T` as the OpenAPI document lists them: an object schema whose
+/// properties are the parameters, every subschema inline.
+pub fn schema<T: JsonSchema>() -> Schema {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.inline_subschemas = true;
+    settings.meta_schema = None;
+    settings.contract = schemars::generate::Contract::Deserialize;
+    settings.into_generator().into_root_schema_for::<T>()
+}
+
+/// Why a query string was rejected.
+#[derive(Debug)]
+enum QueryError {
+    /// What is wrong with one parameter's value (the extractor names the parameter).
+    Value(String),
+    /// The whole message.
+    Whole(String),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::Value(m) | QueryError::Whole(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl serde::de::Error for QueryError {
+    fn custom<T: fmt::Display>(problem: T) -> Self {
+        QueryError::Value(problem.to_string())
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        QueryError::Whole(format!(
+            "unknown query parameter `{}`; this route takes: {}",
+            shown(field),
+            if expected.is_empty() {
+                "none".to_owned()
+            } else {
+                expected.join(", ")
             }
-        }
-        Ok(())
+        ))
     }
 
-    /// A UUID query parameter, if present.
-    pub fn uuid(&self, name: &str) -> Result<Option<Uuid>, ApiError> {
-        match self.0.get(name) {
-            None => Ok(None),
-            Some(raw) => Uuid::parse_str(raw).map(Some).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "query parameter `{name}` must be a UUID, got `{}`",
-                    shown(raw)
-                ))
-            }),
-        }
+    fn duplicate_field(field: &'static str) -> Self {
+        QueryError::Whole(format!(
+            "query parameter `{field}` is given more than once; give it once"
+        ))
+    }
+}
+
+/// One parameter's text, for the parameter types' `Deserialize`.
+struct Text(String);
+
+impl<'de> Deserializer<'de> for Text {
+    type Error = QueryError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, QueryError> {
+        visitor.visit_string(self.0)
     }
 
-    /// An integer in `min..=max`, or `default` when absent.
-    pub fn int(&self, name: &str, min: i64, max: i64, default: i64) -> Result<i64, ApiError> {
-        let Some(raw) = self.0.get(name) else {
-            return Ok(default);
-        };
-        match raw.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(format!(
-                "query parameter `{name}` must be an integer from {min} to {max}, got `{}`",
-                shown(raw)
-            ))),
-        }
+    /// A parameter that is there is `Some`; absent ones are the struct's default.
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, QueryError> {
+        visitor.visit_some(self)
     }
 
-    /// A text parameter, if present and not empty.
-    pub fn text(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl IntoDeserializer<'_, QueryError> for Text {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+/// Parses a parameter's text with `parse`, whose error says what the value must be.
+fn parsed<'de, D: Deserializer<'de>, T>(
+    d: D,
+    parse: impl FnOnce(&str) -> Option<T>,
+    must_be: impl FnOnce() -> String,
+) -> Result<T, D::Error> {
+    let text = String::deserialize(d)?;
+    parse(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!("must be {}, got `{}`", must_be(), shown(&text)))
+    })
+}
+
+/// `limit`: from 1 to `MAX`, `DEFAULT` when absent.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit<const MAX: i64, const DEFAULT: i64>(pub i64);
+
+impl<const MAX: i64, const DEFAULT: i64> Default for Limit<MAX, DEFAULT> {
+    fn default() -> Self {
+        Self(DEFAULT)
+    }
+}
+
+impl<'de, const MAX: i64, const DEFAULT: i64> Deserialize<'de> for Limit<MAX, DEFAULT> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(
+            d,
+            |t| t.parse().ok().filter(|n| (1..=MAX).contains(n)).map(Self),
+            || format!("an integer from 1 to {MAX}"),
+        )
+    }
+}
+
+impl<const MAX: i64, const DEFAULT: i64> JsonSchema for Limit<MAX, DEFAULT> {
+    fn inline_schema() -> bool {
+        true
     }
 
-    /// `true`/`false`/`1`/`0`, default false.
-    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.0.get(name).map(String::as_str) {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") | Some("") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "query parameter `{name}` must be true or false, got `{}`",
-                shown(other)
-            ))),
-        }
+    fn schema_name() -> Cow<'static, str> {
+        "Limit".into()
     }
 
-    /// `?min_seq=N`: wait until the projector has reached stream sequence N.
-    pub fn min_seq(&self) -> Result<Option<i64>, ApiError> {
-        if !self.0.contains_key("min_seq") {
-            return Ok(None);
-        }
-        self.int("min_seq", 0, i64::MAX, 0).map(Some)
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX, "default": DEFAULT})
     }
+}
+
+/// A stream sequence or projector position (`min_seq`, `after_seq`, `since`): 0 or more.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seq(pub i64);
+
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(
+            d,
+            |t| t.parse().ok().filter(|n| *n >= 0).map(Self),
+            || format!("an integer from 0 to {}", i64::MAX),
+        )
+    }
+}
+
+impl JsonSchema for Seq {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Seq".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "format": "int64", "minimum": 0})
+    }
+}
+
+/// A UUID (an agent or issue filter).
+#[derive(Clone, Copy, Debug)]
+pub struct Id(pub Uuid);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(d, |t| Uuid::parse_str(t).ok().map(Self), || "a UUID".into())
+    }
+}
+
+impl JsonSchema for Id {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Id".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "format": "uuid"})
+    }
+}
+
+/// `true`/`1`/empty or `false`/`0`; false when absent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(
+            d,
+            |t| match t {
+                "true" | "1" | "" => Some(Self(true)),
+                "false" | "0" => Some(Self(false)),
+                _ => None,
+            },
+            || "true or false".into(),
+        )
+    }
+}
+
+impl JsonSchema for Flag {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Flag".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "boolean"})
+    }
+}
+
+/// The values a [`OneOf`] parameter takes.
+pub trait Choices {
+    const VALUES: &'static [&'static str];
+}
+
+/// One of `C::VALUES`.
+#[derive(Clone, Debug)]
+pub struct OneOf<C>(pub String, PhantomData<C>);
+
+impl<'de, C: Choices> Deserialize<'de> for OneOf<C> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(
+            d,
+            |t| {
+                C::VALUES
+                    .contains(&t)
+                    .then(|| Self(t.to_owned(), PhantomData))
+            },
+            || format!("one of {}", C::VALUES.join(", ")),
+        )
+    }
+}
+
+impl<C: Choices> JsonSchema for OneOf<C> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "OneOf".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "enum": C::VALUES})
+    }
+}
+
+/// `?min_seq=`, on every route that reads the projections.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MinSeq(pub Option<i64>);
+
+impl<'de> Deserialize<'de> for MinSeq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Seq::deserialize(d).map(|seq| Self(Some(seq.0)))
+    }
+}
+
+impl JsonSchema for MinSeq {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "MinSeq".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "integer", "format": "int64", "minimum": 0,
+            "description": "Wait (briefly) until the projector has committed this stream sequence; \
+                503 `not_reached` if it does not in time.",
+        })
+    }
+}
+
+/// The parameters of a route that reads the projections and takes nothing else.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fresh {
+    pub min_seq: MinSeq,
 }

@@ -16,12 +16,13 @@ use crate::auth::Access;
 use crate::error::ApiError;
 use crate::freshness::{position, snapshot};
 use crate::model::{LedgerChange, StreamPosition};
-use crate::params::{PathIds, QueryParams};
-use crate::routes::{changed_rows, Body, Doc, Kind, Method, QueryParam};
+use crate::params::{schema, PathIds, Query, Seq};
+use crate::routes::{changed_rows, Body, Doc, Method};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -42,17 +43,17 @@ pub const STREAM: Doc = Doc {
         `?since=` resumes exactly.",
     auth: true,
     fresh: false,
-    query: &[QueryParam {
-        name: "since",
-        kind: Kind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-        description: "Send rows changed after this position first (e.g. the `position` of the \
-            ledger read just made). Default: the current position (only future changes).",
-    }],
+    query: schema::<StreamQuery>,
     body: Body::EventStream,
 };
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Send rows changed after this position first (e.g. the `position` of the ledger read just
+    /// made). Default: the current position (only future changes).
+    since: Option<Seq>,
+}
 
 /// Whatever moved, announce the position at most this often.
 const POSITION_EVERY: Duration = Duration::from_secs(1);
@@ -61,7 +62,7 @@ pub(crate) async fn stream(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<
     (
@@ -72,7 +73,6 @@ pub(crate) async fn stream(
 > {
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
-    q.check(&STREAM)?;
     // A reconnecting browser's `Last-Event-ID` is newer than the `since` in the URL it reuses.
     let since = match headers.get("last-event-id") {
         Some(last) => {
@@ -84,10 +84,7 @@ pub(crate) async fn stream(
                 ApiError::bad_request("header `Last-Event-ID` must be a projector position")
             })?)
         }
-        None => match q.text("since") {
-            Some(_) => Some(q.int("since", 0, i64::MAX, 0)?),
-            None => None,
-        },
+        None => q.since.map(|s| s.0),
     };
     let current = {
         let mut client = app.client().await?;

@@ -71,9 +71,7 @@ async fn serve(
         let metrics = metrics.clone();
         move |report| {
             for (rule, n) in &report.by_rule {
-                for _ in 0..*n {
-                    metrics.record_reconciler_decision(rule);
-                }
+                metrics.record_reconciler_decisions(rule, *n);
             }
         }
     });

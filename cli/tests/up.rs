@@ -1,13 +1,15 @@
-//! The embedded default of `runledger up`: with nothing answering at the default addresses and no
+//! `runledger up`. Its embedded default: with nothing answering at the default addresses and no
 //! NATS_URL/DATABASE_URL, it starts a private nats-server and PostgreSQL under its data
-//! directory, projects events into them, and stops them on SIGTERM.
+//! directory, projects events into them, and stops them on SIGTERM. And its metrics: the projector
+//! and the reconciler it runs feed `/metrics` with what they folded and decided.
 
-use events::{examples, EventType, Subjects};
+use events::{examples, Event, EventType, Subjects};
 use producers::{Publisher, PublisherSettings};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use testsupport::Deadline;
+use testsupport::{eventually, Deadline};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -111,4 +113,231 @@ async fn up_starts_private_servers_when_nothing_answers_and_stops_them() {
         "the private PostgreSQL was stopped"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One sample of a scrape: metric name and its labels.
+type Sample = (String, BTreeMap<String, String>);
+
+/// Parses the Prometheus text format strictly: every line is a `# HELP`, a `# TYPE` (counter,
+/// gauge or histogram) or a sample of the family declared last, with well-formed labels and a
+/// number; anything else fails the test.
+fn parse_exposition(text: &str) -> BTreeMap<Sample, f64> {
+    let mut samples = BTreeMap::new();
+    let mut family: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            assert!(help.split_once(' ').is_some(), "HELP without text: {line}");
+            continue;
+        }
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = declared.split_once(' ').expect("TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram"].contains(&kind),
+                "unexpected type: {line}"
+            );
+            family = Some((name.to_owned(), kind.to_owned()));
+            continue;
+        }
+        let (family, kind) = family
+            .as_ref()
+            .unwrap_or_else(|| panic!("sample before TYPE: {line}"));
+        let (series, value) = line.rsplit_once(' ').expect("sample value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').expect("}"))),
+        };
+        let belongs = match kind.as_str() {
+            "histogram" => ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix) == Some(family)),
+            _ => name == family,
+        };
+        assert!(belongs, "`{name}` is not of family `{family}` ({kind})");
+        let previous = samples.insert((name.to_owned(), labels), value);
+        assert!(previous.is_none(), "repeated sample: {line}");
+    }
+    samples
+}
+
+fn parse_labels(mut text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (name, rest) = text.split_once("=\"").expect("label=\"value\"");
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().expect("closing quote") {
+                (i, '"') => break i,
+                (_, '\\') => value.push(match chars.next().expect("escape").1 {
+                    'n' => '\n',
+                    other => other,
+                }),
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(name.to_owned(), value);
+        text = rest[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&rest[end + 1..]);
+    }
+    labels
+}
+
+/// The samples of `name`, keyed by the value of its one label `label`.
+fn by_label(samples: &BTreeMap<Sample, f64>, name: &str, label: &str) -> BTreeMap<String, f64> {
+    samples
+        .iter()
+        .filter(|((n, _), _)| n == name)
+        .map(|((_, labels), v)| (labels[label].clone(), *v))
+        .collect()
+}
+
+#[tokio::test]
+async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
+    let db = testsupport::TestDb::new().await.unwrap();
+    let ts = testsupport::TestStream::new().await.unwrap();
+    let port = free_port();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("up")
+        .env("DATABASE_URL", db.url())
+        .env("NATS_URL", &ts.url)
+        .env("RUNLEDGER_STREAM", &ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+        .env("RUNLEDGER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUNLEDGER_TICK_INTERVAL", "1h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    eventually(Duration::from_secs(60), "runledger up to serve", || {
+        let (http, url) = (http.clone(), metrics_url.clone());
+        async move { http.get(url).send().await.ok() }
+    })
+    .await;
+
+    // A run of an issue that starts and succeeds: the reconciler classifies it, writes its
+    // summary and comments its result, and the projector folds those follow-ups too.
+    let publisher = Publisher::new(
+        ts.jetstream(),
+        Subjects::new(&ts.prefix).unwrap(),
+        PublisherSettings::default(),
+    );
+    for event_type in [
+        EventType::AgentRegistered,
+        EventType::IssueCreated,
+        EventType::RunStarted,
+        EventType::RunFinished,
+    ] {
+        publisher
+            .publish(&examples::event(event_type))
+            .await
+            .unwrap();
+    }
+
+    let client = db.client().await.unwrap();
+    let js = ts.jetstream();
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let (samples, stream_types, rules) = loop {
+        assert!(up.try_wait().unwrap().is_none(), "runledger up exited");
+        // What happened, from the stream and the reconciler's outbox ...
+        let last = js
+            .get_stream(&ts.stream)
+            .await
+            .unwrap()
+            .cached_info()
+            .state
+            .last_sequence;
+        let stream = js.get_stream(&ts.stream).await.unwrap();
+        let mut stream_types = BTreeMap::new();
+        for seq in 1..=last {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            let event = Event::from_slice(&message.payload).unwrap();
+            *stream_types
+                .entry(event.event_type().as_str().to_owned())
+                .or_insert(0.0) += 1.0;
+        }
+        let rules: BTreeMap<String, f64> = client
+            .query(
+                "SELECT rule, count(*) FROM runledger_reconciler.outbox GROUP BY rule",
+                &[],
+            )
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get(0), r.get::<_, i64>(1) as f64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unpublished: i64 = client
+            .query_one(
+                "SELECT count(*) FROM runledger_reconciler.outbox WHERE NOT published",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(1);
+        // ... and what /metrics says, once the projector has folded all of it.
+        let text = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let samples = parse_exposition(&text);
+        let position = samples
+            .get(&(
+                "runledger_projector_position".to_owned(),
+                [("consumer".to_owned(), "runledger-projector".to_owned())].into(),
+            ))
+            .copied();
+        let settled = !rules.is_empty()
+            && unpublished == 0
+            && position == Some(last as f64)
+            && by_label(&samples, "runledger_projector_events_total", "type") == stream_types
+            && by_label(&samples, "runledger_reconciler_decisions_total", "rule") == rules;
+        if settled {
+            break (samples, stream_types, rules);
+        }
+        assert!(
+            !deadline.passed(),
+            "metrics never matched the stream ({stream_types:?}) and the outbox ({rules:?}):\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // poll interval
+    };
+    let events: f64 = stream_types.values().sum();
+    assert!(
+        rules.contains_key(reconciler::engine::rule::LIVENESS),
+        "{rules:?}"
+    );
+    assert!(stream_types.contains_key("run.liveness_classified"));
+    let one = |name: &str| samples[&(name.to_owned(), BTreeMap::new())];
+    assert_eq!(one("runledger_projector_batch_size_sum"), events);
+    let batches = one("runledger_projector_batch_size_count");
+    assert!(batches >= 1.0);
+    assert_eq!(
+        one("runledger_projector_batch_duration_seconds_count"),
+        batches
+    );
+    assert_eq!(
+        by_label(
+            &samples,
+            "runledger_projector_events_applied_total",
+            "consumer"
+        )["runledger-projector"],
+        events
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(up.wait().unwrap().success());
 }

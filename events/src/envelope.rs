@@ -150,7 +150,9 @@ impl Event {
         let event = Event {
             id: wire.id.parse().ok()?,
             source: wire.source,
-            time: crate::timestamp::parse(wire.time)?,
+            time: DateTime::parse_from_rfc3339(wire.time)
+                .ok()?
+                .with_timezone(&Utc),
             company_id: wire.companyid.parse().ok()?,
             data: EventData::from_json_text(event_type, wire.data.get())?,
             extensions: Map::new(),

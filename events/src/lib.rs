@@ -19,7 +19,6 @@ pub mod run;
 pub mod schema;
 mod subject;
 pub mod tick;
-pub mod timestamp;
 pub mod upcast;
 mod vocab;
 pub mod wakeup;

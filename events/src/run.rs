@@ -66,7 +66,6 @@ pub struct RunActivity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When it happened (may precede the envelope `time`, which is when it was published).
-    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

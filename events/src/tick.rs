@@ -20,7 +20,6 @@ pub struct ReconcilerTicked {
     /// The same for every publisher of the same slot, so a slot is stored once.
     pub tick_id: TickId,
     /// The start of the slot: "now" for the sweeps this tick runs.
-    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

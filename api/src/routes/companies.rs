@@ -2,15 +2,16 @@
 //! is every company id seen in the read models (a company token sees only its own). Dead letters
 //! belong to a company when their subject (`<prefix>.<company>.<entity>.<id>`) names it.
 
-use super::{limit, Body, Doc, Method, MIN_SEQ};
+use super::{Body, Doc, Method};
 use crate::app::Shared;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::freshness::{fresh, position, snapshot};
 use crate::model::{Company, CompanyList, DeadLetter, DeadLetterList};
-use crate::params::{PathIds, QueryParams};
+use crate::params::{schema, Fresh, Limit, MinSeq, PathIds, Query};
 use axum::extract::State;
 use axum::response::Response;
+use serde::Deserialize;
 use uuid::Uuid;
 
 pub const LIST: Doc = Doc {
@@ -23,7 +24,7 @@ pub const LIST: Doc = Doc {
         company for a company token.",
     auth: true,
     fresh: true,
-    query: &[MIN_SEQ],
+    query: schema::<Fresh>,
     body: Body::Json(super::json::<CompanyList>),
 };
 
@@ -36,18 +37,25 @@ pub const DEAD_LETTERS: Doc = Doc {
     description: "Newest first, with the reason and the start of the payload.",
     auth: true,
     fresh: true,
-    query: &[limit(500, "Dead letters to return; default 50."), MIN_SEQ],
+    query: schema::<DeadLettersQuery>,
     body: Body::Json(super::json::<DeadLetterList>),
 };
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLettersQuery {
+    /// Dead letters to return; default 50.
+    limit: Limit<500, 50>,
+    min_seq: MinSeq,
+}
 
 pub(crate) async fn list(
     State(app): State<Shared>,
     access: Access,
-    q: QueryParams,
+    Query(q): Query<Fresh>,
 ) -> Result<Response, ApiError> {
-    q.check(&LIST)?;
     let only: Option<Uuid> = access.only_company();
-    let mut client = app.reader(&q).await?;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(
@@ -90,12 +98,11 @@ pub(crate) async fn dead_letters(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<DeadLettersQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
-    q.check(&DEAD_LETTERS)?;
-    let limit = q.int("limit", 1, 500, 50)?;
-    let mut client = app.reader(&q).await?;
+    let limit = q.limit.0;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let list = tx
         .prepare_cached(

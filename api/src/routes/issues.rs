@@ -4,7 +4,7 @@
 //! their own route.
 
 use super::ledger::{issue_exists, no_issue};
-use super::{limit, Body, Doc, Kind, Method, QueryParam, MIN_SEQ};
+use super::{Body, Doc, Method};
 use crate::app::Shared;
 use crate::auth::Access;
 use crate::error::ApiError;
@@ -13,9 +13,10 @@ use crate::model::{
     Children, ContinuationSummary, DocumentList, DocumentSummary, IssueDetail, IssueList,
     IssueResponse, IssueSummary,
 };
-use crate::params::{PathIds, QueryParams};
+use crate::params::{schema, Choices, Flag, Fresh, Limit, MinSeq, OneOf, PathIds, Query};
 use axum::extract::State;
 use axum::response::Response;
+use serde::Deserialize;
 use tokio_postgres::Row;
 
 /// Issue statuses (for filters).
@@ -38,22 +39,29 @@ pub const LIST: Doc = Doc {
     description: "With run counts and live (queued or running) run counts.",
     auth: true,
     fresh: true,
-    query: &[
-        QueryParam {
-            name: "status",
-            kind: Kind::OneOf(ISSUE_STATUSES),
-            description: "Only issues in this status.",
-        },
-        QueryParam {
-            name: "q",
-            kind: Kind::Text,
-            description: "Only issues whose identifier or title contains this text (any case).",
-        },
-        limit(200, "Issues to return; default 50."),
-        MIN_SEQ,
-    ],
+    query: schema::<ListQuery>,
     body: Body::Json(super::json::<IssueList>),
 };
+
+/// The values of `?status=`.
+#[derive(Debug)]
+pub struct IssueStatus;
+
+impl Choices for IssueStatus {
+    const VALUES: &'static [&'static str] = ISSUE_STATUSES;
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only issues in this status.
+    status: Option<OneOf<IssueStatus>>,
+    /// Only issues whose identifier or title contains this text (any case).
+    q: Option<String>,
+    /// Issues to return; default 50.
+    limit: Limit<200, 50>,
+    min_seq: MinSeq,
+}
 
 pub const GET: Doc = Doc {
     method: Method::Get,
@@ -65,7 +73,7 @@ pub const GET: Doc = Doc {
         done, 1 cancelled\").",
     auth: true,
     fresh: true,
-    query: &[MIN_SEQ],
+    query: schema::<Fresh>,
     body: Body::Json(super::json::<IssueResponse>),
 };
 
@@ -79,16 +87,17 @@ pub const DOCUMENTS: Doc = Doc {
         with `include_system=true`.",
     auth: true,
     fresh: true,
-    query: &[
-        QueryParam {
-            name: "include_system",
-            kind: Kind::Bool,
-            description: "Also list system documents (the continuation summary).",
-        },
-        MIN_SEQ,
-    ],
+    query: schema::<DocumentsQuery>,
     body: Body::Json(super::json::<DocumentList>),
 };
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DocumentsQuery {
+    /// Also list system documents (the continuation summary).
+    include_system: Flag,
+    min_seq: MinSeq,
+}
 
 pub const SUMMARY: Doc = Doc {
     method: Method::Get,
@@ -100,7 +109,7 @@ pub const SUMMARY: Doc = Doc {
         none has been written yet.",
     auth: true,
     fresh: true,
-    query: &[MIN_SEQ],
+    query: schema::<Fresh>,
     body: Body::Json(super::json::<ContinuationSummary>),
 };
 
@@ -129,14 +138,16 @@ pub(crate) async fn list(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
-    q.check(&LIST)?;
-    let status = q.text("status");
-    let text = q.text("q").map(str::to_lowercase);
-    let limit = q.int("limit", 1, 200, 50)?;
-    let mut client = app.reader(&q).await?;
+    let status = q.status.as_ref().map(|s| s.0.as_str());
+    let text =
+        q.q.as_deref()
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+    let limit = q.limit.0;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let sql = format!(
         "SELECT {ISSUE_COLUMNS}
@@ -190,12 +201,11 @@ pub(crate) async fn get(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<Fresh>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
-    q.check(&GET)?;
-    let mut client = app.reader(&q).await?;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let sql = format!(
         "SELECT {ISSUE_COLUMNS}, i.company_id, i.description, i.parent_id, i.checkout_run_id,
@@ -251,13 +261,12 @@ pub(crate) async fn documents(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<DocumentsQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
-    q.check(&DOCUMENTS)?;
-    let include_system = q.flag("include_system")?;
-    let mut client = app.reader(&q).await?;
+    let include_system = q.include_system.0;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(
@@ -308,12 +317,11 @@ pub(crate) async fn continuation_summary(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<Fresh>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
-    q.check(&SUMMARY)?;
-    let mut client = app.reader(&q).await?;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(

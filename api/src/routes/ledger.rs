@@ -10,17 +10,18 @@
 //! snapshot. The counts (for "N older runs not shown") are the only part that grows with the
 //! ledger: two index-only scans.
 
-use super::{limit, Body, Doc, Method, MIN_SEQ};
+use super::{Body, Doc, Method};
 use crate::app::Shared;
 use crate::auth::Access;
 use crate::columns::ledger_row;
 use crate::error::ApiError;
 use crate::freshness::fresh;
 use crate::model::{LedgerPage, LedgerRow};
-use crate::params::{PathIds, QueryParams};
+use crate::params::{schema, Limit, MinSeq, PathIds, Query};
 use axum::extract::State;
 use axum::response::Response;
 use deadpool_postgres::Transaction;
+use serde::Deserialize;
 use uuid::Uuid;
 
 pub const LEDGER: Doc = Doc {
@@ -34,15 +35,17 @@ pub const LEDGER: Doc = Doc {
         `hidden_count` (\"N older runs not shown\").",
     auth: true,
     fresh: true,
-    query: &[
-        limit(
-            100,
-            "Rows to return; default 8, as the reference ledger shows.",
-        ),
-        MIN_SEQ,
-    ],
+    query: schema::<LedgerQuery>,
     body: Body::Json(super::json::<LedgerPage>),
 };
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerQuery {
+    /// Rows to return; default 8, as the reference ledger shows.
+    limit: Limit<100, 8>,
+    min_seq: MinSeq,
+}
 
 /// One statement, so one snapshot: the position, whether the issue exists, the ledger's size and
 /// the page (a single row of NULL run columns when the page is empty).
@@ -180,13 +183,12 @@ pub(crate) async fn ledger(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let issue = ids.uuid("issue")?;
-    q.check(&LEDGER)?;
-    let limit = q.int("limit", 1, 100, 8)?;
-    let client = app.reader(&q).await?;
+    let limit = q.limit.0;
+    let client = app.reader(q.min_seq).await?;
     let Page {
         position,
         issue_exists,

@@ -1,14 +1,15 @@
 //! The route table: every route is declared once, here, with its [`Doc`] (method, path, query
 //! parameters, response), and both the router and the OpenAPI document are built from this table.
-//! Handlers check their query strings against the same `Doc`, so the documented parameters are
-//! exactly the accepted ones. `api/tests/it/openapi.rs` fails when a documented route is not served
-//! or a route is added outside this table.
+//! A route's query parameters are one struct (`crate::params`), which its handler extracts and its
+//! `Doc` documents, so the documented parameters are exactly the accepted ones.
+//! `api/tests/it/openapi.rs` fails when a documented route is not served, a route is added outside
+//! this table, or a route accepts a parameter it does not document.
 
 mod companies;
 mod issues;
 mod ledger;
 mod ops;
-mod runs;
+pub(crate) mod runs;
 mod session;
 mod wakeups;
 
@@ -44,24 +45,6 @@ impl Method {
     }
 }
 
-/// Type of a query parameter.
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    Uuid,
-    Int { min: i64, max: i64 },
-    OneOf(&'static [&'static str]),
-    Bool,
-    Text,
-}
-
-/// A documented query parameter.
-#[derive(Clone, Copy, Debug)]
-pub struct QueryParam {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub description: &'static str,
-}
-
 /// What a route answers with.
 #[derive(Clone, Copy)]
 pub enum Body {
@@ -93,28 +76,9 @@ pub struct Doc {
     pub auth: bool,
     /// Takes `?min_seq=` and reports its position.
     pub fresh: bool,
-    pub query: &'static [QueryParam],
+    /// The query parameters: [`crate::params::schema`] of the struct the handler extracts.
+    pub query: fn() -> Schema,
     pub body: Body,
-}
-
-/// `?min_seq=`, on every route that reads the projections.
-pub const MIN_SEQ: QueryParam = QueryParam {
-    name: "min_seq",
-    kind: Kind::Int {
-        min: 0,
-        max: i64::MAX,
-    },
-    description: "Wait (briefly) until the projector has committed this stream sequence; 503 \
-                  `not_reached` if it does not in time.",
-};
-
-/// A `limit` parameter.
-pub const fn limit(max: i64, description: &'static str) -> QueryParam {
-    QueryParam {
-        name: "limit",
-        kind: Kind::Int { min: 1, max },
-        description,
-    }
 }
 
 /// Every route: its documentation and its handler.

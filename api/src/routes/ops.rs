@@ -25,7 +25,7 @@ pub const HEALTHZ: Doc = Doc {
         when PostgreSQL does not answer. No token needed.",
     auth: false,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<crate::params::NoParams>,
     body: Body::Json(super::json::<Health>),
 };
 
@@ -40,8 +40,8 @@ pub const METRICS: Doc = Doc {
         into the in-process registry. No token needed.",
     auth: false,
     fresh: false,
-    query: &[],
-    body: Body::Text("text/plain; version=0.0.4; charset=utf-8"),
+    query: crate::params::schema::<crate::params::NoParams>,
+    body: Body::Text(crate::metrics::CONTENT_TYPE),
 };
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,7 +75,10 @@ async fn projector_row(app: &Shared) -> Result<(i64, i64, i64), String> {
         .unwrap_or_else(|_| Err("PostgreSQL did not answer within 2 s".into()))
 }
 
-pub(crate) async fn healthz(State(app): State<Shared>) -> Response {
+pub(crate) async fn healthz(
+    State(app): State<Shared>,
+    _: crate::params::Query<crate::params::NoParams>,
+) -> Response {
     let started = Instant::now();
     let (row, stream) = tokio::join!(projector_row(&app), async {
         let started = Instant::now();
@@ -173,7 +176,10 @@ async fn db_snapshot(app: &Shared) -> Result<DbSnapshot, String> {
         .unwrap_or_else(|_| Err("PostgreSQL did not answer within 2 s".into()))
 }
 
-pub(crate) async fn metrics(State(app): State<Shared>) -> Response {
+pub(crate) async fn metrics(
+    State(app): State<Shared>,
+    _: crate::params::Query<crate::params::NoParams>,
+) -> Response {
     let (db, stream) = tokio::join!(db_snapshot(&app), stream_last_seq(&app));
     let db = db
         .map_err(|e| tracing::warn!(error = %e, "metrics: cannot read PostgreSQL"))
@@ -189,7 +195,7 @@ pub(crate) async fn metrics(State(app): State<Shared>) -> Response {
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

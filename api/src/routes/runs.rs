@@ -1,16 +1,17 @@
 //! Runs of a company: the list (`?status=running` = live runs), one run with everything the read
 //! model knows, and its timeline.
 
-use super::{limit, Body, Doc, Kind, Method, QueryParam, MIN_SEQ};
+use super::{Body, Doc, Method};
 use crate::app::Shared;
 use crate::auth::Access;
 use crate::columns::ledger_row;
 use crate::error::ApiError;
 use crate::freshness::{fresh, position, snapshot};
 use crate::model::{RunDetail, RunEvent, RunList, RunListItem, RunResponse, RunTimeline};
-use crate::params::{PathIds, QueryParams};
+use crate::params::{schema, Choices, Fresh, Id, Limit, MinSeq, OneOf, PathIds, Query, Seq};
 use axum::extract::State;
 use axum::response::Response;
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Run statuses, plus `live` (queued or running).
@@ -33,22 +34,29 @@ pub const LIST: Doc = Doc {
     description: "Each with its ledger fields and its issue.",
     auth: true,
     fresh: true,
-    query: &[
-        QueryParam {
-            name: "status",
-            kind: Kind::OneOf(RUN_STATUSES),
-            description: "Only runs in this status; `live` = queued or running.",
-        },
-        QueryParam {
-            name: "agent",
-            kind: Kind::Uuid,
-            description: "Only runs of this agent.",
-        },
-        limit(500, "Runs to return; default 100."),
-        MIN_SEQ,
-    ],
+    query: schema::<ListQuery>,
     body: Body::Json(super::json::<RunList>),
 };
+
+/// The values of `?status=`.
+#[derive(Debug)]
+pub struct RunStatus;
+
+impl Choices for RunStatus {
+    const VALUES: &'static [&'static str] = RUN_STATUSES;
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only runs in this status; `live` = queued or running.
+    status: Option<OneOf<RunStatus>>,
+    /// Only runs of this agent.
+    agent: Option<Id>,
+    /// Runs to return; default 100.
+    limit: Limit<500, 100>,
+    min_seq: MinSeq,
+}
 
 pub const GET: Doc = Doc {
     method: Method::Get,
@@ -59,7 +67,7 @@ pub const GET: Doc = Doc {
     description: "",
     auth: true,
     fresh: true,
-    query: &[MIN_SEQ],
+    query: schema::<Fresh>,
     body: Body::Json(super::json::<RunResponse>),
 };
 
@@ -72,20 +80,19 @@ pub const EVENTS: Doc = Doc {
     description: "Page with `after_seq` = the previous page's `next_after_seq`.",
     auth: true,
     fresh: true,
-    query: &[
-        QueryParam {
-            name: "after_seq",
-            kind: Kind::Int {
-                min: 0,
-                max: i64::MAX,
-            },
-            description: "Only entries made by events after this stream sequence.",
-        },
-        limit(1000, "Entries to return; default 200."),
-        MIN_SEQ,
-    ],
+    query: schema::<EventsQuery>,
     body: Body::Json(super::json::<RunTimeline>),
 };
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only entries made by events after this stream sequence.
+    after_seq: Seq,
+    /// Entries to return; default 200.
+    limit: Limit<1000, 200>,
+    min_seq: MinSeq,
+}
 
 fn no_run(company: Uuid, run: Uuid) -> ApiError {
     ApiError::not_found(format!("no run {run} in company {company}"))
@@ -95,18 +102,17 @@ pub(crate) async fn list(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
-    q.check(&LIST)?;
-    let statuses: Option<Vec<String>> = match q.text("status") {
+    let statuses: Option<Vec<String>> = match q.status.as_ref().map(|s| s.0.as_str()) {
         None => None,
         Some("live") => Some(vec!["queued".into(), "running".into()]),
         Some(s) => Some(vec![s.to_owned()]),
     };
-    let agent = q.uuid("agent")?;
-    let limit = q.int("limit", 1, 500, 100)?;
-    let mut client = app.reader(&q).await?;
+    let agent = q.agent.map(|a| a.0);
+    let limit = q.limit.0;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(concat!(
@@ -146,12 +152,11 @@ pub(crate) async fn get(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<Fresh>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let run = ids.uuid("run")?;
-    q.check(&GET)?;
-    let mut client = app.reader(&q).await?;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(concat!(
@@ -207,14 +212,13 @@ pub(crate) async fn events(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let run = ids.uuid("run")?;
-    q.check(&EVENTS)?;
-    let after = q.int("after_seq", 0, i64::MAX, 0)?;
-    let limit = q.int("limit", 1, 1000, 200)?;
-    let mut client = app.reader(&q).await?;
+    let after = q.after_seq.0;
+    let limit = q.limit.0;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let exists = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = $1 AND company_id = $2)")

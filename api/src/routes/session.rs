@@ -7,6 +7,7 @@ use crate::app::Shared;
 use crate::auth::{Access, COOKIE};
 use crate::error::ApiError;
 use crate::model::Session;
+use crate::params::{NoParams, Query};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +23,7 @@ pub const GET: Doc = Doc {
         configured, loopback only). 401 without a valid token.",
     auth: true,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<NoParams>,
     body: Body::Json(super::json::<Session>),
 };
 
@@ -37,7 +38,7 @@ pub const CREATE: Doc = Doc {
         use.",
     auth: true,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<NoParams>,
     body: Body::Json(super::json::<Session>),
 };
 
@@ -50,7 +51,7 @@ pub const DELETE: Doc = Doc {
     description: "",
     auth: false,
     fresh: false,
-    query: &[],
+    query: crate::params::schema::<NoParams>,
     body: Body::Empty,
 };
 
@@ -71,7 +72,7 @@ fn session(access: Access) -> Session {
     }
 }
 
-pub(crate) async fn get(access: Access) -> Response {
+pub(crate) async fn get(access: Access, _: Query<NoParams>) -> Response {
     let mut response = Json(session(access)).into_response();
     response
         .headers_mut()
@@ -82,6 +83,7 @@ pub(crate) async fn get(access: Access) -> Response {
 pub(crate) async fn create(
     State(_app): State<Shared>,
     access: Access,
+    _: Query<NoParams>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut response = Json(session(access)).into_response();
@@ -98,7 +100,7 @@ pub(crate) async fn create(
     Ok(response)
 }
 
-pub(crate) async fn delete() -> Response {
+pub(crate) async fn delete(_: Query<NoParams>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

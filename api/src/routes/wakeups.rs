@@ -1,14 +1,15 @@
 //! Wakeup requests of a company, newest first, filterable by agent, status and issue.
 
-use super::{limit, Body, Doc, Kind, Method, QueryParam, MIN_SEQ};
+use super::{Body, Doc, Method};
 use crate::app::Shared;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::freshness::{fresh, position, snapshot};
 use crate::model::{Wakeup, WakeupList};
-use crate::params::{PathIds, QueryParams};
+use crate::params::{schema, Choices, Id, Limit, MinSeq, OneOf, PathIds, Query};
 use axum::extract::State;
 use axum::response::Response;
+use serde::Deserialize;
 
 pub const WAKEUP_STATUSES: &[&str] = &[
     "queued",
@@ -30,41 +31,44 @@ pub const LIST: Doc = Doc {
     description: "",
     auth: true,
     fresh: true,
-    query: &[
-        QueryParam {
-            name: "agent",
-            kind: Kind::Uuid,
-            description: "Only wakeups of this agent.",
-        },
-        QueryParam {
-            name: "status",
-            kind: Kind::OneOf(WAKEUP_STATUSES),
-            description: "Only wakeups in this status.",
-        },
-        QueryParam {
-            name: "issue",
-            kind: Kind::Uuid,
-            description: "Only wakeups for this issue.",
-        },
-        limit(500, "Wakeups to return; default 100."),
-        MIN_SEQ,
-    ],
+    query: schema::<ListQuery>,
     body: Body::Json(super::json::<WakeupList>),
 };
+
+/// The values of `?status=`.
+#[derive(Debug)]
+pub struct WakeupStatus;
+
+impl Choices for WakeupStatus {
+    const VALUES: &'static [&'static str] = WAKEUP_STATUSES;
+}
+
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only wakeups of this agent.
+    agent: Option<Id>,
+    /// Only wakeups in this status.
+    status: Option<OneOf<WakeupStatus>>,
+    /// Only wakeups for this issue.
+    issue: Option<Id>,
+    /// Wakeups to return; default 100.
+    limit: Limit<500, 100>,
+    min_seq: MinSeq,
+}
 
 pub(crate) async fn list(
     State(app): State<Shared>,
     access: Access,
     ids: PathIds,
-    q: QueryParams,
+    Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
-    q.check(&LIST)?;
-    let agent = q.uuid("agent")?;
-    let issue = q.uuid("issue")?;
-    let status = q.text("status");
-    let limit = q.int("limit", 1, 500, 100)?;
-    let mut client = app.reader(&q).await?;
+    let agent = q.agent.map(|a| a.0);
+    let issue = q.issue.map(|i| i.0);
+    let status = q.status.as_ref().map(|s| s.0.as_str());
+    let limit = q.limit.0;
+    let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let statement = tx
         .prepare_cached(

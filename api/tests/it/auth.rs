@@ -256,6 +256,26 @@ async fn malformed_ids_and_parameters_are_400s_naming_the_parameter() {
             format!("/v1/companies/{c}/issues/{i}/runs/stream?since=soon"),
             "query parameter `since`",
         ),
+        (
+            format!("/v1/companies/{c}/issues/{i}/runs?limit=1&limit=100"),
+            "query parameter `limit` is given more than once",
+        ),
+        (
+            format!("/v1/companies/{c}/runs?status=running&agent=bob&status=failed"),
+            "query parameter `agent` must be a UUID, got `bob`",
+        ),
+        (
+            format!("/v1/companies/{c}/runs/{r}?min_seq=1&min_seq=1"),
+            "query parameter `min_seq` is given more than once",
+        ),
+        (
+            format!("/v1/companies/{c}/runs/{r}?limit=5"),
+            "unknown query parameter `limit`; this route takes: min_seq",
+        ),
+        (
+            "/healthz?verbose=1".to_owned(),
+            "unknown query parameter `verbose`; this route takes: none",
+        ),
     ];
     for (path, message) in cases {
         let reply = h.get(&path, Some(ADMIN)).await;

@@ -1,32 +1,43 @@
-//! The dashboard in a real browser: headless Chromium, driven over WebDriver (`chromedriver`),
-//! loads the page against a live runledger (real events through NATS, the projector running as a
-//! task), signs in with a company token, checks the rendered ledger, watches the running run finish
-//! live over Server-Sent Events, opens the run's timeline and the handoff card's deep link, and
-//! saves screenshots under `target/` (`dashboard.png`; `dashboard-live.png` before the finish,
-//! `dashboard-timeline.png`, `dashboard-summary.png`).
+//! The dashboard in a real browser: headless Chromium, driven over WebDriver (`chromedriver`,
+//! through the `fantoccini` client), loads the page against a live runledger (real events through
+//! NATS, the projector running as a task), signs in with a company token, checks the rendered
+//! ledger, watches the running run finish live over Server-Sent Events, opens the run's timeline
+//! and the handoff card's deep link, and saves screenshots under `target/` (`dashboard.png`;
+//! `dashboard-live.png` before the finish, `dashboard-timeline.png`, `dashboard-summary.png`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/services.sh installs them).
 
 use crate::helpers::{tokens, Harness, Projection, World};
-use base64::Engine;
 use events::*;
+use fantoccini::{ClientBuilder, Locator};
+use futures::FutureExt;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use testsupport::{eventually, Deadline};
 
 const TOKEN: &str = "dashboard-company-token-0123";
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A chromedriver process and one browser session.
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
+/// The chromedriver process and the browser's profile directory, both gone on drop.
+struct Driver {
+    process: Child,
     profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// One browser session on its own chromedriver.
+struct Browser {
+    client: fantoccini::Client,
+    driver: Driver,
 }
 
 impl Browser {
@@ -36,12 +47,15 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new("chromedriver")
+        let process = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver runs (apt-get install chromium chromium-driver; scripts/services.sh does)");
+        let profile =
+            std::env::temp_dir().join(format!("rl-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let driver = Driver { process, profile };
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let status = format!("{base}/status");
@@ -53,9 +67,8 @@ impl Browser {
             }
         })
         .await;
-        let profile =
-            std::env::temp_dir().join(format!("rl-chromium-{}", uuid::Uuid::new_v4().simple()));
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
+        // A new empty profile, and nothing that reaches beyond this machine.
+        let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -63,89 +76,56 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     "--disable-dev-shm-usage", "--window-size=1366,768", "--hide-scrollbars",
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", driver.profile.display()),
                 ],
             },
-        }}});
-        let created: Value = http
-            .post(format!("{base}/session"))
-            .json(&capabilities)
-            .send()
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object")
+        };
+        // Plain HTTP to the local chromedriver: no TLS connector needed.
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&base)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session = created["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a browser session: {created}"))
-            .to_owned();
-        Self {
-            driver,
-            base,
-            session,
-            http,
-            profile,
-        }
+            .expect("a browser session");
+        Self { client, driver }
     }
 
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let reply: Value = request.send().await.unwrap().json().await.unwrap();
-        if reply["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {}", reply["value"]);
-        }
-        reply["value"].clone()
+    /// Ends the session (chromedriver then closes the browser, which runs in a process group of
+    /// its own, so killing chromedriver alone would leave it running) and stops chromedriver.
+    async fn close(self) {
+        let _ = self.client.close().await;
+        drop(self.driver);
     }
 
     async fn goto(&self, url: &str) {
-        self.command(reqwest::Method::POST, "/url", Some(json!({"url": url})))
-            .await;
+        self.client.goto(url).await.unwrap();
     }
 
-    /// Runs `body` (a function body; `arguments` available) in the page.
+    /// Runs `body` (a function body) in the page.
     async fn script(&self, body: &str) -> Value {
-        self.command(
-            reqwest::Method::POST,
-            "/execute/sync",
-            Some(json!({"script": body, "args": []})),
-        )
-        .await
-    }
-
-    async fn element(&self, css: &str) -> String {
-        let found = self
-            .command(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        found[ELEMENT].as_str().unwrap().to_owned()
+        self.client.execute(body, Vec::new()).await.unwrap()
     }
 
     async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css).await;
-        self.command(
-            reqwest::Method::POST,
-            &format!("/element/{id}/value"),
-            Some(json!({"text": text})),
-        )
-        .await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
     }
 
     /// Polls `condition` (a JS expression) until it is truthy; returns its value.
@@ -168,66 +148,12 @@ impl Browser {
     }
 
     async fn screenshot(&self, name: &str) -> PathBuf {
-        let data = self
-            .command(reqwest::Method::GET, "/screenshot", None)
-            .await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(data.as_str().unwrap())
-            .unwrap();
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target")
-            .join(name);
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
         std::fs::write(&path, png).unwrap();
         path
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Ending the session makes chromedriver close the browser (which runs in a process group
-        // of its own, so killing chromedriver alone would leave it running). Synchronous, so it
-        // also happens when the test fails half-way.
-        let address = self.base.trim_start_matches("http://").to_owned();
-        if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let request = format!(
-                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                self.session
-            );
-            if stream.write_all(request.as_bytes()).is_ok() {
-                read_response(&mut stream);
-            }
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// Reads one HTTP response (headers and `Content-Length` body), without waiting for the
-/// connection to close.
-fn read_response(stream: &mut std::net::TcpStream) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&buffer);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buffer.len() >= end + 4 + length {
-                return;
-            }
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
     }
 }
 
@@ -258,6 +184,18 @@ async fn the_dashboard_shows_the_ledger_and_follows_it_live_in_chromium() {
     assert_eq!(h.ok(&ledger).await["total"], 10, "projected");
 
     let browser = Browser::start().await;
+    // The session is closed (and the browser with it) whether the checks pass or not.
+    let checked = AssertUnwindSafe(check_dashboard(&browser, &mut w, &mut h, &runs))
+        .catch_unwind()
+        .await;
+    browser.close().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    h.shutdown().await;
+}
+
+async fn check_dashboard(browser: &Browser, w: &mut World, h: &mut Harness, runs: &[RunId]) {
     let page = format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue);
     browser.goto(&page).await;
     browser
@@ -441,6 +379,4 @@ async fn the_dashboard_shows_the_ledger_and_follows_it_live_in_chromium() {
         "{card}"
     );
     browser.screenshot("dashboard-summary.png").await;
-    drop(browser);
-    h.shutdown().await;
 }

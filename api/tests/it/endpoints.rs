@@ -388,7 +388,7 @@ async fn companies_dead_letters_health_and_metrics() {
         std::time::Duration::from_millis(4),
     );
     h.registry
-        .record_reconciler_decision("run_liveness_continuation");
+        .record_reconciler_decisions("run_liveness_continuation", 1);
     let metrics = h.http.get(h.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"]

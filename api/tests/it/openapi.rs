@@ -1,6 +1,7 @@
 //! The OpenAPI document against the server: every documented operation is served (not the
 //! fallback, not 405), every served route is documented (routes are only added through the route
-//! table, and the methods a path does not document are 405), parameters and `$ref`s are
+//! table, and the methods a path does not document are 405), every route takes exactly its
+//! documented query parameters (an unknown one is a 400 naming it), parameters and `$ref`s are
 //! consistent, and real responses have the documented shape.
 
 use crate::helpers::{tokens, Harness, Projection, World, ADMIN};
@@ -52,6 +53,29 @@ fn assert_shape(doc: &Value, schema: &Value, body: &Value, what: &str) {
     }
 }
 
+fn request_to(h: &Harness, method: &str, url: &str) -> reqwest::RequestBuilder {
+    match method {
+        "get" => h.http.get(h.url(url)),
+        "post" => h.http.post(h.url(url)),
+        "delete" => h.http.delete(h.url(url)),
+        other => panic!("unexpected method {other}"),
+    }
+}
+
+/// A value a documented query parameter's schema allows.
+fn example(schema: &Value) -> String {
+    if let Some(first) = schema["enum"].as_array().and_then(|values| values.first()) {
+        return first.as_str().unwrap().to_owned();
+    }
+    match schema["type"].as_str() {
+        Some("integer") => schema["minimum"].as_i64().unwrap_or(0).to_string(),
+        Some("boolean") => "true".into(),
+        Some("string") if schema["format"] == "uuid" => uuid::Uuid::new_v4().to_string(),
+        Some("string") => "text".into(),
+        other => panic!("a query parameter of type {other:?}: {schema}"),
+    }
+}
+
 #[tokio::test]
 async fn the_document_matches_the_served_routes() {
     let mut w = World::new();
@@ -96,18 +120,59 @@ async fn the_document_matches_the_served_routes() {
                 .replace("{company}", &w.company.to_string())
                 .replace("{issue}", &w.issue.to_string())
                 .replace("{run}", &runs[9].to_string());
-            let request = match method.as_str() {
-                "get" => h.http.get(h.url(&url)),
-                "post" => h.http.post(h.url(&url)),
-                "delete" => h.http.delete(h.url(&url)),
-                other => panic!("unexpected method {other}"),
-            };
-            let response = request.bearer_auth(ADMIN).send().await.unwrap();
+            let response = request_to(&h, method, &url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
             let status = response.status().as_u16();
             assert!(
                 (200..300).contains(&status),
                 "{method} {path} is documented but answers {status}"
             );
+            // A parameter the route does not take is a 400 that names it, whatever the route.
+            let unknown = request_to(&h, method, &format!("{url}?zz_unknown=1"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(unknown.status(), 400, "{method} {path}?zz_unknown=1");
+            let message = unknown.json::<Value>().await.unwrap()["message"].clone();
+            assert!(
+                message
+                    .as_str()
+                    .unwrap()
+                    .starts_with("unknown query parameter `zz_unknown`; this route takes: "),
+                "{method} {path}: {message}"
+            );
+            // Every documented parameter is taken (with a value its schema allows).
+            let documented: Vec<(String, String)> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap().to_owned(),
+                        example(&p["schema"]),
+                    )
+                })
+                .collect();
+            if !documented.is_empty() {
+                let query: Vec<String> =
+                    documented.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                let taken = request_to(&h, method, &format!("{url}?{}", query.join("&")))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    taken.status().is_success(),
+                    "{method} {path}?{}: {}",
+                    query.join("&"),
+                    taken.text().await.unwrap()
+                );
+            }
             // Methods a path does not document are not served.
             if !item.as_object().unwrap().contains_key("put") {
                 let put = h

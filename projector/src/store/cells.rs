@@ -1,546 +1,392 @@
-//! Rows serialized straight into typed column arrays (the input of [`crate::store::columns::insert`]).
+//! Rows as PostgreSQL values: each read-model row type says which columns it has ([`Row`],
+//! declared with `row!`), and each field becomes a [`Cell`], a value in PostgreSQL's binary format
+//! (uuids as 16 bytes, times as microseconds, `jsonb` as its JSON text), with no text detour.
 //!
-//! Why a serde serializer of its own: going through `serde_json::Value` built a map with an
-//! allocated key and value for every field of every row, then looked each column up in it, then
-//! parsed uuids back from their text; for a replay that was about a fifth of the projector's CPU.
-//! Here each field goes from the row's own `Serialize` straight into its column's vector: uuids
-//! as their 16 bytes (the serializer says it is not human-readable), integers and booleans as
-//! they are, and a `jsonb` column's value as its JSON text.
-//!
-//! What it checks is what the JSON path checked: every field must have a column of a type it
-//! fits, and every row of a batch must have the same fields.
+//! The column names are the row type's field names (or an explicit name where the field is
+//! renamed), and `row!` destructures the row without `..`, so a field added to a row type without
+//! a column here does not compile. The catalog check of names and types happens where rows are
+//! written ([`crate::store::columns`]).
 
-use crate::fold::model::Time;
-use crate::store::columns::{SqlType, TableTypes};
-use bytes::BufMut;
-use serde::ser::{self, Impossible, Serialize};
+use crate::fold::model::*;
+use bytes::{BufMut, BytesMut};
+use serde_json::{Map, Value};
 use std::error::Error;
-use std::fmt;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use uuid::Uuid;
 
-/// Why a row cannot be written; the message names the table and column.
-#[derive(Debug)]
-pub(crate) struct CellError(pub String);
+/// A row of a read-model table.
+pub(crate) trait Row {
+    /// The columns, in the order [`Row::push_cells`] fills them.
+    const COLUMNS: &'static [&'static str];
 
-impl fmt::Display for CellError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+    /// Appends this row's value of each column to that column (one vector per column).
+    fn push_cells<'a>(&'a self, columns: &mut [Vec<Cell<'a>>]);
+}
+
+impl<R: Row> Row for &R {
+    const COLUMNS: &'static [&'static str] = R::COLUMNS;
+
+    fn push_cells<'a>(&'a self, columns: &mut [Vec<Cell<'a>>]) {
+        (**self).push_cells(columns)
     }
 }
 
-impl Error for CellError {}
+/// One field's value, typed as its column must be.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cell<'a> {
+    Uuid(Option<Uuid>),
+    Text(Option<&'a str>),
+    Int2(Option<i16>),
+    Int4(Option<i32>),
+    Int8(Option<i64>),
+    Bool(Option<bool>),
+    Timestamptz(Option<Time>),
+    /// A JSON null is SQL NULL (what the rows held when they were written as JSON records).
+    Jsonb(Option<&'a Value>),
+    JsonbObject(&'a Map<String, Value>),
+}
 
-impl ser::Error for CellError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
+impl Cell<'_> {
+    /// The column type this value is written as.
+    pub(crate) fn sql_type(&self) -> Type {
+        match self {
+            Cell::Uuid(_) => Type::UUID,
+            Cell::Text(_) => Type::TEXT,
+            Cell::Int2(_) => Type::INT2,
+            Cell::Int4(_) => Type::INT4,
+            Cell::Int8(_) => Type::INT8,
+            Cell::Bool(_) => Type::BOOL,
+            Cell::Timestamptz(_) => Type::TIMESTAMPTZ,
+            Cell::Jsonb(_) | Cell::JsonbObject(_) => Type::JSONB,
+        }
+    }
+
+    /// The array type of a column of these values (`unnest`'s input).
+    pub(crate) fn array_type(&self) -> Type {
+        match self {
+            Cell::Uuid(_) => Type::UUID_ARRAY,
+            Cell::Text(_) => Type::TEXT_ARRAY,
+            Cell::Int2(_) => Type::INT2_ARRAY,
+            Cell::Int4(_) => Type::INT4_ARRAY,
+            Cell::Int8(_) => Type::INT8_ARRAY,
+            Cell::Bool(_) => Type::BOOL_ARRAY,
+            Cell::Timestamptz(_) => Type::TIMESTAMPTZ_ARRAY,
+            Cell::Jsonb(_) | Cell::JsonbObject(_) => Type::JSONB_ARRAY,
+        }
     }
 }
 
-/// A `jsonb` value as JSON text, sent in PostgreSQL's binary `jsonb` format (version 1 + text).
-#[derive(Debug)]
-pub(crate) struct RawJsonb(Vec<u8>);
+/// `jsonb`'s binary format: a version byte, then the JSON text.
+fn jsonb(
+    value: &impl serde::Serialize,
+    out: &mut BytesMut,
+) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    out.put_u8(1);
+    serde_json::to_writer(out.writer(), value)?;
+    Ok(IsNull::No)
+}
 
-impl ToSql for RawJsonb {
+impl ToSql for Cell<'_> {
     fn to_sql(
         &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
+        ty: &Type,
+        out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_u8(1);
-        out.put_slice(&self.0);
-        Ok(IsNull::No)
+        // The column types were checked against the catalog; this guards the protocol.
+        if *ty != self.sql_type() {
+            return Err(
+                format!("a `{}` value cannot be written as `{ty}`", self.sql_type()).into(),
+            );
+        }
+        match self {
+            Cell::Uuid(v) => v.to_sql(ty, out),
+            Cell::Text(v) => v.to_sql(ty, out),
+            Cell::Int2(v) => v.to_sql(ty, out),
+            Cell::Int4(v) => v.to_sql(ty, out),
+            Cell::Int8(v) => v.to_sql(ty, out),
+            Cell::Bool(v) => v.to_sql(ty, out),
+            Cell::Timestamptz(v) => v.to_sql(ty, out),
+            Cell::Jsonb(None | Some(Value::Null)) => Ok(IsNull::Yes),
+            Cell::Jsonb(Some(v)) => jsonb(v, out),
+            Cell::JsonbObject(v) => jsonb(v, out),
+        }
     }
 
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
+    /// Which type a cell takes depends on its variant: [`Cell::to_sql`] checks it.
+    fn accepts(_: &Type) -> bool {
+        true
     }
 
     to_sql_checked!();
 }
 
-/// One column's values, typed.
-pub(crate) enum Values {
-    Uuid(Vec<Option<Uuid>>),
-    Text(Vec<Option<String>>),
-    Int2(Vec<Option<i16>>),
-    Int4(Vec<Option<i32>>),
-    Int8(Vec<Option<i64>>),
-    Bool(Vec<Option<bool>>),
-    Timestamptz(Vec<Option<Time>>),
-    Jsonb(Vec<Option<RawJsonb>>),
-}
-
-impl Values {
-    fn new(t: SqlType, capacity: usize) -> Self {
-        match t {
-            SqlType::Uuid => Self::Uuid(Vec::with_capacity(capacity)),
-            SqlType::Text => Self::Text(Vec::with_capacity(capacity)),
-            SqlType::Int2 => Self::Int2(Vec::with_capacity(capacity)),
-            SqlType::Int4 => Self::Int4(Vec::with_capacity(capacity)),
-            SqlType::Int8 => Self::Int8(Vec::with_capacity(capacity)),
-            SqlType::Bool => Self::Bool(Vec::with_capacity(capacity)),
-            SqlType::Timestamptz => Self::Timestamptz(Vec::with_capacity(capacity)),
-            SqlType::Jsonb => Self::Jsonb(Vec::with_capacity(capacity)),
-        }
-    }
-
-    /// The value of row `i` (for `COPY`).
-    pub(crate) fn element(&self, i: usize) -> &(dyn ToSql + Sync) {
-        match self {
-            Self::Uuid(v) => &v[i],
-            Self::Text(v) => &v[i],
-            Self::Int2(v) => &v[i],
-            Self::Int4(v) => &v[i],
-            Self::Int8(v) => &v[i],
-            Self::Bool(v) => &v[i],
-            Self::Timestamptz(v) => &v[i],
-            Self::Jsonb(v) => &v[i],
-        }
-    }
-
-    pub(crate) fn as_param(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Self::Uuid(v) => v,
-            Self::Text(v) => v,
-            Self::Int2(v) => v,
-            Self::Int4(v) => v,
-            Self::Int8(v) => v,
-            Self::Bool(v) => v,
-            Self::Timestamptz(v) => v,
-            Self::Jsonb(v) => v,
-        }
-    }
-
-    /// Appends a JSON-serialized value (`jsonb` columns only).
-    fn push_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<bool, CellError> {
-        let Self::Jsonb(v) = self else {
-            return Ok(false);
-        };
-        let text = serde_json::to_vec(value).map_err(|e| CellError(e.to_string()))?;
-        // A JSON null in a jsonb column is SQL NULL, as `jsonb_populate_recordset` made it.
-        v.push((text != b"null").then_some(RawJsonb(text)));
-        Ok(true)
-    }
-
-    /// Appends `cell`, or gives it back if it does not fit the column's type.
-    fn push(&mut self, cell: Cell) -> Result<(), Cell> {
-        fn int<T: TryFrom<i64> + TryFrom<u64>>(cell: Cell) -> Result<Option<T>, Cell> {
-            match cell {
-                Cell::Null => Ok(None),
-                Cell::Int(i) => T::try_from(i).map(Some).map_err(|_| Cell::Int(i)),
-                Cell::UInt(u) => T::try_from(u).map(Some).map_err(|_| Cell::UInt(u)),
-                other => Err(other),
+/// `From<&field>` for each field type of the row types.
+macro_rules! cells {
+    ($($t:ty => $variant:ident($convert:expr)),* $(,)?) => {$(
+        impl<'a> From<&'a $t> for Cell<'a> {
+            fn from(v: &'a $t) -> Self {
+                Cell::$variant($convert(v))
             }
         }
-        match self {
-            Self::Uuid(v) => v.push(match cell {
-                Cell::Null => None,
-                Cell::Bytes(b) => match Uuid::from_slice(&b) {
-                    Ok(u) => Some(u),
-                    Err(_) => return Err(Cell::Bytes(b)),
-                },
-                Cell::Str(s) => match Uuid::parse_str(&s) {
-                    Ok(u) => Some(u),
-                    Err(_) => return Err(Cell::Str(s)),
-                },
-                other => return Err(other),
-            }),
-            Self::Text(v) => v.push(match cell {
-                Cell::Null => None,
-                Cell::Str(s) => Some(s),
-                other => return Err(other),
-            }),
-            Self::Int2(v) => v.push(int(cell)?),
-            Self::Int4(v) => v.push(int(cell)?),
-            Self::Int8(v) => v.push(int(cell)?),
-            Self::Bool(v) => v.push(match cell {
-                Cell::Null => None,
-                Cell::Bool(b) => Some(b),
-                other => return Err(other),
-            }),
-            Self::Timestamptz(v) => v.push(match cell {
-                Cell::Null => None,
-                Cell::Str(s) => match events::timestamp::parse(&s) {
-                    Some(t) => Some(t),
-                    None => return Err(Cell::Str(s)),
-                },
-                other => return Err(other),
-            }),
-            Self::Jsonb(_) => return Err(cell),
-        }
-        Ok(())
-    }
+    )*};
 }
 
-/// A table's rows as columns, in the order of the first row's fields.
-pub(crate) struct Columns<'t> {
-    table: &'t str,
-    types: &'t TableTypes,
-    capacity: usize,
-    pub(crate) columns: Vec<(String, SqlType, Values)>,
-    rows: usize,
-}
+cells!(
+    Uuid => Uuid(|v: &Uuid| Some(*v)),
+    Option<Uuid> => Uuid(|v: &Option<Uuid>| *v),
+    String => Text(|v: &'a String| Some(v.as_str())),
+    &'static str => Text(|v: &&'static str| Some(*v)),
+    Option<String> => Text(|v: &'a Option<String>| v.as_deref()),
+    i16 => Int2(|v: &i16| Some(*v)),
+    i32 => Int4(|v: &i32| Some(*v)),
+    Option<i32> => Int4(|v: &Option<i32>| *v),
+    i64 => Int8(|v: &i64| Some(*v)),
+    Option<i64> => Int8(|v: &Option<i64>| *v),
+    bool => Bool(|v: &bool| Some(*v)),
+    Option<bool> => Bool(|v: &Option<bool>| *v),
+    Time => Timestamptz(|v: &Time| Some(*v)),
+    Option<Time> => Timestamptz(|v: &Option<Time>| *v),
+    Value => Jsonb(|v: &'a Value| Some(v)),
+    Option<Value> => Jsonb(|v: &'a Option<Value>| v.as_ref()),
+    Map<String, Value> => JsonbObject(|v: &'a Map<String, Value>| v),
+);
 
-impl<'t> Columns<'t> {
-    pub(crate) fn new(table: &'t str, types: &'t TableTypes, capacity: usize) -> Self {
-        Self {
-            table,
-            types,
-            capacity,
-            columns: Vec::new(),
-            rows: 0,
-        }
-    }
-
-    /// Appends one row.
-    pub(crate) fn push<T: Serialize>(&mut self, row: &T) -> Result<(), CellError> {
-        row.serialize(RowSerializer {
-            columns: self,
-            field: 0,
-            key: None,
-        })?;
-        self.rows += 1;
-        Ok(())
-    }
-
-    fn field<T: Serialize + ?Sized>(
-        &mut self,
-        index: usize,
-        name: &str,
-        value: &T,
-    ) -> Result<(), CellError> {
-        let table = self.table;
-        if self.rows == 0 {
-            let t = match self.types.get(name) {
-                Some(Ok(t)) => *t,
-                Some(Err(type_name)) => {
-                    return Err(CellError(format!(
-                        "column `{table}.{name}` has type `{type_name}`, which rows cannot be written as"
-                    )))
-                }
-                None => {
-                    return Err(CellError(format!(
-                        "field `{name}` has no column in `{table}` (are the migrations applied?)"
-                    )))
-                }
-            };
-            self.columns
-                .push((name.to_owned(), t, Values::new(t, self.capacity)));
-        }
-        let Some((column, t, values)) = self.columns.get_mut(index).filter(|c| c.0 == name) else {
-            return Err(CellError(format!(
-                "rows of `{table}` do not all have the same fields (`{name}` is field {index})"
-            )));
-        };
-        if values.push_json(value)? {
-            return Ok(());
-        }
-        values
-            .push(value.serialize(CellSerializer)?)
-            .map_err(|cell| {
-                CellError(format!(
-                    "`{table}.{column}` is {t:?} but a row has {cell:?}"
-                ))
-            })
-    }
-
-    fn end_row(&self, fields: usize) -> Result<(), CellError> {
-        if self.rows > 0 && fields != self.columns.len() {
-            return Err(CellError(format!(
-                "rows of `{}` do not all have the same fields ({fields} instead of {})",
-                self.table,
-                self.columns.len()
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// One field's value outside `jsonb` columns (its `Debug` form is what errors show).
-#[derive(Debug)]
-#[allow(dead_code)]
-enum Cell {
-    Null,
-    Bool(bool),
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-}
-
-/// Serializes one row (a struct, or a map when it has flattened fields) into [`Columns`].
-struct RowSerializer<'c, 't> {
-    columns: &'c mut Columns<'t>,
-    field: usize,
-    key: Option<String>,
-}
-
-fn not_a_row<T>(table: &str) -> Result<T, CellError> {
-    Err(CellError(format!(
-        "rows of `{table}` do not serialize as objects"
-    )))
-}
-
-/// The compound forms neither serializer takes (sequences, tuples, enum variants with data),
-/// each answered with the serializer's own `reject`.
-macro_rules! reject_compound {
-    () => {
-        fn serialize_newtype_variant<T: Serialize + ?Sized>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &T,
-        ) -> Result<Self::Ok, CellError> {
-            self.reject()
-        }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CellError> {
-            self.reject()
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CellError> {
-            self.reject()
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct, CellError> {
-            self.reject()
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, CellError> {
-            self.reject()
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, CellError> {
-            self.reject()
-        }
+/// The column name of a field: its own name, or the one given after `=`.
+macro_rules! column {
+    ($field:ident) => {
+        stringify!($field)
+    };
+    ($field:ident = $column:literal) => {
+        $column
     };
 }
 
-macro_rules! reject_row {
-    ($($method:ident($($arg:ty),*)),* $(,)?) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> {
-            self.reject()
-        })*
-    };
-}
+/// Implements [`Row`] for a row type from the list of all its fields (a flattened struct's fields
+/// after `nested: Type { ... }`).
+macro_rules! row {
+    ($row:ident {
+        $($field:ident $(= $column:literal)?),* $(,)?
+        $(; $nested:ident: $nested_type:ident { $($inner:ident $(= $inner_column:literal)?),* $(,)? })?
+    }) => {
+        impl $crate::store::cells::Row for $row {
+            const COLUMNS: &'static [&'static str] = &[
+                $($crate::store::cells::column!($field $(= $column)?),)*
+                $($($crate::store::cells::column!($inner $(= $inner_column)?),)*)?
+            ];
 
-impl RowSerializer<'_, '_> {
-    fn reject<T>(&self) -> Result<T, CellError> {
-        not_a_row(self.columns.table)
-    }
-}
-
-impl<'c, 't> ser::Serializer for RowSerializer<'c, 't> {
-    type Ok = ();
-    type Error = CellError;
-    type SerializeSeq = Impossible<(), CellError>;
-    type SerializeTuple = Impossible<(), CellError>;
-    type SerializeTupleStruct = Impossible<(), CellError>;
-    type SerializeTupleVariant = Impossible<(), CellError>;
-    type SerializeMap = Self;
-    type SerializeStruct = Self;
-    type SerializeStructVariant = Impossible<(), CellError>;
-
-    reject_row!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_str(&str),
-        serialize_bytes(&[u8]),
-        serialize_none(),
-        serialize_unit(),
-        serialize_unit_struct(&'static str),
-        serialize_unit_variant(&'static str, u32, &'static str),
-    );
-
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), CellError> {
-        self.reject()
-    }
-    reject_compound!();
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), CellError> {
-        value.serialize(self)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self, CellError> {
-        Ok(self)
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, CellError> {
-        Ok(self)
-    }
-}
-
-impl ser::SerializeStruct for RowSerializer<'_, '_> {
-    type Ok = ();
-    type Error = CellError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CellError> {
-        self.columns.field(self.field, key, value)?;
-        self.field += 1;
-        Ok(())
-    }
-
-    fn end(self) -> Result<(), CellError> {
-        self.columns.end_row(self.field)
-    }
-}
-
-impl ser::SerializeMap for RowSerializer<'_, '_> {
-    type Ok = ();
-    type Error = CellError;
-
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CellError> {
-        match key.serialize(CellSerializer)? {
-            Cell::Str(name) => {
-                self.key = Some(name);
-                Ok(())
+            fn push_cells<'a>(&'a self, columns: &mut [Vec<$crate::store::cells::Cell<'a>>]) {
+                let $row { $($field,)* $($nested: $nested_type { $($inner),* })? } = self;
+                let mut columns = columns.iter_mut();
+                $(columns.next().expect("a column per field").push($field.into());)*
+                $($(columns.next().expect("a column per field").push($inner.into());)*)?
             }
-            other => Err(CellError(format!(
-                "rows of `{}` have a field named {other:?}",
-                self.columns.table
-            ))),
         }
-    }
-
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CellError> {
-        let key = self.key.take().unwrap_or_default();
-        self.columns.field(self.field, &key, value)?;
-        self.field += 1;
-        Ok(())
-    }
-
-    fn end(self) -> Result<(), CellError> {
-        self.columns.end_row(self.field)
-    }
-}
-
-/// Serializes one field's value (not `jsonb`) into a [`Cell`].
-struct CellSerializer;
-
-/// Scalars widened into their cell (`i8`..`i64` → `Int`, `u8`..`u64` → `UInt`, floats → `Float`).
-macro_rules! scalar {
-    ($($method:ident($t:ty) => $cell:ident),* $(,)?) => {
-        $(fn $method(self, v: $t) -> Result<Cell, CellError> {
-            Ok(Cell::$cell(v.into()))
-        })*
     };
 }
+pub(crate) use column;
+#[cfg(test)]
+pub(crate) use row; // the writer's tests declare rows of their own
 
-fn nested<T>() -> Result<T, CellError> {
-    Err(CellError(
-        "a nested value can only be written to a jsonb column".into(),
-    ))
-}
+row!(AgentRow {
+    agent_id,
+    company_id,
+    name,
+    role,
+    adapter_type,
+    adapter_config,
+    status,
+    budget_blocked,
+    registered_at,
+    updated_at,
+    last_seq,
+});
 
-impl CellSerializer {
-    fn reject<T>(&self) -> Result<T, CellError> {
-        nested()
-    }
-}
+row!(IssueRow {
+    issue_id,
+    company_id,
+    identifier,
+    title,
+    description,
+    status,
+    priority,
+    assignee_agent_id,
+    assignee_user_id,
+    parent_id,
+    checkout_run_id,
+    execution_run_id,
+    execution_state,
+    created_at,
+    started_at,
+    completed_at,
+    cancelled_at,
+    updated_at,
+    last_seq,
+});
 
-impl ser::Serializer for CellSerializer {
-    type Ok = Cell;
-    type Error = CellError;
-    type SerializeSeq = Impossible<Cell, CellError>;
-    type SerializeTuple = Impossible<Cell, CellError>;
-    type SerializeTupleStruct = Impossible<Cell, CellError>;
-    type SerializeTupleVariant = Impossible<Cell, CellError>;
-    type SerializeMap = Impossible<Cell, CellError>;
-    type SerializeStruct = Impossible<Cell, CellError>;
-    type SerializeStructVariant = Impossible<Cell, CellError>;
+row!(RunRow {
+    run_id, company_id, agent_id, issue_id, wakeup_id, status, invocation_source, trigger_detail,
+    context, host, pid, pgid, supervisor_pid, process_started_at, created_at, queued_at,
+    started_at, finished_at, last_activity_at, activity_count, exit_code, signal, error,
+    error_code, result, usage, stdout_excerpt, stderr_excerpt, stop_reason, effective_timeout_sec,
+    timeout_configured, timeout_source, timeout_fired, cancel_requested_at, cancel_reason,
+    detached_at, retry_of_run_id, process_loss_retry_count, continuation_attempt, liveness_state,
+    liveness_reason, last_useful_action_at, next_action, issue_status_at_finish, updated_at,
+    last_seq;
+    evidence: Evidence {
+        comments = "evidence_comments",
+        revisions = "evidence_revisions",
+        plan_revisions = "evidence_plan_revisions",
+        work_products = "evidence_work_products",
+        activity = "evidence_activity",
+        tool_events = "evidence_tool_events",
+        workspace_ops = "evidence_workspace_ops",
+        latest_at = "latest_evidence_at",
+    }
+});
 
-    /// Uuids serialize as their 16 bytes instead of 36 characters to parse back.
-    fn is_human_readable(&self) -> bool {
-        false
-    }
+row!(WakeupRow {
+    wakeup_id,
+    company_id,
+    agent_id,
+    issue_id,
+    source,
+    trigger_detail,
+    reason,
+    payload,
+    status,
+    idempotency_key,
+    requested_by_actor_type,
+    requested_by_actor_id,
+    run_id,
+    requested_at,
+    claimed_at,
+    finished_at,
+    updated_at,
+    last_seq,
+});
 
-    scalar!(
-        serialize_bool(bool) => Bool,
-        serialize_i8(i8) => Int,
-        serialize_i16(i16) => Int,
-        serialize_i32(i32) => Int,
-        serialize_i64(i64) => Int,
-        serialize_u8(u8) => UInt,
-        serialize_u16(u16) => UInt,
-        serialize_u32(u32) => UInt,
-        serialize_u64(u64) => UInt,
-        serialize_f32(f32) => Float,
-        serialize_f64(f64) => Float,
-    );
-    fn serialize_char(self, v: char) -> Result<Cell, CellError> {
-        Ok(Cell::Str(v.to_string()))
+row!(DocumentRow {
+    document_id,
+    company_id,
+    issue_id,
+    key,
+    title,
+    format,
+    latest_body,
+    latest_revision_id,
+    latest_revision_number,
+    is_system,
+    created_at,
+    updated_at,
+    last_seq,
+});
+
+row!(RunEventRow {
+    run_id, seq, ordinal, company_id, kind = "type", level, message, payload, at,
+});
+
+row!(CommentRow {
+    comment_id,
+    company_id,
+    issue_id,
+    body,
+    author_agent_id,
+    author_user_id,
+    run_id,
+    created_at,
+    seq,
+});
+
+row!(WorkProductRow {
+    work_product_id,
+    company_id,
+    issue_id,
+    kind,
+    title,
+    run_id,
+    created_at,
+    seq,
+});
+
+row!(RevisionRow {
+    revision_id,
+    document_id,
+    company_id,
+    issue_id,
+    key,
+    revision_number,
+    title,
+    format,
+    body,
+    change_summary,
+    created_by_run_id,
+    created_by_agent_id,
+    created_at,
+    seq,
+});
+
+row!(ActivityRow {
+    seq,
+    company_id,
+    actor_type,
+    actor_id,
+    action,
+    entity_type,
+    entity_id,
+    run_id,
+    details,
+    at,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names rows are written under are the names they are loaded by (`to_json` of the
+    /// table, decoded by serde), column for column, with the same values.
+    #[test]
+    fn columns_and_cells_agree_with_the_serde_names() {
+        fn check<R: Row + serde::Serialize>(row: &R) {
+            let json = serde_json::to_value(row).unwrap();
+            let json = json.as_object().unwrap();
+            let mut columns: Vec<Vec<Cell>> = vec![Vec::new(); R::COLUMNS.len()];
+            row.push_cells(&mut columns);
+            let mut names: Vec<&str> = R::COLUMNS.to_vec();
+            names.sort();
+            let mut keys: Vec<&str> = json.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(names, keys);
+            for (name, cells) in R::COLUMNS.iter().zip(&columns) {
+                let written = match cells[0] {
+                    Cell::Uuid(v) => serde_json::to_value(v),
+                    Cell::Text(v) => serde_json::to_value(v),
+                    Cell::Int2(v) => serde_json::to_value(v),
+                    Cell::Int4(v) => serde_json::to_value(v),
+                    Cell::Int8(v) => serde_json::to_value(v),
+                    Cell::Bool(v) => serde_json::to_value(v),
+                    Cell::Timestamptz(v) => serde_json::to_value(v),
+                    Cell::Jsonb(v) => serde_json::to_value(v),
+                    Cell::JsonbObject(v) => serde_json::to_value(v),
+                }
+                .unwrap();
+                assert_eq!(written, json[*name], "column `{name}`");
+            }
+        }
+        // Every example event folded: a row of every type, with what the examples fill in.
+        let mut model = Model::default();
+        for (seq, event_type) in events::EventType::ALL.iter().enumerate() {
+            let event = events::examples::event(*event_type);
+            let _ = crate::fold::apply(&mut model, seq as i64 + 1, &event);
+        }
+        model.runs.values().for_each(check);
+        model.agents.values().for_each(check);
+        model.issues.values().for_each(check);
+        model.wakeups.values().for_each(check);
+        model.documents.values().for_each(check);
+        model.appends.run_events.iter().for_each(check);
+        model.appends.comments.iter().for_each(check);
+        model.appends.work_products.iter().for_each(check);
+        model.appends.revisions.iter().for_each(check);
+        model.appends.activity.iter().for_each(check);
     }
-    fn serialize_str(self, v: &str) -> Result<Cell, CellError> {
-        Ok(Cell::Str(v.to_owned()))
-    }
-    fn serialize_bytes(self, v: &[u8]) -> Result<Cell, CellError> {
-        Ok(Cell::Bytes(v.to_vec()))
-    }
-    fn serialize_none(self) -> Result<Cell, CellError> {
-        Ok(Cell::Null)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Cell, CellError> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<Cell, CellError> {
-        Ok(Cell::Null)
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<Cell, CellError> {
-        Ok(Cell::Null)
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<Cell, CellError> {
-        Ok(Cell::Str(variant.to_owned()))
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<Cell, CellError> {
-        value.serialize(self)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CellError> {
-        self.reject()
-    }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStruct, CellError> {
-        self.reject()
-    }
-    reject_compound!();
 }

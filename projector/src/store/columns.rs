@@ -1,98 +1,26 @@
-//! Rows as typed column arrays, for set-based writes in PostgreSQL's binary format.
+//! Writing rows: one statement per table and batch, in PostgreSQL's binary format.
 //!
-//! A batch writes each table with one `INSERT … SELECT * FROM unnest($1::uuid[], $2::text[], …)`.
-//! Passing rows as one JSON document (`jsonb_populate_recordset`) was the single largest cost of
-//! a batch: PostgreSQL parses every row's JSON text and converts every field from text, about
-//! 20 µs for a run row. Typed arrays arrive in binary and need no parsing.
+//! Rows that may already be stored are written with one `INSERT … SELECT * FROM unnest($1::uuid[],
+//! $2::text[], …) ON CONFLICT …`, one typed array per column (passing rows as one JSON document,
+//! `jsonb_populate_recordset`, was the largest cost of a batch: PostgreSQL parsed every row's JSON
+//! and converted every field from text). Rows that cannot conflict are written with a binary
+//! `COPY` through tokio-postgres' `BinaryCopyInWriter`.
 //!
-//! The column names still come from the Rust row types (their serialized field names), and the
-//! column types from the table itself (the catalog, looked up once per table and process), so
-//! the Rust structs and the SQL columns cannot silently drift: a field without a column, or a
-//! value that does not fit its column's type, is an error that names both. The rows become
-//! columns without a JSON detour ([`crate::store::cells`]).
+//! The column names come from the row types ([`Row`]) and the column types from the table itself
+//! (the catalog, asked once per table and process), so the Rust structs and the SQL columns cannot
+//! silently drift: a field without a column, or a field whose type is not its column's, fails the
+//! batch with an error that names both.
 
 use crate::error::ProjectorError;
-use crate::store::cells::{Columns, Values};
-use serde::Serialize;
+use crate::store::cells::{Cell, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
-/// The PostgreSQL types the read models use, as written through `unnest`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SqlType {
-    Uuid,
-    Text,
-    Int2,
-    Int4,
-    Int8,
-    Bool,
-    Timestamptz,
-    Jsonb,
-}
-
-impl SqlType {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "uuid" => Self::Uuid,
-            "text" => Self::Text,
-            "int2" => Self::Int2,
-            "int4" => Self::Int4,
-            "int8" => Self::Int8,
-            "bool" => Self::Bool,
-            "timestamptz" => Self::Timestamptz,
-            "jsonb" => Self::Jsonb,
-            _ => return None,
-        })
-    }
-
-    /// The type of one value, as the protocol names it.
-    fn scalar_type(self) -> Type {
-        match self {
-            Self::Uuid => Type::UUID,
-            Self::Text => Type::TEXT,
-            Self::Int2 => Type::INT2,
-            Self::Int4 => Type::INT4,
-            Self::Int8 => Type::INT8,
-            Self::Bool => Type::BOOL,
-            Self::Timestamptz => Type::TIMESTAMPTZ,
-            Self::Jsonb => Type::JSONB,
-        }
-    }
-
-    /// The array type, as the protocol names it.
-    fn array_type(self) -> Type {
-        match self {
-            Self::Uuid => Type::UUID_ARRAY,
-            Self::Text => Type::TEXT_ARRAY,
-            Self::Int2 => Type::INT2_ARRAY,
-            Self::Int4 => Type::INT4_ARRAY,
-            Self::Int8 => Type::INT8_ARRAY,
-            Self::Bool => Type::BOOL_ARRAY,
-            Self::Timestamptz => Type::TIMESTAMPTZ_ARRAY,
-            Self::Jsonb => Type::JSONB_ARRAY,
-        }
-    }
-
-    /// The array type `unnest` takes.
-    fn array(self) -> &'static str {
-        match self {
-            Self::Uuid => "uuid[]",
-            Self::Text => "text[]",
-            Self::Int2 => "smallint[]",
-            Self::Int4 => "integer[]",
-            Self::Int8 => "bigint[]",
-            Self::Bool => "boolean[]",
-            Self::Timestamptz => "timestamptz[]",
-            Self::Jsonb => "jsonb[]",
-        }
-    }
-}
-
-/// Column name → type of one table (`Err`: the type's name, one the projector cannot write).
-pub(crate) type TableTypes = HashMap<String, Result<SqlType, String>>;
+/// Column name → type name (`pg_type.typname`) of one table.
+type TableTypes = HashMap<String, String>;
 
 /// Column types never change while a process runs: the migrations are compiled in, and every
 /// schema a process writes (live, replay scratch, the reconciler's private fold) is migrated to
@@ -119,17 +47,37 @@ async fn table_types(tx: &Transaction<'_>, table: &str) -> Result<Arc<TableTypes
             "table `{table}` does not exist in this schema (are the migrations applied?)"
         )));
     }
-    let mut types = TableTypes::new();
-    for row in rows {
-        let (name, type_name): (String, String) = (row.get(0), row.get(1));
-        types.insert(name, SqlType::parse(&type_name).ok_or(type_name));
-    }
-    let types = Arc::new(types);
+    let types: Arc<TableTypes> = Arc::new(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
     cache()
         .lock()
         .expect("column cache")
         .insert(table.to_owned(), types.clone());
     Ok(types)
+}
+
+/// Every column of `R` exists in `table` with the type of its cells.
+fn check_columns<R: Row>(
+    table: &str,
+    types: &TableTypes,
+    first: &[Cell],
+) -> Result<(), ProjectorError> {
+    for (column, cell) in R::COLUMNS.iter().zip(first) {
+        let written = cell.sql_type();
+        match types.get(*column) {
+            None => {
+                return Err(ProjectorError::Config(format!(
+                    "field `{column}` has no column in `{table}` (are the migrations applied?)"
+                )))
+            }
+            Some(stored) if stored != written.name() => {
+                return Err(ProjectorError::Config(format!(
+                    "`{table}.{column}` is `{stored}` in the database but `{written}` in the row type"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// What [`insert`] does with a row whose key is already there.
@@ -144,29 +92,31 @@ pub(crate) enum OnConflict<'k> {
     UpdateByKey(&'k str),
 }
 
-/// Inserts `rows` into `table` with one statement, one typed array per column.
-pub(crate) async fn insert<T: Serialize>(
+/// Writes `rows` into `table` with one statement.
+pub(crate) async fn insert<R: Row>(
     tx: &Transaction<'_>,
     table: &str,
-    rows: &[T],
+    rows: &[R],
     on_conflict: OnConflict<'_>,
 ) -> Result<(), ProjectorError> {
     if rows.is_empty() {
         return Ok(());
     }
     let types = table_types(tx, table).await?;
-    let mut columns = Columns::new(table, &types, rows.len());
+    let mut columns: Vec<Vec<Cell>> = (0..R::COLUMNS.len())
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
     for row in rows {
-        columns.push(row).map_err(|e| ProjectorError::Config(e.0))?;
+        row.push_cells(&mut columns);
     }
-    let columns = columns.columns;
-    let names: Vec<&str> = columns.iter().map(|(name, _, _)| name.as_str()).collect();
-    let list = names.join(", ");
+    let first: Vec<Cell> = columns.iter().map(|c| c[0]).collect();
+    check_columns::<R>(table, &types, &first)?;
+    let list = R::COLUMNS.join(", ");
     let conflict = match on_conflict {
-        OnConflict::Impossible => return copy(tx, table, &list, &columns, rows.len()).await,
+        OnConflict::Impossible => return copy(tx, table, &list, &columns, &first).await,
         OnConflict::Ignore => "ON CONFLICT DO NOTHING".to_owned(),
         OnConflict::UpdateByKey(key) => {
-            let excluded = names
+            let excluded = R::COLUMNS
                 .iter()
                 .map(|c| format!("EXCLUDED.{c}"))
                 .collect::<Vec<_>>()
@@ -177,10 +127,10 @@ pub(crate) async fn insert<T: Serialize>(
             )
         }
     };
-    let arrays = columns
+    let arrays = first
         .iter()
         .enumerate()
-        .map(|(i, (_, t, _))| format!("${}::{}", i + 1, t.array()))
+        .map(|(i, cell)| format!("${}::{}[]", i + 1, cell.sql_type()))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
@@ -188,31 +138,36 @@ pub(crate) async fn insert<T: Serialize>(
     );
     let params: Vec<(&(dyn ToSql + Sync), Type)> = columns
         .iter()
-        .map(|(_, t, v)| (v.as_param(), t.array_type()))
+        .zip(&first)
+        .map(|(column, cell)| (column as &(dyn ToSql + Sync), cell.array_type()))
         .collect();
     // Typed: one round trip, no prepared statement to create and close.
     tx.execute_typed(&sql, &params).await?;
     Ok(())
 }
 
-/// Writes the rows with one binary `COPY`, row by row from the column arrays.
+/// Writes the rows with one binary `COPY`.
 async fn copy(
     tx: &Transaction<'_>,
     table: &str,
     list: &str,
-    columns: &[(String, SqlType, Values)],
-    rows: usize,
+    columns: &[Vec<Cell<'_>>],
+    first: &[Cell<'_>],
 ) -> Result<(), ProjectorError> {
-    let types: Vec<Type> = columns.iter().map(|(_, t, _)| t.scalar_type()).collect();
+    let types: Vec<Type> = first.iter().map(Cell::sql_type).collect();
     let sink = tx
         .copy_in(&format!("COPY {table} ({list}) FROM STDIN (FORMAT binary)"))
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures::pin_mut!(writer);
     let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(columns.len());
-    for i in 0..rows {
+    for i in 0..columns[0].len() {
         row.clear();
-        row.extend(columns.iter().map(|(_, _, values)| values.element(i)));
+        row.extend(
+            columns
+                .iter()
+                .map(|column| &column[i] as &(dyn ToSql + Sync)),
+        );
         writer.as_mut().write(&row).await?;
     }
     writer.finish().await?;
@@ -223,6 +178,7 @@ async fn copy(
 mod tests {
     use super::*;
     use crate::fold::model::Time;
+    use crate::store::cells::row;
     use serde_json::{json, Value};
     use uuid::Uuid;
 
@@ -236,7 +192,6 @@ mod tests {
         (db, client)
     }
 
-    #[derive(Serialize)]
     struct Probe {
         id: Uuid,
         label: Option<String>,
@@ -245,6 +200,14 @@ mod tests {
         doc: Option<Value>,
         last_seq: i64,
     }
+    row!(Probe {
+        id,
+        label,
+        n,
+        at,
+        doc,
+        last_seq
+    });
 
     fn probe(id: Uuid, n: i32, doc: Option<Value>, last_seq: i64) -> Probe {
         Probe {
@@ -387,30 +350,33 @@ mod tests {
         assert!(err.contains("`no_such_table` does not exist"), "{err}");
     }
 
-    #[derive(Serialize)]
     struct Flags {
-        small: i32,
+        small: i16,
         flag: bool,
     }
 
-    /// Shaped like a run row: optional uuids, a flattened struct (serialized as a map), a JSON
-    /// object for a jsonb column.
-    #[derive(Serialize)]
+    /// Shaped like a run row: optional uuids, a flattened struct, a JSON object for a jsonb
+    /// column.
     struct Flat {
         id: Uuid,
         parent: Option<Uuid>,
-        #[serde(flatten)]
         flags: Flags,
         config: serde_json::Map<String, Value>,
         at: Time,
         last_seq: i64,
     }
+    row!(Flat {
+        id, parent, config, at, last_seq;
+        flags: Flags { small, flag = "is_set" }
+    });
 
     #[tokio::test]
-    async fn flattened_rows_round_trip_and_values_that_do_not_fit_are_named() {
+    async fn flattened_rows_round_trip_and_types_that_differ_are_named() {
         let (_db, mut client) = with_tables(
             "CREATE TABLE columns_flat (id uuid PRIMARY KEY, parent uuid, small smallint,
-                    flag boolean, config jsonb NOT NULL, at timestamptz, last_seq bigint);",
+                    is_set boolean, config jsonb NOT NULL, at timestamptz, last_seq bigint);
+             CREATE TABLE columns_flat_wide (id uuid PRIMARY KEY, parent uuid, small integer,
+                    is_set boolean, config jsonb NOT NULL, at timestamptz, last_seq bigint);",
         )
         .await;
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
@@ -434,7 +400,7 @@ mod tests {
         type Stored = (Uuid, Option<Uuid>, i16, bool, Value, Time, i64);
         let stored: Vec<Stored> = tx
             .query(
-                "SELECT id, parent, small, flag, config, at, last_seq FROM columns_flat ORDER BY small",
+                "SELECT id, parent, small, is_set, config, at, last_seq FROM columns_flat ORDER BY small",
                 &[],
             )
             .await
@@ -462,15 +428,17 @@ mod tests {
         );
         let err = insert(
             &tx,
-            "columns_flat",
-            &[row(Uuid::new_v4(), None, 70_000, true)],
+            "columns_flat_wide",
+            &[row(Uuid::new_v4(), None, 7, true)],
             OnConflict::Ignore,
         )
         .await
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("`columns_flat.small` is Int2 but a row has Int(70000)"),
+            err.contains(
+                "`columns_flat_wide.small` is `int4` in the database but `int2` in the row type"
+            ),
             "{err}"
         );
     }
