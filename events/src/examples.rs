@@ -213,6 +213,7 @@ pub fn data(event_type: EventType) -> EventData {
             extra: Map::new(),
         }),
         T::ReconcilerTicked => EventData::ReconcilerTicked(ReconcilerTicked {
+            partition: None,
             tick_id: TickId(id("8c7b6a59-4837-5261-9a0b-1c2d3e4f5a6b")),
             at: at(60),
             extra: Map::new(),

@@ -21,6 +21,10 @@ pub struct ReconcilerTicked {
     pub tick_id: TickId,
     /// The start of the slot: "now" for the sweeps this tick runs.
     pub at: DateTime<Utc>,
+    /// With a partitioned stream, the partition whose clock this is (each partition's sweeps
+    /// run on its own ticks); absent with one partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

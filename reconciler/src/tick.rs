@@ -42,6 +42,7 @@ pub fn tick(interval: Duration, slot: i64) -> Event {
         EventData::ReconcilerTicked(ReconcilerTicked {
             tick_id,
             at,
+            partition: None,
             extra: Default::default(),
         }),
     )
