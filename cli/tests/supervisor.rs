@@ -13,7 +13,7 @@ use events::{AgentId, CompanyId, Event, EventData, RunId, Subjects};
 use futures::StreamExt;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use producers::watchdog::probe::probe;
+use producers::process::probe::probe;
 use producers::watchdog::{Verdict, Watchdog, WatchdogSettings};
 use producers::{ensure_stream, StreamSettings};
 use projector::{Outcome, Projector, ProjectorSettings};

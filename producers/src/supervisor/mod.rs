@@ -10,11 +10,11 @@
 pub mod cancellation;
 pub mod delivery;
 pub mod output;
-pub mod proc_stat;
 pub mod result;
 pub mod termination;
 
-use crate::watchdog::group::{terminate_group, GroupKill, GroupTermination};
+use crate::process::group::{terminate_group, GroupKill, GroupTermination};
+use crate::process::stat;
 use crate::{Publisher, PublisherSettings};
 use async_nats::jetstream::Context;
 use cancellation::CancelWatch;
@@ -284,7 +284,7 @@ impl Supervisor {
         };
         let pid = child.id().and_then(|p| i32::try_from(p).ok());
         // The child is at least a zombie until waited for, so its stat is readable here.
-        let started_at = pid.and_then(proc_stat::start_time);
+        let started_at = pid.and_then(stat::start_time);
         tracing::debug!(run = %s.run, pid, "agent started");
         let started = self.event(
             "supervisor.run.started",

@@ -2,8 +2,8 @@
 //! grace period, then SIGKILL; and turning how it ended into an exit code (its own, or 128 +
 //! signal like a shell).
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use crate::process::group::signal_group;
+use nix::sys::signal::Signal;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -52,14 +52,6 @@ impl Exit {
             Ok(s) => s.as_str().to_owned(),
             Err(_) => format!("SIG{n}"),
         })
-    }
-}
-
-/// Sends `signal` to the group (never to groups 0 or 1, which would address the caller's group
-/// or init's).
-pub fn signal_group(pgid: i32, signal: Signal) {
-    if pgid > 1 {
-        let _ = killpg(Pid::from_raw(pgid), signal);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The per-host process watchdog behind `runledger watchdog` (and inside `runledger up`).
 //!
 //! [`Watchdog::sweep`] is one step: read the runs this host is running from the read model,
-//! probe each run's supervisor and agent process (pid-reuse safe, see [`probe`]) and publish
+//! probe each run's supervisor and agent process (pid-reuse safe, see [`crate::process::probe`]) and publish
 //! what changed:
 //! - supervisor gone, agent alive → `run.process_detached`, once per run;
 //! - supervisor and agent gone → terminate what is left of the agent's process group, then
@@ -14,18 +14,16 @@
 //! restarts through the read model (a detached warning recorded for the run) and the stream (the
 //! run's last event already ends it). [`Watchdog::run`] calls `sweep` every interval.
 
-pub mod group;
-pub mod probe;
 pub mod watchlist;
 
+use crate::process::group::{terminate_group, GroupKill, GroupTermination};
+use crate::process::probe::{probe, supervisor_alive, Liveness};
 use crate::{PublishOutcome, Publisher, PublisherSettings};
 use async_nats::jetstream::Context;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use events::run::{RunFinished, RunProcessDetached, RunProcessLost};
 use events::{CompanyId, Event, EventData, EventId, RunId, RunOutcome, Subjects};
-use group::{terminate_group, GroupKill, GroupTermination};
-use probe::{probe, supervisor_alive, Liveness};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
