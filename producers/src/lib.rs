@@ -12,6 +12,7 @@
 mod error;
 pub mod process;
 mod publisher;
+mod stop;
 mod stream;
 pub mod supervisor;
 pub mod watchdog;

@@ -450,7 +450,7 @@ impl Watchdog {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = stopped(&mut stop) => break,
+                _ = crate::stop::requested(&mut stop) => break,
             }
             match self.sweep().await {
                 Ok(report) => log(&report),
@@ -467,17 +467,6 @@ fn detached_id(run: RunId) -> EventId {
 
 fn extra(value: Value) -> Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 fn log(report: &SweepReport) {
