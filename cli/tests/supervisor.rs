@@ -7,15 +7,11 @@
 //! Real nats-server and PostgreSQL; a projector and a watchdog driven step by step. Every test
 //! uses its own stream, database and host id, and kills what it started.
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::Context;
 use events::{AgentId, CompanyId, Event, EventData, RunId, Subjects};
-use futures::StreamExt;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use producers::watchdog::probe::probe;
+use producers::process::probe::probe;
 use producers::watchdog::{Verdict, Watchdog, WatchdogSettings};
-use producers::{ensure_stream, StreamSettings};
 use projector::{Outcome, Projector, ProjectorSettings};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
@@ -103,67 +99,12 @@ impl Drop for ChildGuard {
     }
 }
 
-async fn stream_on(ts: &TestStream) -> Subjects {
-    let subjects = Subjects::new(&ts.prefix).unwrap();
-    ensure_stream(
-        &ts.jetstream(),
-        &StreamSettings {
-            name: ts.stream.clone(),
-            subjects: subjects.clone(),
-            duplicate_window: Duration::from_secs(120),
-        },
-    )
-    .await
-    .unwrap();
-    subjects
-}
-
-/// Every event stored on `subject`, in order.
-async fn subject_events(js: &Context, stream: &str, subject: &str) -> Vec<Event> {
-    let Ok(stream) = js.get_stream(stream).await else {
-        return Vec::new();
-    };
-    let Ok(mut consumer) = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await
-    else {
-        return Vec::new();
-    };
-    let pending = consumer.info().await.map_or(0, |i| i.num_pending) as usize;
-    let mut events = Vec::new();
-    if pending == 0 {
-        return events;
-    }
-    let Ok(mut messages) = consumer
-        .batch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-    else {
-        return events;
-    };
-    while let Some(Ok(message)) = messages.next().await {
-        events.push(Event::from_slice(&message.payload).unwrap());
-        if events.len() == pending {
-            break;
-        }
-    }
-    events
-}
-
 async fn started_pid(ts: &TestStream, subjects: &Subjects, r: &Run) -> i32 {
     let subject = subjects.run(r.company, r.run);
     eventually(Duration::from_secs(20), "run.started", || {
         let subject = subject.clone();
         async move {
-            subject_events(&ts.jetstream(), &ts.stream, &subject)
+            ts.subject_events(&subject)
                 .await
                 .into_iter()
                 .find_map(|e| match e.data {
@@ -178,7 +119,7 @@ async fn started_pid(ts: &TestStream, subjects: &Subjects, r: &Run) -> i32 {
 #[tokio::test]
 async fn runledger_run_streams_output_through_and_exits_with_the_childs_code() {
     let ts = TestStream::new().await.expect("NATS is needed");
-    let subjects = stream_on(&ts).await;
+    let subjects = ts.create().await;
     let r = Run::new();
     let output = r
         .command(
@@ -191,7 +132,7 @@ async fn runledger_run_streams_output_through_and_exits_with_the_childs_code() {
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "out 1\nout 2");
     assert!(String::from_utf8_lossy(&output.stderr).contains("err\n"));
-    let events = subject_events(&ts.jetstream(), &ts.stream, &subjects.run(r.company, r.run)).await;
+    let events = ts.subject_events(&subjects.run(r.company, r.run)).await;
     let finished: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.data {
@@ -272,7 +213,7 @@ impl Ledger {
 #[tokio::test]
 async fn kill_9_of_the_supervisor_detaches_and_then_killing_the_agent_loses_the_run() {
     let ts = TestStream::new().await.expect("NATS is needed");
-    let subjects = stream_on(&ts).await;
+    let subjects = ts.create().await;
     let mut ledger = Ledger::new(&ts, &subjects).await;
     let r = Run::new();
     let _cleanup = ResultDirCleanup(r.run);
@@ -409,7 +350,7 @@ async fn kill_9_of_the_supervisor_detaches_and_then_killing_the_agent_loses_the_
 async fn unreachable_nats_past_the_deadline_exits_75_and_says_so() {
     let mut server = testsupport::NatsServer::start().await.unwrap();
     let ts = TestStream::on(&server.url()).await.unwrap();
-    let subjects = stream_on(&ts).await;
+    let subjects = ts.create().await;
     let r = Run::new();
     let gate = std::env::temp_dir().join(format!("rl-gate-{}", uuid::Uuid::new_v4().simple()));
     let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done", gate.display());

@@ -6,10 +6,13 @@
 //! timeout does not mean the write failed, and the duplicate window makes the retry harmless.
 //!
 //! [`supervisor`] runs one agent process and publishes its run's lifecycle; [`watchdog`] checks
-//! a host's supervisors and agent processes and reports the ones that were lost.
+//! a host's supervisors and agent processes and reports the ones that were lost; both know
+//! processes through [`process`].
 
 mod error;
+pub mod process;
 mod publisher;
+mod stop;
 mod stream;
 pub mod supervisor;
 pub mod watchdog;

@@ -7,6 +7,7 @@ use crate::error::StreamError;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, Info, RetentionPolicy, StorageType};
 use async_nats::jetstream::Context;
 use events::Subjects;
+use std::fmt::Debug;
 use std::time::Duration;
 
 /// Default stream name.
@@ -55,48 +56,34 @@ pub async fn ensure_stream(js: &Context, settings: &StreamSettings) -> Result<In
         .create_or_update_stream(asked.clone())
         .await
         .map_err(|e| StreamError::JetStream(format!("creating/updating `{}`: {e}", asked.name)))?;
-    let got = &info.config;
-    let check = |setting: &'static str, a: String, g: String| {
-        if a == g {
-            Ok(())
-        } else {
-            Err(StreamError::NotApplied {
+    applied(&asked, &info.config)?;
+    Ok(info)
+}
+
+/// Checks that the server applied each setting runledger asked for.
+fn applied(asked: &Config, got: &Config) -> Result<(), StreamError> {
+    let settings: [(&'static str, &dyn Debug, &dyn Debug); 6] = [
+        ("subjects", &asked.subjects, &got.subjects),
+        ("retention", &asked.retention, &got.retention),
+        ("storage", &asked.storage, &got.storage),
+        ("deny_delete", &asked.deny_delete, &got.deny_delete),
+        ("deny_purge", &asked.deny_purge, &got.deny_purge),
+        (
+            "duplicate_window",
+            &asked.duplicate_window,
+            &got.duplicate_window,
+        ),
+    ];
+    for (setting, asked_value, got_value) in settings {
+        let (asked_value, got_value) = (format!("{asked_value:?}"), format!("{got_value:?}"));
+        if asked_value != got_value {
+            return Err(StreamError::NotApplied {
                 stream: asked.name.clone(),
                 setting,
-                asked: a,
-                got: g,
-            })
+                asked: asked_value,
+                got: got_value,
+            });
         }
-    };
-    check(
-        "subjects",
-        format!("{:?}", asked.subjects),
-        format!("{:?}", got.subjects),
-    )?;
-    check(
-        "retention",
-        format!("{:?}", asked.retention),
-        format!("{:?}", got.retention),
-    )?;
-    check(
-        "storage",
-        format!("{:?}", asked.storage),
-        format!("{:?}", got.storage),
-    )?;
-    check(
-        "deny_delete",
-        asked.deny_delete.to_string(),
-        got.deny_delete.to_string(),
-    )?;
-    check(
-        "deny_purge",
-        asked.deny_purge.to_string(),
-        got.deny_purge.to_string(),
-    )?;
-    check(
-        "duplicate_window",
-        format!("{:?}", asked.duplicate_window),
-        format!("{:?}", got.duplicate_window),
-    )?;
-    Ok(info)
+    }
+    Ok(())
 }

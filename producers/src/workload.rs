@@ -9,6 +9,7 @@ use events::issue::{IssueCommentAdded, IssueCreated, IssueUpdated};
 use events::run::*;
 use events::*;
 use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
 use uuid::Uuid;
 
 /// A small deterministic PRNG (xorshift64*), so a seed always gives the same stream.
@@ -93,7 +94,7 @@ pub struct Workload {
     company: CompanyId,
     start: DateTime<Utc>,
     clock: i64,
-    preamble: std::collections::VecDeque<EventData>,
+    preamble: VecDeque<EventData>,
     agents: Vec<AgentId>,
     issues: Vec<IssueId>,
     flights: Vec<Flight>,
@@ -104,57 +105,13 @@ impl Workload {
     pub fn new(mix: &Mix, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let company = CompanyId(rng.uuid());
-        let adapters = [
-            "codex_local",
-            "claude_local",
-            "http",
-            "openclaw_gateway",
-            "process",
-        ];
         let agents: Vec<AgentId> = (0..mix.agents.max(1))
             .map(|_| AgentId(rng.uuid()))
             .collect();
         let issues: Vec<IssueId> = (0..mix.issues.max(1))
             .map(|_| IssueId(rng.uuid()))
             .collect();
-        let mut preamble = std::collections::VecDeque::new();
-        for (i, agent) in agents.iter().enumerate() {
-            let adapter = adapters[i % adapters.len()];
-            let config = match adapter {
-                "http" => json!({"timeout_ms": 30_000}),
-                "codex_local" => json!({"timeout_sec": 45}),
-                _ => json!({}),
-            };
-            preamble.push_back(EventData::AgentRegistered(AgentRegistered {
-                agent_id: *agent,
-                name: format!("agent-{i}"),
-                role: "engineer".into(),
-                adapter_type: adapter.into(),
-                adapter_config: obj(config),
-                status: AgentStatus::Idle,
-                extra: Map::new(),
-            }));
-        }
-        for (i, issue) in issues.iter().enumerate() {
-            preamble.push_back(EventData::IssueCreated(IssueCreated {
-                issue_id: *issue,
-                identifier: format!("WL-{i}"),
-                title: if i % 3 == 0 {
-                    "Draft implementation plan".into()
-                } else {
-                    format!("Implement feature {i}")
-                },
-                description: Some(
-                    "## Objective\nDo the work.\n\n## Acceptance Criteria\n- done".into(),
-                ),
-                status: IssueStatus::InProgress,
-                priority: Priority::Medium,
-                assignee_agent_id: Some(agents[i % agents.len()]),
-                assignee_user_id: None,
-                parent_id: None,
-                extra: Map::new(),
-            }));
-        }
+        let preamble = preamble(&agents, &issues);
         Self {
             mix: mix.clone(),
             rng,
@@ -220,6 +177,65 @@ impl Iterator for Workload {
 /// All events of `mix` (for small workloads; use [`Workload`] to stream large ones).
 pub fn generate(mix: &Mix, seed: u64) -> Vec<Event> {
     Workload::new(mix, seed).collect()
+}
+
+/// The agents and issues the runs refer to, registered and created before the first run.
+fn preamble(agents: &[AgentId], issues: &[IssueId]) -> VecDeque<EventData> {
+    let agents_registered = agents
+        .iter()
+        .enumerate()
+        .map(|(i, agent)| agent_registered(i, *agent));
+    let issues_created = issues
+        .iter()
+        .enumerate()
+        .map(|(i, issue)| issue_created(i, *issue, agents[i % agents.len()]));
+    agents_registered.chain(issues_created).collect()
+}
+
+/// The `i`th agent, of each adapter type in turn.
+fn agent_registered(i: usize, agent: AgentId) -> EventData {
+    let adapters = [
+        "codex_local",
+        "claude_local",
+        "http",
+        "openclaw_gateway",
+        "process",
+    ];
+    let adapter = adapters[i % adapters.len()];
+    let config = match adapter {
+        "http" => json!({"timeout_ms": 30_000}),
+        "codex_local" => json!({"timeout_sec": 45}),
+        _ => json!({}),
+    };
+    EventData::AgentRegistered(AgentRegistered {
+        agent_id: agent,
+        name: format!("agent-{i}"),
+        role: "engineer".into(),
+        adapter_type: adapter.into(),
+        adapter_config: obj(config),
+        status: AgentStatus::Idle,
+        extra: Map::new(),
+    })
+}
+
+/// The `i`th issue, in progress and assigned to `assignee`.
+fn issue_created(i: usize, issue: IssueId, assignee: AgentId) -> EventData {
+    EventData::IssueCreated(IssueCreated {
+        issue_id: issue,
+        identifier: format!("WL-{i}"),
+        title: if i.is_multiple_of(3) {
+            "Draft implementation plan".into()
+        } else {
+            format!("Implement feature {i}")
+        },
+        description: Some("## Objective\nDo the work.\n\n## Acceptance Criteria\n- done".into()),
+        status: IssueStatus::InProgress,
+        priority: Priority::Medium,
+        assignee_agent_id: Some(assignee),
+        assignee_user_id: None,
+        parent_id: None,
+        extra: Map::new(),
+    })
 }
 
 fn obj(value: Value) -> Map<String, Value> {

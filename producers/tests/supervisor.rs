@@ -7,15 +7,12 @@
 //! Each test has its own stream and subject prefix (or a private server) and its own processes,
 //! so the tests run in parallel. Nothing sleeps to wait for an event: waits poll with deadlines.
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::Context;
 use events::run::RunCancelRequested;
 use events::{AgentId, CompanyId, Event, EventData, EventType, RunId, RunOutcome, Subjects};
-use futures::StreamExt;
+use producers::process::group::{group_members, GroupTermination};
+use producers::process::probe::probe;
 use producers::supervisor::{RunReport, Supervisor, SupervisorSettings, UNDELIVERED_EXIT_CODE};
-use producers::watchdog::group::GroupTermination;
-use producers::watchdog::probe::{group_members, probe};
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
+use producers::{Publisher, PublisherSettings};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 use testsupport::{eventually, TestStream};
@@ -30,17 +27,7 @@ struct Setup {
 
 impl Setup {
     async fn on(ts: TestStream) -> Self {
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        ensure_stream(
-            &ts.jetstream(),
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .unwrap();
+        let subjects = ts.create().await;
         Self {
             ts,
             subjects,
@@ -83,12 +70,9 @@ impl Setup {
     }
 
     async fn events(&self, run: RunId) -> Vec<Event> {
-        subject_events(
-            &self.ts.jetstream(),
-            &self.ts.stream,
-            &self.subjects.run(self.company, run),
-        )
-        .await
+        self.ts
+            .subject_events(&self.subjects.run(self.company, run))
+            .await
     }
 
     /// Waits for `run.started` of `run` and returns the agent's pid.
@@ -114,44 +98,6 @@ impl Setup {
         let event = Event::new(self.company, "test", chrono::Utc::now(), data);
         publisher.publish(&event).await.unwrap();
     }
-}
-
-/// Every event stored on `subject`, in order.
-async fn subject_events(js: &Context, stream: &str, subject: &str) -> Vec<Event> {
-    let Ok(stream) = js.get_stream(stream).await else {
-        return Vec::new();
-    };
-    let Ok(mut consumer) = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_owned(),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await
-    else {
-        return Vec::new();
-    };
-    let pending = consumer.info().await.map_or(0, |i| i.num_pending) as usize;
-    let mut events = Vec::new();
-    if pending == 0 {
-        return events;
-    }
-    let mut messages = consumer
-        .batch()
-        .max_messages(pending)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .unwrap();
-    while let Some(Ok(message)) = messages.next().await {
-        events.push(Event::from_slice(&message.payload).unwrap());
-        if events.len() == pending {
-            break;
-        }
-    }
-    events
 }
 
 fn finished_events(events: &[Event]) -> Vec<&events::run::RunFinished> {

@@ -16,9 +16,9 @@ use events::run::{RunActivity, RunCancelRequested, RunFinished, RunStarted};
 use events::{ActivityKind, AgentId, CompanyId, Event, EventData, EventId, RunId, RunOutcome};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use producers::supervisor::proc_stat;
-use producers::watchdog::group::GroupTermination;
-use producers::watchdog::probe::probe;
+use producers::process::group::GroupTermination;
+use producers::process::probe::probe;
+use producers::process::stat;
 use producers::watchdog::{SweepReport, Verdict, Watchdog, WatchdogSettings};
 use producers::PublishOutcome;
 use projector::Projector;
@@ -134,7 +134,7 @@ impl Spawned {
     }
 
     fn start_time(&self) -> u64 {
-        proc_stat::start_time(self.pid()).expect("stat of a child not yet reaped")
+        stat::start_time(self.pid()).expect("stat of a child not yet reaped")
     }
 }
 
@@ -258,7 +258,7 @@ async fn a_killed_supervisor_is_detached_once_then_lost_when_the_agent_dies() {
     let mut supervisor = spawn_group("sleep 60 & echo $!; wait");
     let agent_pid = first_line_pid(&mut supervisor);
     let _agent = KillOnDrop(agent_pid);
-    let agent_start = proc_stat::start_time(agent_pid).unwrap();
+    let agent_start = stat::start_time(agent_pid).unwrap();
     let run = RunId::new_random();
     h.started(
         run,

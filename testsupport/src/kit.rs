@@ -5,7 +5,7 @@
 
 use crate::{Deadline, TestDb, TestStream};
 use events::{Event, Subjects};
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
+use producers::{Publisher, PublisherSettings};
 use projector::feed::{Feed, FeedSpec, Incoming, Parsed, Reader};
 use projector::{Outcome, Projector, ProjectorSettings};
 use reconciler::engine::{Policy, SOURCE};
@@ -42,18 +42,8 @@ impl Kit {
         let db = TestDb::new()
             .await
             .expect("PostgreSQL is needed (scripts/services.sh starts it)");
-        let subjects = Subjects::new(&ts.prefix).expect("the test prefix is a valid prefix");
+        let subjects = ts.create().await;
         let js = ts.jetstream();
-        ensure_stream(
-            &js,
-            &StreamSettings {
-                name: ts.stream.clone(),
-                subjects: subjects.clone(),
-                duplicate_window: Duration::from_secs(120),
-            },
-        )
-        .await
-        .expect("the test stream is created");
         let pool = db.pool();
         projector::store::migrate::migrate(&mut pool.get().await.expect("a connection"), "public")
             .await

@@ -1,7 +1,12 @@
 //! JetStream isolation: a unique stream name and subject prefix per test on the shared server,
-//! or a private `nats-server` on a free port for tests that must stop or restart the server.
+//! or a private `nats-server` on a free port for tests that must stop or restart the server;
+//! and what tests without a database read back from their stream.
 
 use anyhow::Context;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use events::{Event, Subjects};
+use futures::StreamExt;
+use producers::{ensure_stream, StreamSettings};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -41,6 +46,63 @@ impl TestStream {
 
     pub fn jetstream(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.client.clone())
+    }
+
+    /// Creates the stream as runledger does (a 2-minute duplicate window); its subjects.
+    pub async fn create(&self) -> Subjects {
+        let subjects = Subjects::new(&self.prefix).expect("the test prefix is a valid prefix");
+        ensure_stream(
+            &self.jetstream(),
+            &StreamSettings {
+                name: self.stream.clone(),
+                subjects: subjects.clone(),
+                duplicate_window: Duration::from_secs(120),
+            },
+        )
+        .await
+        .expect("the test stream is created");
+        subjects
+    }
+
+    /// Every event stored on `subject` so far, in order; none while the stream cannot be read,
+    /// so a poll can simply ask again.
+    pub async fn subject_events(&self, subject: &str) -> Vec<Event> {
+        let Ok(stream) = self.jetstream().get_stream(&self.stream).await else {
+            return Vec::new();
+        };
+        let Ok(mut consumer) = stream
+            .create_consumer(pull::Config {
+                filter_subject: subject.to_owned(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+        else {
+            return Vec::new();
+        };
+        let pending = consumer.info().await.map_or(0, |i| i.num_pending) as usize;
+        let mut events = Vec::new();
+        if pending == 0 {
+            return events;
+        }
+        let Ok(mut messages) = consumer
+            .batch()
+            .max_messages(pending)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+        else {
+            return events;
+        };
+        while let Some(Ok(message)) = messages.next().await {
+            events.push(Event::from_slice(&message.payload).expect("an event on the subject"));
+            if events.len() == pending {
+                break;
+            }
+        }
+        events
     }
 }
 

@@ -100,7 +100,7 @@ async fn measure(scratch: &Scratch, args: &Args) -> anyhow::Result<ExitCode> {
             host: host.clone(),
             pid: Some(pid),
             pgid: Some(pid),
-            process_started_at: producers::supervisor::proc_stat::start_time(pid),
+            process_started_at: producers::process::stat::start_time(pid),
             // A supervisor that is already gone: the agent is detached, and its loss is the
             // watchdog's to report (a live supervisor reports its own child's end).
             supervisor_pid: Some(gone_pid()?),

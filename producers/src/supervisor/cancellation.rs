@@ -41,34 +41,12 @@ impl CancelWatch {
             })
             .await
             .map_err(|e| err("creating the cancel consumer", &e))?;
-        let mut messages = consumer
+        let messages = consumer
             .messages()
             .await
             .map_err(|e| err("reading the run's subject", &e))?;
         let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(e) => {
-                        // The ordered consumer recreates itself; do not spin meanwhile.
-                        tracing::debug!(error = %e, "cancel watch: consumer error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                };
-                let Ok(event) = Event::from_slice(&message.payload) else {
-                    continue;
-                };
-                if let EventData::RunCancelRequested(cancel) = event.data {
-                    if cancel.run_id == run {
-                        let _ = tx.send(cancel.reason).await;
-                        return;
-                    }
-                }
-            }
-            tracing::warn!("cancel watch ended: cancels of this run will not be seen");
-        });
+        let task = tokio::spawn(hand_on_cancel(messages, run, tx));
         Ok(Self { rx, task })
     }
 
@@ -79,6 +57,31 @@ impl CancelWatch {
             None => std::future::pending().await,
         }
     }
+}
+
+/// Reads the run's subject until a cancel of `run` arrives, and hands its reason on.
+async fn hand_on_cancel(mut messages: pull::Ordered, run: RunId, tx: mpsc::Sender<String>) {
+    while let Some(message) = messages.next().await {
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                // The ordered consumer recreates itself; do not spin meanwhile.
+                tracing::debug!(error = %e, "cancel watch: consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(event) = Event::from_slice(&message.payload) else {
+            continue;
+        };
+        if let EventData::RunCancelRequested(cancel) = event.data {
+            if cancel.run_id == run {
+                let _ = tx.send(cancel.reason).await;
+                return;
+            }
+        }
+    }
+    tracing::warn!("cancel watch ended: cancels of this run will not be seen");
 }
 
 impl Drop for CancelWatch {

@@ -2,11 +2,14 @@
 //! same event id again and again until it is acknowledged or a deadline passes. The stream's
 //! duplicate window stores it once however many attempts reached the server, so the deadline
 //! must stay inside that window (the default deadline, 60 s, is half the default window).
+//! `run.started` is delivered in the background while the agent runs, and settled before
+//! `run.finished` is sent.
 
 use crate::{PublishError, PublishOutcome, Publisher};
 use events::Event;
 use std::fmt;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Default longest single attempt; a hung attempt is abandoned and the event sent again.
@@ -89,4 +92,42 @@ pub async fn publish_until(
         waited: began.elapsed(),
         last_error,
     })
+}
+
+/// An event delivered in the background (`run.started`: the agent is not held up for it).
+pub struct BackgroundDelivery {
+    event: Event,
+    task: JoinHandle<Result<Delivery, Undelivered>>,
+}
+
+impl BackgroundDelivery {
+    /// Starts delivering `event` as [`publish_until`] does.
+    pub fn start(
+        publisher: Publisher,
+        event: Event,
+        deadline: Instant,
+        attempt_timeout: Duration,
+    ) -> Self {
+        let task = {
+            let event = event.clone();
+            tokio::spawn(async move {
+                publish_until(&publisher, &event, deadline, attempt_timeout).await
+            })
+        };
+        Self { event, task }
+    }
+
+    /// Its delivery; if it was not acknowledged in the background, it is tried again now, until
+    /// `deadline`.
+    pub async fn settle(
+        self,
+        publisher: &Publisher,
+        deadline: Instant,
+        attempt_timeout: Duration,
+    ) -> Result<Delivery, Undelivered> {
+        match self.task.await {
+            Ok(Ok(delivery)) => Ok(delivery),
+            _ => publish_until(publisher, &self.event, deadline, attempt_timeout).await,
+        }
+    }
 }

@@ -5,10 +5,16 @@
 
 use super::result::{ResultLine, MAX_RESULT_BYTES, RESULT_MARKER};
 use std::collections::VecDeque;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
 
 /// Default size of each excerpt.
 pub const DEFAULT_EXCERPT_BYTES: usize = 4 * 1024;
+/// How long the output readers may take after the agent's group is gone (a process that left
+/// the group may still hold the pipes).
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// The last `cap` bytes written to a stream.
 #[derive(Clone, Debug, Default)]
@@ -184,6 +190,54 @@ where
     Captured {
         tail,
         result_line: if scan { scanner.finish() } else { None },
+    }
+}
+
+/// The readers of a child's piped stdout (scanned for the result line) and stderr, each in a
+/// task of its own while the child runs.
+pub struct Pumps {
+    stdout: JoinHandle<Captured>,
+    stderr: JoinHandle<Captured>,
+}
+
+impl Pumps {
+    /// Starts pumping `child`'s output, echoed to the supervisor's own if `echo`.
+    pub fn start(child: &mut Child, echo: bool, excerpt_bytes: usize) -> Self {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Self {
+            stdout: tokio::spawn(pump(
+                stdout,
+                echo.then(tokio::io::stdout),
+                excerpt_bytes,
+                true,
+            )),
+            stderr: tokio::spawn(pump(
+                stderr,
+                echo.then(tokio::io::stderr),
+                excerpt_bytes,
+                false,
+            )),
+        }
+    }
+
+    /// What stdout and stderr left behind, each waited for a bounded time.
+    pub async fn drain(self) -> (Captured, Captured) {
+        (drain(self.stdout).await, drain(self.stderr).await)
+    }
+}
+
+/// Waits a bounded time for an output reader to reach end of file.
+async fn drain(pump: JoinHandle<Captured>) -> Captured {
+    let abort = pump.abort_handle();
+    match tokio::time::timeout(DRAIN_WAIT, pump).await {
+        Ok(Ok(captured)) => captured,
+        Ok(Err(_)) => Captured::default(),
+        Err(_) => {
+            tracing::warn!("agent output still open after its process group ended; excerpt cut");
+            abort.abort();
+            Captured::default()
+        }
     }
 }
 

@@ -5,9 +5,12 @@
 //! The object becomes `run.finished.result`, except three keys that have their own fields:
 //! `usage` (an object), `error` and `error_code` (strings; a non-empty `error` makes an exit
 //! code 0 a failure). A result that cannot be used is reported as `result.result_error`.
+//! The result file lives in a private directory of the run's, removed when the run ends.
 
+use super::SupervisorError;
+use events::RunId;
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The stdout marker of a result line (followed by one space and the JSON object).
 pub const RESULT_MARKER: &str = "RUNLEDGER_RESULT";
@@ -127,6 +130,36 @@ pub fn collect(file: &Path, line: Option<ResultLine>) -> AgentResult {
             "the {RESULT_MARKER} line: {n} bytes, more than the {MAX_RESULT_BYTES} allowed"
         )),
         None => AgentResult::default(),
+    }
+}
+
+/// A private directory for the result file, removed when the run ends.
+pub(crate) struct ResultDir(PathBuf);
+
+impl ResultDir {
+    pub(crate) fn create(run: RunId) -> Result<Self, SupervisorError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let path = std::env::temp_dir().join(format!("runledger-{run}-{}", &tag[..8]));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| SupervisorError::ResultDir {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self(path))
+    }
+
+    /// The result file the agent is told about (it may never write it).
+    pub(crate) fn file(&self) -> PathBuf {
+        self.0.join("result.json")
+    }
+}
+
+impl Drop for ResultDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

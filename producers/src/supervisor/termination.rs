@@ -1,13 +1,15 @@
-//! Stopping the agent on timeout, cancel or interrupt: SIGTERM to its whole process group, a
-//! grace period, then SIGKILL; and turning how it ended into an exit code (its own, or 128 +
-//! signal like a shell).
+//! Stopping the agent on timeout, cancel or interrupt: the first of those causes, then SIGTERM
+//! to its whole process group, a grace period, then SIGKILL; and turning how it ended into an
+//! exit code (its own, or 128 + signal like a shell).
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use super::cancellation::CancelWatch;
+use crate::process::group::signal_group;
+use nix::sys::signal::Signal;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 use tokio::process::Child;
+use tokio::sync::watch;
 
 /// Why the supervisor stopped the agent before it exited by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,11 +57,25 @@ impl Exit {
     }
 }
 
-/// Sends `signal` to the group (never to groups 0 or 1, which would address the caller's group
-/// or init's).
-pub fn signal_group(pgid: i32, signal: Signal) {
-    if pgid > 1 {
-        let _ = killpg(Pid::from_raw(pgid), signal);
+/// The first cause to stop the agent: `timeout` passing, a cancel of the run, or `stop` (the
+/// binary's SIGINT/SIGTERM) turning true, checked in that order. Never resolves if none comes.
+pub async fn stop_cause(
+    timeout: Option<Duration>,
+    cancel: &mut CancelWatch,
+    stop: &mut watch::Receiver<bool>,
+) -> StopCause {
+    tokio::select! {
+        biased;
+        _ = after(timeout) => StopCause::Timeout(timeout.unwrap_or_default()),
+        reason = cancel.requested() => StopCause::Cancel(reason),
+        _ = crate::stop::requested(stop) => StopCause::Interrupted,
+    }
+}
+
+async fn after(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
     }
 }
 

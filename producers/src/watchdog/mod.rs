@@ -1,8 +1,8 @@
 //! The per-host process watchdog behind `runledger watchdog` (and inside `runledger up`).
 //!
 //! [`Watchdog::sweep`] is one step: read the runs this host is running from the read model,
-//! probe each run's supervisor and agent process (pid-reuse safe, see [`probe`]) and publish
-//! what changed:
+//! probe each run's supervisor and agent process (pid-reuse safe, see
+//! [`crate::process::probe`]) and publish what changed:
 //! - supervisor gone, agent alive → `run.process_detached`, once per run;
 //! - supervisor and agent gone → terminate what is left of the agent's process group, then
 //!   `run.process_lost` with the reference's message;
@@ -14,21 +14,23 @@
 //! restarts through the read model (a detached warning recorded for the run) and the stream (the
 //! run's last event already ends it). [`Watchdog::run`] calls `sweep` every interval.
 
-pub mod group;
-pub mod probe;
+mod report;
+mod settings;
 pub mod watchlist;
 
-use crate::{PublishOutcome, Publisher, PublisherSettings};
+pub use report::{lost_message, RunCheck, SweepReport, Verdict};
+pub use settings::WatchdogSettings;
+
+use crate::process::group::{terminate_group, GroupTermination};
+use crate::process::probe::{probe, supervisor_alive, Liveness};
+use crate::{Publisher, PublisherSettings};
 use async_nats::jetstream::Context;
 use chrono::Utc;
 use deadpool_postgres::Pool;
 use events::run::{RunFinished, RunProcessDetached, RunProcessLost};
-use events::{CompanyId, Event, EventData, EventId, RunId, RunOutcome, Subjects};
-use group::{terminate_group, GroupKill, GroupTermination};
-use probe::{probe, supervisor_alive, Liveness};
+use events::{Event, EventData, EventId, RunId, RunOutcome};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -41,129 +43,6 @@ pub enum WatchdogError {
     Db(#[from] tokio_postgres::Error),
     #[error("getting a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-}
-
-/// How a watchdog behaves.
-#[derive(Clone, Debug)]
-pub struct WatchdogSettings {
-    /// The host id whose runs are watched (`run.started.host`).
-    pub host: String,
-    /// The stream holding the runs' events (to see whether a run already ended).
-    pub stream: String,
-    pub subjects: Subjects,
-    /// Between sweeps in [`Watchdog::run`].
-    pub interval: Duration,
-    /// How orphaned groups are terminated (SIGTERM, poll 100 ms, SIGKILL at 2 s).
-    pub group_kill: GroupKill,
-    /// Longest wait for one publish or stream lookup; an unacknowledged event is published
-    /// again (same id) on the next sweep.
-    pub publish_timeout: Duration,
-}
-
-impl WatchdogSettings {
-    /// Defaults: a sweep every second, the reference's group kill, 5 s publish timeout.
-    pub fn new(host: impl Into<String>, stream: impl Into<String>, subjects: Subjects) -> Self {
-        Self {
-            host: host.into(),
-            stream: stream.into(),
-            subjects,
-            interval: Duration::from_secs(1),
-            group_kill: GroupKill::default(),
-            publish_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// What the watchdog concluded about one run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Supervisor and agent alive.
-    Supervised,
-    /// Supervisor alive, agent gone: the supervisor is finishing the run.
-    Finishing,
-    /// Supervisor gone, agent alive, already reported as detached.
-    StillDetached,
-    /// Supervisor gone, agent alive: `run.process_detached` published now.
-    Detached { pid: i32 },
-    /// Supervisor and agent gone: `run.process_lost` published now.
-    Lost {
-        message: String,
-        descendant_group_terminated: bool,
-        group: GroupTermination,
-    },
-    /// Cancel requested with the supervisor gone: group terminated, `run.finished` published.
-    Cancelled {
-        reason: String,
-        group: GroupTermination,
-    },
-    /// This watchdog already published the run's end; the read model has not caught up.
-    AwaitingProjection,
-    /// The stream already holds the run's end (`run.finished` or `run.process_lost`).
-    AlreadyEnded,
-    /// No pid, group or supervisor recorded: nothing to probe.
-    Unprobeable,
-}
-
-impl Verdict {
-    /// Whether this verdict published (or tried to publish) an event.
-    pub fn is_finding(&self) -> bool {
-        matches!(
-            self,
-            Self::Detached { .. } | Self::Lost { .. } | Self::Cancelled { .. }
-        )
-    }
-}
-
-/// One run as one sweep saw it.
-#[derive(Clone, Debug)]
-pub struct RunCheck {
-    pub run_id: RunId,
-    pub company_id: CompanyId,
-    /// The agent process: `alive`, `exited`, `zombie`, `pid_reused`, or `unknown` (no pid).
-    pub agent: &'static str,
-    pub supervisor_alive: bool,
-    pub verdict: Verdict,
-    /// The event published for a finding.
-    pub event_id: Option<EventId>,
-    /// Its publish result (`Err` with the reason if not acknowledged; retried next sweep).
-    pub published: Option<Result<PublishOutcome, String>>,
-}
-
-/// What one sweep found and published.
-#[derive(Clone, Debug, Default)]
-pub struct SweepReport {
-    pub runs: Vec<RunCheck>,
-    /// Events published again because an earlier sweep could not get them acknowledged.
-    pub republished: usize,
-    /// How long the sweep took (group terminations included).
-    pub elapsed: Duration,
-}
-
-impl SweepReport {
-    /// The runs with a finding (an event published or attempted).
-    pub fn findings(&self) -> impl Iterator<Item = &RunCheck> {
-        self.runs.iter().filter(|r| r.verdict.is_finding())
-    }
-
-    /// The check of one run, if the sweep saw it.
-    pub fn run(&self, run: RunId) -> Option<&RunCheck> {
-        self.runs.iter().find(|r| r.run_id == run)
-    }
-}
-
-/// The reference's text for a lost process.
-pub fn lost_message(pid: Option<i32>, pgid: Option<i32>, group_terminated: bool) -> String {
-    match (pid, pgid, group_terminated) {
-        (_, Some(pgid), true) => format!(
-            "Process lost -- parent pid {} exited, but descendant process group {pgid} was still alive and was terminated",
-            pid.map_or("unknown".to_owned(), |p| p.to_string())
-        ),
-        (Some(pid), _, _) => format!("Process lost -- child pid {pid} is no longer running"),
-        (None, Some(pgid), _) => {
-            format!("Process lost -- process group {pgid} is no longer running")
-        }
-        (None, None, _) => "Process lost -- server may have restarted".to_owned(),
-    }
 }
 
 /// Watches the runs of one host.
@@ -200,20 +79,6 @@ impl Watchdog {
         &self.settings
     }
 
-    fn source(&self) -> String {
-        format!("runledger-watchdog/{}", self.settings.host)
-    }
-
-    fn event(&self, company: CompanyId, run: RunId, rule: &str, data: EventData) -> Event {
-        Event::with_id(
-            EventId::derived(EventId(run.0), rule),
-            company,
-            self.source(),
-            Utc::now(),
-            data,
-        )
-    }
-
     /// Checks every running run of this host once and publishes what changed.
     pub async fn sweep(&mut self) -> Result<SweepReport, WatchdogError> {
         let began = Instant::now();
@@ -225,17 +90,8 @@ impl Watchdog {
         for run in &runs {
             let check = if let Some((event, verdict)) = self.pending.get(&run.run_id).cloned() {
                 report.republished += 1;
-                let mut check = RunCheck {
-                    run_id: run.run_id,
-                    company_id: run.company_id,
-                    agent: "unknown",
-                    supervisor_alive: false,
-                    verdict,
-                    event_id: None,
-                    published: None,
-                };
-                self.publish(&mut check, event).await;
-                check
+                self.publish(unpublished(run, "unknown", false, verdict), event)
+                    .await
             } else {
                 self.check(run).await
             };
@@ -245,117 +101,127 @@ impl Watchdog {
         Ok(report)
     }
 
+    /// Probes one run and publishes what changed about it.
     async fn check(&mut self, run: &WatchedRun) -> RunCheck {
         let agent = run
             .pid
             .map(|pid| probe(pid, run.process_started_at))
             .unwrap_or(Liveness::Gone);
-        let supervisor = run.supervisor_pid.is_some_and(|sp| {
+        let supervised = run.supervisor_pid.is_some_and(|sp| {
             supervisor_alive(sp, &probe(sp, None), &agent, run.process_started_at)
         });
-        let mut check = RunCheck {
-            run_id: run.run_id,
-            company_id: run.company_id,
-            agent: if run.pid.is_some() {
-                agent.as_str()
-            } else {
-                "unknown"
-            },
-            supervisor_alive: supervisor,
-            verdict: Verdict::Supervised,
-            event_id: None,
-            published: None,
+        let process = if run.pid.is_some() {
+            agent.as_str()
+        } else {
+            "unknown"
         };
-        if supervisor {
-            check.verdict = if agent.is_alive() {
+        if let Some(verdict) = self.nothing_new(run, &agent, supervised) {
+            return unpublished(run, process, supervised, verdict);
+        }
+        let check = unpublished(run, process, supervised, Verdict::Supervised);
+        match &run.cancel_reason {
+            Some(reason) => self.cancel(run, &agent, reason, check).await,
+            None if agent.is_alive() => self.detach(run, check).await,
+            None => self.lose(run, &agent, check).await,
+        }
+    }
+
+    /// The verdict on a run with nothing new to publish, found without the stream: its
+    /// supervisor owns it, nothing was recorded to probe, or this watchdog reported it already
+    /// and it has not moved on since (a detached run moves on when it is cancelled or its agent
+    /// dies; an end waits for the projection).
+    fn nothing_new(&self, run: &WatchedRun, agent: &Liveness, supervised: bool) -> Option<Verdict> {
+        if supervised {
+            return Some(if agent.is_alive() {
                 Verdict::Supervised
             } else {
                 Verdict::Finishing
-            };
-            return check;
+            });
         }
         if run.pid.is_none() && run.pgid.is_none() && run.supervisor_pid.is_none() {
-            check.verdict = Verdict::Unprobeable;
-            return check;
+            return Some(Verdict::Unprobeable);
         }
-        if let Some(event) = self.reported.get(&run.run_id) {
-            let detached = *event == detached_id(run.run_id);
-            // A detached run moves on when it is cancelled or its agent dies; an end waits.
-            let moved_on = detached && (run.cancel_reason.is_some() || !agent.is_alive());
-            if !moved_on {
-                check.verdict = if detached {
-                    Verdict::StillDetached
-                } else {
-                    Verdict::AwaitingProjection
-                };
-                return check;
-            }
-        }
-        if let Some(reason) = &run.cancel_reason {
-            if self.already_ended(run).await {
-                check.verdict = Verdict::AlreadyEnded;
-                return check;
-            }
-            let group = self.terminate(run, &agent).await;
-            let event = self.event(
-                run.company_id,
-                run.run_id,
-                "watchdog.cancelled",
-                EventData::RunFinished(RunFinished {
-                    run_id: run.run_id,
-                    outcome: RunOutcome::Cancelled,
-                    exit_code: None,
-                    signal: None,
-                    error: Some(reason.clone()),
-                    error_code: None,
-                    result: Map::new(),
-                    stdout_excerpt: None,
-                    stderr_excerpt: None,
-                    usage: None,
-                    extra: extra(json!({
-                        "stopped_by": "watchdog",
-                        "host": self.settings.host,
-                    })),
-                }),
-            );
-            check.verdict = Verdict::Cancelled {
-                reason: reason.clone(),
-                group,
-            };
-            self.publish(&mut check, event).await;
-            return check;
-        }
-        if agent.is_alive() {
-            let pid = run.pid.expect("an alive agent has a pid");
-            if run.detached_before {
-                check.verdict = Verdict::StillDetached;
-                return check;
-            }
-            let event = self.event(
-                run.company_id,
-                run.run_id,
-                "watchdog.process_detached",
-                EventData::RunProcessDetached(RunProcessDetached {
-                    run_id: run.run_id,
-                    pid,
-                    host: self.settings.host.clone(),
-                    extra: Map::new(),
-                }),
-            );
-            check.verdict = Verdict::Detached { pid };
-            self.publish(&mut check, event).await;
-            return check;
-        }
+        let detached = *self.reported.get(&run.run_id)? == detached_id(run.run_id);
+        let moved_on = detached && (run.cancel_reason.is_some() || !agent.is_alive());
+        (!moved_on).then_some(if detached {
+            Verdict::StillDetached
+        } else {
+            Verdict::AwaitingProjection
+        })
+    }
+
+    /// A cancel without supervisor: terminate the group, finish the run `cancelled`.
+    async fn cancel(
+        &mut self,
+        run: &WatchedRun,
+        agent: &Liveness,
+        reason: &str,
+        mut check: RunCheck,
+    ) -> RunCheck {
         if self.already_ended(run).await {
             check.verdict = Verdict::AlreadyEnded;
             return check;
         }
-        let group = self.terminate(run, &agent).await;
+        let group = self.terminate(run, agent).await;
+        let event = self.event(
+            run,
+            "watchdog.cancelled",
+            EventData::RunFinished(RunFinished {
+                run_id: run.run_id,
+                outcome: RunOutcome::Cancelled,
+                exit_code: None,
+                signal: None,
+                error: Some(reason.to_owned()),
+                error_code: None,
+                result: Map::new(),
+                stdout_excerpt: None,
+                stderr_excerpt: None,
+                usage: None,
+                extra: extra(json!({
+                    "stopped_by": "watchdog",
+                    "host": self.settings.host,
+                })),
+            }),
+        );
+        check.verdict = Verdict::Cancelled {
+            reason: reason.to_owned(),
+            group,
+        };
+        self.publish(check, event).await
+    }
+
+    /// Supervisor gone, agent alive: `run.process_detached`, once per run.
+    async fn detach(&mut self, run: &WatchedRun, mut check: RunCheck) -> RunCheck {
+        let pid = run.pid.expect("an alive agent has a pid");
+        if run.detached_before {
+            check.verdict = Verdict::StillDetached;
+            return check;
+        }
+        let event = self.event(
+            run,
+            "watchdog.process_detached",
+            EventData::RunProcessDetached(RunProcessDetached {
+                run_id: run.run_id,
+                pid,
+                host: self.settings.host.clone(),
+                extra: Map::new(),
+            }),
+        );
+        check.verdict = Verdict::Detached { pid };
+        self.publish(check, event).await
+    }
+
+    /// Supervisor and agent gone: terminate what is left of the group, `run.process_lost`.
+    async fn lose(&mut self, run: &WatchedRun, agent: &Liveness, mut check: RunCheck) -> RunCheck {
+        if self.already_ended(run).await {
+            check.verdict = Verdict::AlreadyEnded;
+            return check;
+        }
+        let group = self.terminate(run, agent).await;
         let terminated = matches!(group, GroupTermination::Terminated { .. });
         let message = lost_message(run.pid, run.pgid, terminated);
         let event = self.event(
-            run.company_id,
-            run.run_id,
+            run,
             "watchdog.process_lost",
             EventData::RunProcessLost(RunProcessLost {
                 run_id: run.run_id,
@@ -374,8 +240,7 @@ impl Watchdog {
             descendant_group_terminated: terminated,
             group,
         };
-        self.publish(&mut check, event).await;
-        check
+        self.publish(check, event).await
     }
 
     /// Terminates the run's process group, unless its pid now belongs to another process (then
@@ -415,7 +280,9 @@ impl Watchdog {
             .unwrap_or(false)
     }
 
-    async fn publish(&mut self, check: &mut RunCheck, event: Event) {
+    /// Publishes the event of a finding; one not acknowledged is kept to be published again,
+    /// unchanged, next sweep.
+    async fn publish(&mut self, mut check: RunCheck, event: Event) -> RunCheck {
         check.event_id = Some(event.id);
         let result = match tokio::time::timeout(
             self.settings.publish_timeout,
@@ -442,6 +309,22 @@ impl Watchdog {
             }
         }
         check.published = Some(result);
+        check
+    }
+
+    fn source(&self) -> String {
+        format!("runledger-watchdog/{}", self.settings.host)
+    }
+
+    /// An event about `run` with an id derived from the run and `rule`.
+    fn event(&self, run: &WatchedRun, rule: &str, data: EventData) -> Event {
+        Event::with_id(
+            EventId::derived(EventId(run.run_id.0), rule),
+            run.company_id,
+            self.source(),
+            Utc::now(),
+            data,
+        )
     }
 
     /// Sweeps every `interval` until `stop` turns true. A failed sweep is logged and retried.
@@ -452,10 +335,10 @@ impl Watchdog {
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = stopped(&mut stop) => break,
+                _ = crate::stop::requested(&mut stop) => break,
             }
             match self.sweep().await {
-                Ok(report) => log(&report),
+                Ok(report) => report::log(&report),
                 Err(e) => tracing::warn!(error = %e, "watchdog sweep failed; retrying"),
             }
         }
@@ -463,68 +346,30 @@ impl Watchdog {
     }
 }
 
+/// A check of `run` with its verdict and nothing published (yet).
+fn unpublished(
+    run: &WatchedRun,
+    agent: &'static str,
+    supervisor_alive: bool,
+    verdict: Verdict,
+) -> RunCheck {
+    RunCheck {
+        run_id: run.run_id,
+        company_id: run.company_id,
+        agent,
+        supervisor_alive,
+        verdict,
+        event_id: None,
+        published: None,
+    }
+}
+
+/// The id of a run's detached warning (one per run).
 fn detached_id(run: RunId) -> EventId {
     EventId::derived(EventId(run.0), "watchdog.process_detached")
 }
 
+/// The `extra` object of an event.
 fn extra(value: Value) -> Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-fn log(report: &SweepReport) {
-    for check in report.findings() {
-        match &check.verdict {
-            Verdict::Detached { pid } => {
-                tracing::warn!(run = %check.run_id, pid, "supervisor gone, agent alive: detached")
-            }
-            Verdict::Lost { message, .. } => {
-                tracing::warn!(run = %check.run_id, "{message}")
-            }
-            Verdict::Cancelled { reason, .. } => {
-                tracing::info!(run = %check.run_id, %reason, "cancelled a run without supervisor")
-            }
-            _ => {}
-        }
-    }
-    tracing::debug!(runs = report.runs.len(), elapsed = ?report.elapsed, "watchdog sweep");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lost_messages_follow_the_reference() {
-        assert_eq!(
-            lost_message(Some(4242), Some(4242), true),
-            "Process lost -- parent pid 4242 exited, but descendant process group 4242 was still alive and was terminated"
-        );
-        assert_eq!(
-            lost_message(None, Some(7), true),
-            "Process lost -- parent pid unknown exited, but descendant process group 7 was still alive and was terminated"
-        );
-        assert_eq!(
-            lost_message(Some(4242), Some(4242), false),
-            "Process lost -- child pid 4242 is no longer running"
-        );
-        assert_eq!(
-            lost_message(None, Some(7), false),
-            "Process lost -- process group 7 is no longer running"
-        );
-        assert_eq!(
-            lost_message(None, None, false),
-            "Process lost -- server may have restarted"
-        );
-    }
 }

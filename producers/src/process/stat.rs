@@ -29,6 +29,21 @@ impl ProcStat {
     }
 }
 
+#[cfg(test)]
+impl ProcStat {
+    /// The fields the rules built on a stat line look at, for their tests.
+    pub(crate) fn of(pid: i32, state: char, ppid: i32, pgrp: i32, starttime: u64) -> Self {
+        Self {
+            pid,
+            comm: "x".into(),
+            state,
+            ppid,
+            pgrp,
+            starttime,
+        }
+    }
+}
+
 /// Why a stat line could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed /proc stat line: {0}")]

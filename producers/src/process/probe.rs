@@ -9,12 +9,11 @@
 //! - a supervisor counts as alive only if it is alive, started no later than the agent, and (when
 //!   the agent is alive) is still the agent's parent — a killed supervisor's child is reparented.
 //!
-//! Process-group membership scans `/proc` for live members, because `kill(-pgid, 0)` also
-//! succeeds when only zombies are left; see [`group_members`].
+//! Who is in a process group is a question of its own: see [`super::group`].
 
-use crate::supervisor::proc_stat::{self, ProcStat};
+use super::stat::{self, ProcStat};
 use nix::errno::Errno;
-use nix::sys::signal::{kill, killpg};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use std::io;
 
@@ -121,7 +120,8 @@ pub fn supervisor_alive(
     true
 }
 
-fn signal_probe(result: nix::Result<()>) -> SignalProbe {
+/// What a `kill(…, 0)` answered.
+pub(super) fn signal_probe(result: nix::Result<()>) -> SignalProbe {
     match result {
         Ok(()) => SignalProbe::Exists,
         Err(Errno::EPERM) => SignalProbe::PermissionDenied,
@@ -130,7 +130,7 @@ fn signal_probe(result: nix::Result<()>) -> SignalProbe {
 }
 
 fn stat_probe(pid: i32) -> StatProbe {
-    match proc_stat::read(pid) {
+    match stat::read(pid) {
         Ok(stat) => StatProbe::Read(stat),
         Err(e) if e.kind() == io::ErrorKind::NotFound => StatProbe::NotFound,
         Err(_) => StatProbe::Unreadable,
@@ -150,70 +150,13 @@ pub fn probe(pid: i32, expected_start: Option<u64>) -> Liveness {
     classify(signal, stat_probe(pid), expected_start)
 }
 
-/// The live members of one process group.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GroupMembers {
-    /// Members started at or after the run's process: its descendants.
-    pub ours: Vec<i32>,
-    /// Members started before it: the group number now belongs to someone else.
-    pub foreign: Vec<i32>,
-}
-
-impl GroupMembers {
-    pub fn is_empty(&self) -> bool {
-        self.ours.is_empty() && self.foreign.is_empty()
-    }
-}
-
-/// Pure: the live (non-zombie) members of `pgid` among `stats`, split by start time.
-pub fn partition_members(
-    stats: impl IntoIterator<Item = ProcStat>,
-    pgid: i32,
-    not_before: Option<u64>,
-) -> GroupMembers {
-    let mut members = GroupMembers::default();
-    for stat in stats {
-        if stat.pgrp != pgid || stat.is_dead() {
-            continue;
-        }
-        match not_before {
-            Some(t) if stat.starttime < t => members.foreign.push(stat.pid),
-            _ => members.ours.push(stat.pid),
-        }
-    }
-    members
-}
-
-/// The live members of process group `pgid` now. `kill(-pgid, 0)` answers "nobody" cheaply;
-/// otherwise `/proc` is scanned, since zombies keep a group signalable.
-pub fn group_members(pgid: i32, not_before: Option<u64>) -> GroupMembers {
-    if pgid <= 1 {
-        return GroupMembers::default();
-    }
-    if signal_probe(killpg(Pid::from_raw(pgid), None)) == SignalProbe::NoSuchProcess {
-        return GroupMembers::default();
-    }
-    partition_members(proc_stat::all(), pgid, not_before)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn stat(pid: i32, state: char, ppid: i32, pgrp: i32, starttime: u64) -> ProcStat {
-        ProcStat {
-            pid,
-            comm: "x".into(),
-            state,
-            ppid,
-            pgrp,
-            starttime,
-        }
-    }
-
     #[test]
     fn esrch_is_gone_whatever_proc_says() {
-        let s = StatProbe::Read(stat(10, 'S', 1, 10, 5));
+        let s = StatProbe::Read(ProcStat::of(10, 'S', 1, 10, 5));
         assert_eq!(
             classify(SignalProbe::NoSuchProcess, s, Some(5)),
             Liveness::Gone
@@ -222,7 +165,7 @@ mod tests {
 
     #[test]
     fn eperm_counts_as_alive() {
-        let s = stat(10, 'S', 1, 10, 5);
+        let s = ProcStat::of(10, 'S', 1, 10, 5);
         assert_eq!(
             classify(
                 SignalProbe::PermissionDenied,
@@ -245,7 +188,7 @@ mod tests {
     fn a_zombie_counts_as_dead() {
         let l = classify(
             SignalProbe::Exists,
-            StatProbe::Read(stat(10, 'Z', 1, 10, 5)),
+            StatProbe::Read(ProcStat::of(10, 'Z', 1, 10, 5)),
             Some(5),
         );
         assert_eq!(l, Liveness::Zombie);
@@ -256,7 +199,7 @@ mod tests {
     fn another_start_time_is_a_reused_pid_not_the_run() {
         let l = classify(
             SignalProbe::Exists,
-            StatProbe::Read(stat(10, 'S', 1, 10, 99)),
+            StatProbe::Read(ProcStat::of(10, 'S', 1, 10, 99)),
             Some(5),
         );
         assert_eq!(l, Liveness::Reused { started_at: 99 });
@@ -266,7 +209,7 @@ mod tests {
 
     #[test]
     fn without_a_recorded_start_time_a_live_pid_is_alive() {
-        let s = stat(10, 'R', 1, 10, 99);
+        let s = ProcStat::of(10, 'R', 1, 10, 99);
         assert!(classify(SignalProbe::Exists, StatProbe::Read(s), None).is_alive());
     }
 
@@ -281,10 +224,10 @@ mod tests {
     #[test]
     fn the_supervisor_must_be_alive_older_than_the_agent_and_its_parent() {
         let sup = |start| Liveness::Alive {
-            stat: Some(stat(100, 'S', 1, 100, start)),
+            stat: Some(ProcStat::of(100, 'S', 1, 100, start)),
         };
         let agent = |ppid| Liveness::Alive {
-            stat: Some(stat(200, 'S', ppid, 200, 50)),
+            stat: Some(ProcStat::of(200, 'S', ppid, 200, 50)),
         };
         assert!(supervisor_alive(100, &sup(40), &agent(100), Some(50)));
         assert!(
@@ -320,25 +263,9 @@ mod tests {
     }
 
     #[test]
-    fn group_members_skip_zombies_other_groups_and_split_by_start_time() {
-        let stats = vec![
-            stat(10, 'Z', 1, 10, 50), // the exited leader
-            stat(11, 'S', 1, 10, 51), // its orphaned child
-            stat(12, 'S', 1, 12, 52), // another group
-            stat(13, 'S', 1, 10, 40), // started before the run's process
-        ];
-        let m = partition_members(stats.clone(), 10, Some(50));
-        assert_eq!(m.ours, vec![11]);
-        assert_eq!(m.foreign, vec![13]);
-        let m = partition_members(stats, 10, None);
-        assert_eq!(m.ours, vec![11, 13]);
-        assert!(partition_members(Vec::new(), 10, None).is_empty());
-    }
-
-    #[test]
     fn probes_real_processes() {
         let me = std::process::id() as i32;
-        let start = proc_stat::start_time(me).unwrap();
+        let start = stat::start_time(me).unwrap();
         assert!(probe(me, Some(start)).is_alive());
         assert_eq!(
             probe(me, Some(start + 1)),
@@ -346,7 +273,5 @@ mod tests {
         );
         assert_eq!(probe(0, None), Liveness::Gone);
         assert_eq!(probe(-1, None), Liveness::Gone);
-        assert!(group_members(0, None).is_empty());
-        assert!(group_members(1, None).is_empty());
     }
 }
