@@ -63,6 +63,7 @@ impl StreamArgs {
             name: self.stream.clone(),
             subjects: events::Subjects::new(&self.prefix)?,
             duplicate_window: self.duplicate_window,
+            replicas: 1,
         })
     }
 }

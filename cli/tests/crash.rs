@@ -45,6 +45,7 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
         name: ts.stream.clone(),
         subjects: subjects.clone(),
         duplicate_window: Duration::from_secs(120),
+        replicas: 1,
     };
     ensure_stream(&js, &settings).await.unwrap();
     let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());

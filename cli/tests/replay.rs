@@ -28,6 +28,7 @@ impl Setup {
             name: ts.stream.clone(),
             subjects: subjects.clone(),
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         };
         ensure_stream(&js, &settings).await.unwrap();
         let db = TestDb::new().await.unwrap();

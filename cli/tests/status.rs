@@ -50,6 +50,7 @@ async fn stream() -> TestStream {
             name: ts.stream.clone(),
             subjects: Subjects::new(&ts.prefix).unwrap(),
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         },
     )
     .await

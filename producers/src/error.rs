@@ -41,4 +41,19 @@ pub enum StreamError {
         asked: String,
         got: String,
     },
+    /// The stream was set up with another partition count. It is fixed at setup: use the count
+    /// it records, or set up a new stream and replay into it.
+    #[error("stream `{stream}` was set up with {recorded} partition(s), not {asked}: set RUNLEDGER_PARTITIONS={recorded} (the count is fixed when the stream is set up)")]
+    Partitions {
+        stream: String,
+        recorded: u32,
+        asked: u32,
+    },
+    /// The servers do not map producers' subjects into partitions as runledger computes them.
+    #[error("the NATS servers do not partition subjects as runledger expects ({problem}); add to every server's configuration: mappings = {{ \"{from}\": \"{to}\" }} (see docs/operations.md)")]
+    Mapping {
+        problem: String,
+        from: String,
+        to: String,
+    },
 }

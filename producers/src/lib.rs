@@ -20,4 +20,7 @@ pub mod workload;
 
 pub use error::{PublishError, StreamError};
 pub use publisher::{PublishOutcome, Publisher, PublisherSettings};
-pub use stream::{ensure_stream, StreamSettings, DEFAULT_DUPLICATE_WINDOW, DEFAULT_STREAM};
+pub use stream::{
+    check_partition_mapping, ensure_stream, StreamSettings, DEFAULT_DUPLICATE_WINDOW,
+    DEFAULT_STREAM,
+};

@@ -1,12 +1,18 @@
 //! The one JetStream stream holding all of runledger's history. Creating or updating it is
 //! idempotent, and the settings the server reports back are checked, because an older server
 //! silently drops settings it does not know and the guarantees (deny delete and purge, the
-//! duplicate window) would quietly be gone.
+//! duplicate window, the replicas) would quietly be gone.
+//!
+//! The partition count is fixed when the stream is set up: it is written into the stream's
+//! description and a stream set up with another count is refused, since every stored subject
+//! and every reader's position depends on it. A partitioned stream needs the servers to map
+//! producers' subjects into partitions; [`check_partition_mapping`] proves they do.
 
 use crate::error::StreamError;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, Info, RetentionPolicy, StorageType};
 use async_nats::jetstream::Context;
-use events::Subjects;
+use events::{CompanyId, Subjects};
+use futures::StreamExt;
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -19,8 +25,12 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 #[derive(Clone, Debug)]
 pub struct StreamSettings {
     pub name: String,
+    /// The subjects, with the partition count.
     pub subjects: Subjects,
     pub duplicate_window: Duration,
+    /// Copies of the stream in a JetStream cluster (1 on a single server; 3 survives the loss
+    /// of any one node).
+    pub replicas: usize,
 }
 
 impl Default for StreamSettings {
@@ -29,8 +39,23 @@ impl Default for StreamSettings {
             name: DEFAULT_STREAM.to_owned(),
             subjects: Subjects::default(),
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            replicas: 1,
         }
     }
+}
+
+/// The stream's description, which records the partition count it was set up with.
+fn description(partitions: u32) -> String {
+    format!("runledger history; partitions: {partitions}")
+}
+
+/// The partition count a stream's description records (streams made before partitions were
+/// recorded, or by hand, count as one).
+fn recorded_partitions(description: Option<&str>) -> u32 {
+    description
+        .and_then(|d| d.rsplit_once("partitions: "))
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(1)
 }
 
 impl StreamSettings {
@@ -44,6 +69,8 @@ impl StreamSettings {
             deny_delete: true,
             deny_purge: true,
             duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            description: Some(description(self.subjects.partitions())),
             ..Default::default()
         }
     }
@@ -52,6 +79,20 @@ impl StreamSettings {
 /// Creates the stream or updates it to `settings`, then checks what the server applied.
 pub async fn ensure_stream(js: &Context, settings: &StreamSettings) -> Result<Info, StreamError> {
     let asked = settings.config();
+    if let Ok(mut existing) = js.get_stream(&asked.name).await {
+        let existing = existing
+            .info()
+            .await
+            .map_err(|e| StreamError::JetStream(format!("stream `{}` info: {e}", asked.name)))?;
+        let recorded = recorded_partitions(existing.config.description.as_deref());
+        if recorded != settings.subjects.partitions() {
+            return Err(StreamError::Partitions {
+                stream: asked.name.clone(),
+                recorded,
+                asked: settings.subjects.partitions(),
+            });
+        }
+    }
     let info = js
         .create_or_update_stream(asked.clone())
         .await
@@ -62,7 +103,7 @@ pub async fn ensure_stream(js: &Context, settings: &StreamSettings) -> Result<In
 
 /// Checks that the server applied each setting runledger asked for.
 fn applied(asked: &Config, got: &Config) -> Result<(), StreamError> {
-    let settings: [(&'static str, &dyn Debug, &dyn Debug); 6] = [
+    let settings: [(&'static str, &dyn Debug, &dyn Debug); 8] = [
         ("subjects", &asked.subjects, &got.subjects),
         ("retention", &asked.retention, &got.retention),
         ("storage", &asked.storage, &got.storage),
@@ -73,6 +114,8 @@ fn applied(asked: &Config, got: &Config) -> Result<(), StreamError> {
             &asked.duplicate_window,
             &got.duplicate_window,
         ),
+        ("num_replicas", &asked.num_replicas, &got.num_replicas),
+        ("description", &asked.description, &got.description),
     ];
     for (setting, asked_value, got_value) in settings {
         let (asked_value, got_value) = (format!("{asked_value:?}"), format!("{got_value:?}"));
@@ -86,4 +129,103 @@ fn applied(asked: &Config, got: &Config) -> Result<(), StreamError> {
         }
     }
     Ok(())
+}
+
+/// Companies whose partitions the mapping check looks at: derived, so every check probes the
+/// same ones; enough of them that a wrong partition count shows.
+fn probe_companies() -> impl Iterator<Item = CompanyId> {
+    let namespace = uuid::Uuid::from_u128(0x52d1_7a3e_96b4_4c0f_8e21_d5a9_0f3c_b711);
+    (0u32..16).map(move |i| CompanyId(uuid::Uuid::new_v5(&namespace, &i.to_be_bytes())))
+}
+
+/// Proves that the servers map producers' subjects into the partitions runledger computes
+/// (nothing to prove with one partition). Probe messages go through the mapping as core NATS
+/// messages that name a stream that does not exist, so JetStream refuses to store them; a
+/// subscription sees where the servers put each one.
+pub async fn check_partition_mapping(
+    client: &async_nats::Client,
+    subjects: &Subjects,
+) -> Result<(), StreamError> {
+    let Some((source, destination)) = subjects.mapping() else {
+        return Ok(());
+    };
+    let missing = |what: String| StreamError::Mapping {
+        problem: what,
+        from: source.clone(),
+        to: destination.clone(),
+    };
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = subjects.prefix();
+    let subscribe = |subject: String| async move {
+        client
+            .subscribe(subject)
+            .await
+            .map_err(|e| StreamError::JetStream(format!("checking the partition mapping: {e}")))
+    };
+    let mut mapped = subscribe(format!("{prefix}.*.*.mapping_probe.{nonce}")).await?;
+    let mut unmapped = subscribe(format!("{prefix}.*.mapping_probe.{nonce}")).await?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Expected-Stream",
+        "runledger-mapping-probe-stores-nothing",
+    );
+    let companies: Vec<CompanyId> = probe_companies().collect();
+    for company in &companies {
+        client
+            .publish_with_headers(
+                format!("{prefix}.{company}.mapping_probe.{nonce}"),
+                headers.clone(),
+                "".into(),
+            )
+            .await
+            .map_err(|e| StreamError::JetStream(format!("checking the partition mapping: {e}")))?;
+    }
+    client
+        .flush()
+        .await
+        .map_err(|e| StreamError::JetStream(format!("checking the partition mapping: {e}")))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for _ in &companies {
+        let message = tokio::select! {
+            m = mapped.next() => m,
+            m = unmapped.next() => {
+                let subject = m.map(|m| m.subject.to_string()).unwrap_or_default();
+                return Err(missing(format!("`{subject}` was not mapped")));
+            }
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(message) = message else {
+            return Err(missing("the probe messages did not come back".into()));
+        };
+        let tokens: Vec<&str> = message.subject.split('.').collect();
+        let (Some(partition), Some(company)) = (tokens.get(1), tokens.get(2)) else {
+            return Err(missing(format!(
+                "`{}` is not mapped as expected",
+                message.subject
+            )));
+        };
+        let expected = company
+            .parse()
+            .map(|id| subjects.partition_of(CompanyId(id)).to_string())
+            .unwrap_or_default();
+        if *partition != expected {
+            return Err(missing(format!(
+                "company {company} was mapped to partition {partition}, runledger expects {expected} (another partition count?)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_records_the_partition_count() {
+        assert_eq!(recorded_partitions(Some(&description(8))), 8);
+        assert_eq!(recorded_partitions(Some(&description(1))), 1);
+        assert_eq!(recorded_partitions(None), 1);
+        assert_eq!(recorded_partitions(Some("made by hand")), 1);
+    }
 }

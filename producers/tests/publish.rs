@@ -21,6 +21,7 @@ fn settings(ts: &TestStream, duplicate_window: Duration) -> StreamSettings {
         name: ts.stream.clone(),
         subjects: Subjects::new(&ts.prefix).expect("test prefixes are valid"),
         duplicate_window,
+        replicas: 1,
     }
 }
 
@@ -202,6 +203,7 @@ async fn a_timed_out_publish_is_retried_with_the_same_id() -> TestResult {
         name: "RLTEST_RESTART".into(),
         subjects: Subjects::new("rltest_restart")?,
         duplicate_window: Duration::from_secs(120),
+        replicas: 1,
     };
     ensure_stream(&js, &settings).await?;
     let publisher = Publisher::new(

@@ -1,5 +1,5 @@
 //! Test support: every test gets its own PostgreSQL database and its own JetStream stream and
-//! subject prefix (or a private `nats-server`), so tests run in parallel against real services and
+//! subject prefix (or private `nats-server`s, a cluster of them too), so tests run in parallel against real services and
 //! leave nothing behind (everything is dropped on `Drop`). [`Kit`] builds the end-to-end setup
 //! on them that every crate's tests share.
 //!
@@ -11,8 +11,10 @@ mod db;
 mod kit;
 mod nats;
 mod poll;
+mod private;
 
 pub use db::TestDb;
 pub use kit::{step_to, Kit};
-pub use nats::{NatsServer, TestStream};
+pub use nats::TestStream;
 pub use poll::{eventually, Deadline};
+pub use private::{NatsServer, PrivateNats};

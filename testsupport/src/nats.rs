@@ -1,15 +1,12 @@
-//! JetStream isolation: a unique stream name and subject prefix per test on the shared server,
-//! or a private `nats-server` on a free port for tests that must stop or restart the server;
-//! and what tests without a database read back from their stream.
+//! JetStream isolation: a unique stream name and subject prefix per test (on the shared server,
+//! or on a private one from [`crate::PrivateNats`]), and what tests without a database read back
+//! from their stream.
 
 use anyhow::Context;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use events::{Event, Subjects};
 use futures::StreamExt;
 use producers::{ensure_stream, StreamSettings};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -32,7 +29,7 @@ impl TestStream {
 
     /// Names a unique stream and prefix on the server at `url`.
     pub async fn on(url: &str) -> anyhow::Result<Self> {
-        let client = async_nats::connect(url).await.with_context(|| {
+        let client = connect(url).await.with_context(|| {
             format!("connecting to NATS at {url} (is nats-server -js running?)")
         })?;
         let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -57,6 +54,7 @@ impl TestStream {
                 name: self.stream.clone(),
                 subjects: subjects.clone(),
                 duplicate_window: Duration::from_secs(120),
+                replicas: 1,
             },
         )
         .await
@@ -116,7 +114,7 @@ impl Drop for TestStream {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                if let Ok(client) = async_nats::connect(&url).await {
+                if let Ok(client) = connect(&url).await {
                     let js = async_nats::jetstream::new(client.clone());
                     let _ = js.delete_stream(&stream).await;
                     let _ = client.flush().await;
@@ -127,97 +125,12 @@ impl Drop for TestStream {
     }
 }
 
-/// A private `nats-server -js` on a free loopback port with its own store; killed on drop.
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    store: PathBuf,
-}
-
-impl NatsServer {
-    pub async fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let store =
-            std::env::temp_dir().join(format!("rltest-nats-{}", uuid::Uuid::new_v4().simple()));
-        let mut server = Self {
-            child: None,
-            port,
-            store,
-        };
-        server.spawn()?;
-        server.wait_ready().await?;
-        Ok(server)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(
-                "starting nats-server (is it installed? the README's test command installs it)",
-            )?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let url = self.url();
-        crate::eventually(
-            Duration::from_secs(10),
-            "the private nats-server to accept connections",
-            || {
-                let url = url.clone();
-                async move {
-                    let client = async_nats::connect(&url).await.ok()?;
-                    // JetStream answers its API (query_account wants fields 2.9 does not send).
-                    let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
-                    String::from_utf8_lossy(&reply.payload)
-                        .contains("account_info_response")
-                        .then_some(())
-                }
-            },
-        )
-        .await;
-        Ok(())
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (kill -9) without removing its store.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and store.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        self.spawn()?;
-        self.wait_ready().await
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Connects to the server, or to any of several comma-separated ones (a cluster).
+pub async fn connect(urls: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = urls
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("NATS URL(s) `{urls}`"))?;
+    Ok(async_nats::connect(servers).await?)
 }

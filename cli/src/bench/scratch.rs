@@ -34,6 +34,7 @@ impl Scratch {
                 name: stream.clone(),
                 subjects: subjects.clone(),
                 duplicate_window: Duration::from_secs(120),
+                replicas: 1,
             },
         )
         .await?;
