@@ -23,6 +23,10 @@ pub enum ProjectorError {
     /// A migration failed; the schema is unchanged.
     #[error("{0}")]
     Migration(String),
+    /// This instance no longer owns the partition it was writing (another took it over after
+    /// its lease ran out): nothing was committed; stop writing to the partition.
+    #[error("the lease of `{role}` partition {partition} is no longer this instance's")]
+    Fenced { role: String, partition: u32 },
     /// Settings or stored state do not fit together; fix the configuration.
     #[error("configuration: {0}")]
     Config(String),

@@ -4,13 +4,14 @@
 //! in-memory rows of [`fold::model`], no I/O); [`store`] is PostgreSQL (set-based loads and
 //! writes, the exactly-once [`store::batch`] transaction that runs load → fold → write →
 //! position, migrations, checksums); [`feed`] reads the stream. [`live`] (the live projector)
-//! and [`replay`] (rebuilds) join the three. PostgreSQL, not the JetStream consumer, owns the
-//! position.
+//! and [`replay`] (rebuilds) join the three; [`membership`] shares partitions between
+//! instances. PostgreSQL, not the JetStream consumer, owns the position.
 
 mod error;
 pub mod feed;
 pub mod fold;
 pub mod live;
+pub mod membership;
 pub mod replay;
 pub mod store;
 

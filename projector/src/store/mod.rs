@@ -12,6 +12,7 @@ mod cells;
 pub mod checksum;
 mod columns;
 pub mod indexes;
+pub mod lease;
 pub mod migrate;
 
 use crate::error::ProjectorError;

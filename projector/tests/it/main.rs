@@ -3,6 +3,7 @@
 
 mod cache;
 mod helpers;
+mod membership;
 
 use events::*;
 use helpers::{Harness, World};
