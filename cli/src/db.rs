@@ -15,6 +15,10 @@ fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// what uses it then fails with a message instead of hanging.
 pub const POOL_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a session may sit idle inside a transaction before the server ends it. runledger
+/// never waits on anything but the database inside a transaction.
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
+
 /// A pool on `url` whose sessions read and write `schema`.
 pub fn pool(url: &str, schema: &str, size: usize) -> anyhow::Result<Pool> {
     pool_waiting(url, schema, size, POOL_WAIT)
@@ -24,7 +28,13 @@ pub fn pool(url: &str, schema: &str, size: usize) -> anyhow::Result<Pool> {
 pub fn pool_waiting(url: &str, schema: &str, size: usize, wait: Duration) -> anyhow::Result<Pool> {
     projector::store::migrate::check_schema_name(schema)?;
     let mut config = config(url)?;
-    config.options(format!("-c search_path={schema}"));
+    // A session left idle inside a transaction (its process frozen, or cut off) is ended by the
+    // server, so the locks it holds (a position row, a partition's lease) cannot outlive it:
+    // another instance can take the partition over.
+    config.options(format!(
+        "-c search_path={schema} -c idle_in_transaction_session_timeout={}",
+        IDLE_IN_TRANSACTION.as_millis()
+    ));
     config.application_name("runledger");
     let manager = Manager::from_config(
         config,

@@ -221,6 +221,10 @@ pub async fn replay(
     // Parity at one position: hold the live projector's batch lock, finish the last stretch.
     let mut live_client = live.get().await?;
     let tx = live_client.transaction().await?;
+    // This transaction waits while the rebuild finishes its last stretch: not idle in the sense
+    // of the sessions' idle timeout.
+    tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || $1::text || '.' || $2::text))",
         &[&plan.live_schema, &plan.consumer],
