@@ -2,11 +2,10 @@
 //! (all read models committed), against raw publish and raw COPY of the same volume.
 
 use super::scratch::Scratch;
-use super::{ceiling, median, print_table};
+use super::{ceiling, cpu, median, print_table};
 use crate::settings::{DbArgs, NatsArgs};
 use bytes::Bytes;
 use producers::workload::{Mix, Workload};
-use projector::{Projector, ProjectorSettings};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ pub async fn run(
     let total = events.len();
     let (mut publish, mut publish_read, mut alone, mut copy, mut e2e) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut projector_cpu, mut postgres_cpu, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..repeat {
         // Each phase has its own scratch stream and database, removed whatever the phase returns.
         // raw publish of the same payloads, then raw COPY
@@ -69,15 +69,22 @@ pub async fn run(
         let scratch = Scratch::new(nats, db).await?;
         let result = end_to_end(nats, &scratch, &events, round).await;
         scratch.cleanup().await;
-        e2e.push(result?);
+        let measured = result?;
+        e2e.push(measured.rate);
+        projector_cpu.push(measured.projector_cpu_us);
+        postgres_cpu.push(measured.postgres_cpu_us);
+        rss.push(measured.peak_rss_mib);
         eprintln!(
-            "round {}: publish {:.0}/s, publish+read {:.0}/s, Publisher alone {:.0}/s, copy {:.0}/s, end-to-end {:.0}/s",
+            "round {}: publish {:.0}/s, publish+read {:.0}/s, Publisher alone {:.0}/s, copy {:.0}/s, end-to-end {:.0}/s, projector CPU {:.2} µs/event, PostgreSQL CPU {:.2} µs/event, projector peak RSS {:.0} MiB",
             round + 1,
             publish[round],
             publish_read[round],
             alone[round],
             copy[round],
-            e2e[round]
+            e2e[round],
+            projector_cpu[round],
+            postgres_cpu[round],
+            rss[round]
         );
     }
     let (p, pr, a, c, e) = (
@@ -100,6 +107,13 @@ pub async fn run(
             ("end-to-end (published → committed)", e, "events/s"),
             ("ratio end-to-end / raw publish", e / p, ""),
             ("ratio end-to-end / publish+read", e / pr, ""),
+            (
+                "projector process CPU per event",
+                median(&projector_cpu),
+                "µs",
+            ),
+            ("PostgreSQL CPU per event", median(&postgres_cpu), "µs"),
+            ("projector peak RSS", median(&rss), "MiB"),
         ],
     );
     println!(
@@ -109,31 +123,55 @@ pub async fn run(
             "raw_publish_eps": p, "raw_publish_and_read_eps": pr, "publisher_alone_eps": a,
             "raw_copy_rows_per_sec": c, "end_to_end_eps": e,
             "ratio_end_to_end_vs_publish": e / p, "ratio_end_to_end_vs_publish_and_read": e / pr,
+            "projector_cpu_us_per_event": median(&projector_cpu),
+            "postgres_cpu_us_per_event": median(&postgres_cpu), "projector_peak_rss_mib": median(&rss),
             "samples": {"raw_publish": publish, "raw_publish_and_read": publish_read,
-                        "publisher_alone": alone, "raw_copy": copy, "end_to_end": e2e},
+                        "publisher_alone": alone, "raw_copy": copy, "end_to_end": e2e,
+                        "projector_cpu_us_per_event": projector_cpu,
+                        "postgres_cpu_us_per_event": postgres_cpu, "projector_peak_rss_mib": rss},
         })
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Publishes `events` through the `Publisher` while a projector folds them; events per second
-/// from the first publish to the projector's position reaching the last event.
+/// What the end-to-end phase measured.
+struct EndToEnd {
+    /// Events per second from the first publish to the projector's position reaching the last.
+    rate: f64,
+    /// CPU µs per event of the projector's process (`runledger project`) and of PostgreSQL.
+    projector_cpu_us: f64,
+    postgres_cpu_us: f64,
+    /// The projector process's peak RSS.
+    peak_rss_mib: f64,
+}
+
+/// Publishes `events` through the `Publisher` while `runledger project`, a process of its own as
+/// in production, folds them.
 async fn end_to_end(
     nats: &NatsArgs,
     scratch: &Scratch,
     events: &[events::Event],
     round: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<EndToEnd> {
     let pool = scratch.pool().await?;
-    let settings = ProjectorSettings::new(&scratch.stream, scratch.subjects.clone());
-    // The projector reads on a connection of its own, as `runledger up` does: producers are
-    // other processes with other connections.
-    let projector_js = async_nats::jetstream::new(nats.connect("runledger bench projector").await?);
-    let projector = Projector::start(pool.clone(), projector_js, settings).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(projector.run(stop_rx));
+    {
+        let mut client = pool.get().await?;
+        projector::store::migrate::migrate(&mut client, "public").await?;
+    }
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("project")
+        .env("NATS_URL", nats.url_or_default())
+        .env("DATABASE_URL", &scratch.database_url)
+        .env("RUNLEDGER_STREAM", &scratch.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", scratch.subjects.prefix())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().map(|p| p as i32).unwrap_or(0);
     let publisher = scratch.publisher();
     eprintln!("round {}: end to end ...", round + 1);
+    let pg_before = cpu::postgres_seconds();
     let started = Instant::now();
     let measured = async {
         let mut last = 0;
@@ -156,16 +194,32 @@ async fn end_to_end(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let done = started.elapsed().as_secs_f64();
+        let process = producers::process::stat::read(pid)?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         eprintln!(
             "round {}: all published after {published:.2} s, all committed after {done:.2} s",
             round + 1
         );
-        Ok(events.len() as f64 / done)
+        let per_event = 1e6 / events.len() as f64;
+        Ok(EndToEnd {
+            rate: events.len() as f64 / done,
+            projector_cpu_us: process.cpu_ticks as f64 * cpu::tick_seconds() * per_event,
+            postgres_cpu_us: (cpu::postgres_seconds() - pg_before) * per_event,
+            peak_rss_mib: peak_kib(&status) / 1024.0,
+        })
     }
     .await;
-    let _ = stop_tx.send(true);
-    let _ = task.await;
+    let _ = child.kill().await;
     measured
+}
+
+/// `VmHWM` (peak resident set) of a `/proc/<pid>/status` text, in KiB.
+fn peak_kib(status: &str) -> f64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// Raw publish of `events` while a raw reader reads them back, in a scratch stream of its own.

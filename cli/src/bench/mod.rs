@@ -3,6 +3,7 @@
 //! workload sets up its own scratch stream and database and removes them afterwards.
 
 mod ceiling;
+mod cpu;
 mod ingest;
 mod ledger;
 mod reconcile;

@@ -2,7 +2,7 @@
 //! RSS is its own) from a pre-filled stream, against an ordered JetStream read and COPY.
 
 use super::scratch::Scratch;
-use super::{busy_percent, ceiling, machine_ticks, median, print_table};
+use super::{busy_percent, ceiling, cpu, machine_ticks, median, print_table};
 use crate::settings::{DbArgs, NatsArgs};
 use producers::workload::{Mix, Workload};
 use std::process::ExitCode;
@@ -54,7 +54,7 @@ async fn measure(
     let pool = scratch.pool().await?;
     let (mut read, mut copy, mut rebuild, mut rss) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut cpu_us, mut busy) = (Vec::new(), Vec::new());
+    let (mut cpu_us, mut busy, mut pg_us) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..repeat {
         eprintln!("round {}: raw read ...", round + 1);
         read.push(ceiling::raw_read(&scratch.js, &scratch.stream, &scratch.subjects, total).await?);
@@ -63,6 +63,7 @@ async fn measure(
         eprintln!("round {}: replay ...", round + 1);
         let into = format!("bench_replay_{round}");
         let ticks = machine_ticks();
+        let pg_before = cpu::postgres_seconds();
         let output = tokio::process::Command::new(std::env::current_exe()?)
             .args([
                 "replay",
@@ -81,6 +82,7 @@ async fn measure(
             .output()
             .await?;
         busy.push(busy_percent(ticks, machine_ticks()));
+        pg_us.push((cpu::postgres_seconds() - pg_before) * 1e6 / total as f64);
         anyhow::ensure!(
             output.status.success(),
             "replay failed: {}",
@@ -101,18 +103,19 @@ async fn measure(
             .batch_execute(&format!("DROP SCHEMA {into} CASCADE"))
             .await?;
         eprintln!(
-            "round {}: read {:.0}/s, copy {:.0}/s, replay {:.0}/s, peak RSS {:.0} MiB, replay CPU {:.2} µs/event, machine {:.0}% busy",
+            "round {}: read {:.0}/s, copy {:.0}/s, replay {:.0}/s, peak RSS {:.0} MiB, replay CPU {:.2} µs/event, PostgreSQL CPU {:.2} µs/event, machine {:.0}% busy",
             round + 1,
             read[round],
             copy[round],
             rebuild[round],
             rss[round],
             cpu_us[round],
+            pg_us[round],
             busy[round]
         );
     }
     let (r, c, b, m) = (median(&read), median(&copy), median(&rebuild), median(&rss));
-    let (u, y) = (median(&cpu_us), median(&busy));
+    let (u, y, g) = (median(&cpu_us), median(&busy), median(&pg_us));
     let floor = r.min(c);
     print_table(
         &format!("bench replay: {total} events, median of {repeat}"),
@@ -126,7 +129,8 @@ async fn measure(
             ),
             ("ratio replay / lower raw ceiling", b / floor, ""),
             ("replay peak RSS", m, "MiB (target < 150)"),
-            ("replay process CPU per event", u, "µs"),
+            ("replay process CPU per event", u, "µs (target ≤ 5)"),
+            ("PostgreSQL CPU per event", g, "µs"),
             ("machine busy during the replay", y, "% of all cores"),
         ],
     );
@@ -136,9 +140,10 @@ async fn measure(
             "bench": "replay", "events": total, "repeat": repeat,
             "raw_read_eps": r, "raw_copy_rows_per_sec": c, "replay_eps": b,
             "ratio_replay_vs_lower_ceiling": b / floor, "peak_rss_mib": m,
-            "replay_cpu_us_per_event": u, "machine_busy_percent": y,
+            "replay_cpu_us_per_event": u, "postgres_cpu_us_per_event": g, "machine_busy_percent": y,
             "samples": {"raw_read": read, "raw_copy": copy, "replay": rebuild, "peak_rss_mib": rss,
-                        "replay_cpu_us_per_event": cpu_us, "machine_busy_percent": busy},
+                        "replay_cpu_us_per_event": cpu_us, "postgres_cpu_us_per_event": pg_us,
+                        "machine_busy_percent": busy},
         })
     );
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,10 @@ pub struct ProcStat {
     pub pgrp: i32,
     /// Start time in clock ticks since boot (field 22).
     pub starttime: u64,
+    /// CPU time it used, in clock ticks: user and system (fields 14, 15), and that of its
+    /// children it has waited for (fields 16, 17).
+    pub cpu_ticks: u64,
+    pub children_cpu_ticks: u64,
 }
 
 impl ProcStat {
@@ -40,6 +44,8 @@ impl ProcStat {
             ppid,
             pgrp,
             starttime,
+            cpu_ticks: 0,
+            children_cpu_ticks: 0,
         }
     }
 }
@@ -74,6 +80,9 @@ pub fn parse(line: &str) -> Result<ProcStat, MalformedStat> {
     let ppid = field(4)?.parse().map_err(|_| bad("bad ppid"))?;
     let pgrp = field(5)?.parse().map_err(|_| bad("bad pgrp"))?;
     let starttime = field(22)?.parse().map_err(|_| bad("bad starttime"))?;
+    let ticks = |n: usize| -> Result<u64, MalformedStat> {
+        field(n)?.parse().map_err(|_| bad("bad cpu time"))
+    };
     Ok(ProcStat {
         pid,
         comm,
@@ -81,6 +90,8 @@ pub fn parse(line: &str) -> Result<ProcStat, MalformedStat> {
         ppid,
         pgrp,
         starttime,
+        cpu_ticks: ticks(14)? + ticks(15)?,
+        children_cpu_ticks: ticks(16)? + ticks(17)?,
     })
 }
 
@@ -117,7 +128,7 @@ pub fn all() -> Vec<ProcStat> {
 mod tests {
     use super::*;
 
-    const SLEEP: &str = "4242 (sleep) S 4200 4242 4200 34816 4242 4194304 92 0 0 0 0 0 0 0 20 0 1 0 123456789 8486912 192 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    const SLEEP: &str = "4242 (sleep) S 4200 4242 4200 34816 4242 4194304 92 0 0 0 7 3 2 1 20 0 1 0 123456789 8486912 192 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
 
     #[test]
     fn parses_the_fields_runledger_uses() {
@@ -131,6 +142,8 @@ mod tests {
                 ppid: 4200,
                 pgrp: 4242,
                 starttime: 123_456_789,
+                cpu_ticks: 10,
+                children_cpu_ticks: 3,
             }
         );
         assert!(!s.is_dead());
