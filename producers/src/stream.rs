@@ -93,12 +93,47 @@ pub async fn ensure_stream(js: &Context, settings: &StreamSettings) -> Result<In
             });
         }
     }
-    let info = js
-        .create_or_update_stream(asked.clone())
-        .await
-        .map_err(|e| StreamError::JetStream(format!("creating/updating `{}`: {e}", asked.name)))?;
+    let info = create_or_update(js, &asked).await?;
     applied(&asked, &info.config)?;
     Ok(info)
+}
+
+/// How often a store-creation failure is tried again, and the first pause (doubled each time).
+const STORE_ATTEMPTS: u32 = 6;
+const STORE_FIRST_PAUSE: Duration = Duration::from_millis(50);
+
+/// Creates or updates the stream. nats-server answers a failure to create the stream's files
+/// with one fixed sentence ("error creating store for stream", code 10049) and logs the cause
+/// only on its side; under load it is transient, so it is tried again a few times (about 3 s in
+/// all) before it is reported. Every other error is reported at once.
+async fn create_or_update(js: &Context, asked: &Config) -> Result<Info, StreamError> {
+    let mut pause = STORE_FIRST_PAUSE;
+    for attempt in 1.. {
+        match js.create_or_update_stream(asked.clone()).await {
+            Ok(info) => return Ok(info),
+            Err(e) if attempt < STORE_ATTEMPTS && store_creation_failed(&e) => {
+                tracing::warn!(stream = %asked.name, attempt, "{e}; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                return Err(StreamError::JetStream(format!(
+                    "creating/updating `{}`: {e}",
+                    asked.name
+                )))
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+fn store_creation_failed(e: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    match e.kind() {
+        CreateStreamErrorKind::JetStream(js) => js.error_code() == ErrorCode::STREAM_CREATE,
+        _ => false,
+    }
 }
 
 /// Checks that the server applied each setting runledger asked for.
