@@ -18,6 +18,7 @@ mod columns;
 pub mod dashboard;
 mod error;
 pub mod freshness;
+mod health;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

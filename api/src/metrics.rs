@@ -14,8 +14,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The `Content-Type` of what [`Registry::render`] returns.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -43,6 +45,16 @@ fn seconds_histogram() -> Histogram {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConsumerLabel {
     consumer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReaderLabel {
+    reader: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabel {
+    task: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,6 +105,17 @@ pub struct Registry {
     http_requests: Family<RequestLabels, Counter>,
     http_latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
     sse_clients: Gauge,
+    /// Failures of this process's tasks (projector, reconciler, outbox...), by task.
+    task_failures: Family<TaskLabel, Counter>,
+    /// The tasks whose last attempt failed, with the failure.
+    failing: Mutex<BTreeMap<String, Failing>>,
+}
+
+/// A task failing since `since`, `failures` times in a row, last with `error`.
+struct Failing {
+    since: Instant,
+    failures: u64,
+    error: String,
 }
 
 impl Default for Registry {
@@ -103,6 +126,8 @@ impl Default for Registry {
             http_requests: Family::default(),
             http_latency: Family::new_with_constructor(seconds_histogram),
             sse_clients: Gauge::default(),
+            task_failures: Family::default(),
+            failing: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -167,6 +192,46 @@ impl Registry {
             .inc_by(n as u64);
     }
 
+    /// The outcome of one attempt of a task of this process: `None` for a success (which clears
+    /// the task's failure), or the error it failed with (counted, and reported by `/healthz`
+    /// until the task succeeds again).
+    pub fn record_task(&self, task: &str, failure: Option<&str>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            None => {
+                failing.remove(task);
+            }
+            Some(error) => {
+                self.task_failures
+                    .get_or_create(&TaskLabel {
+                        task: task.to_owned(),
+                    })
+                    .inc();
+                let entry = failing.entry(task.to_owned()).or_insert_with(|| Failing {
+                    since: Instant::now(),
+                    failures: 0,
+                    error: String::new(),
+                });
+                entry.failures += 1;
+                entry.error = error.to_owned();
+            }
+        }
+    }
+
+    /// The tasks whose last attempt failed.
+    pub fn failing_tasks(&self) -> Vec<crate::model::TaskFailure> {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing
+            .iter()
+            .map(|(task, f)| crate::model::TaskFailure {
+                task: task.clone(),
+                error: f.error.clone(),
+                failing_for_s: f.since.elapsed().as_secs_f64(),
+                failures: f.failures,
+            })
+            .collect()
+    }
+
     pub(crate) fn record_http(&self, route: &str, status: u16, elapsed: Duration) {
         self.http_requests
             .get_or_create(&RequestLabels {
@@ -194,6 +259,7 @@ impl Registry {
         stream_last_seq: Option<i64>,
         polled_position: i64,
         min_seq_waiters: usize,
+        health: Option<&crate::model::Health>,
     ) -> String {
         // Help texts without their final period: the encoder adds it.
         let mut registry = prometheus_client::registry::Registry::default();
@@ -304,11 +370,82 @@ impl Registry {
             "Open ledger event streams",
             self.sse_clients.clone(),
         );
+        registry.register(
+            "runledger_task_failures",
+            "Failed attempts of this process's tasks (each is retried), by task",
+            self.task_failures.clone(),
+        );
+        if let Some(health) = health {
+            register_health(&mut registry, health);
+        }
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
             .expect("writing to a String cannot fail");
         text
     }
+}
+
+/// What `/healthz` found, as gauges: stalls, waiting ages, the outbox and failing tasks.
+fn register_health(
+    registry: &mut prometheus_client::registry::Registry,
+    health: &crate::model::Health,
+) {
+    let stalled = Family::<ReaderLabel, Gauge>::default();
+    let waiting = Family::<ReaderLabel, Gauge<f64, AtomicU64>>::default();
+    let readers = [
+        health
+            .projector
+            .as_ref()
+            .map(|p| ("projector", p.stalled, p.oldest_unread_age_s)),
+        health
+            .reconciler
+            .as_ref()
+            .map(|r| ("reconciler", r.stalled, r.oldest_unread_age_s)),
+    ];
+    for (reader, is_stalled, age) in readers.into_iter().flatten() {
+        let label = ReaderLabel {
+            reader: reader.to_owned(),
+        };
+        stalled.get_or_create(&label).set(i64::from(is_stalled));
+        waiting.get_or_create(&label).set(age.unwrap_or(0.0));
+    }
+    registry.register(
+        "runledger_stalled",
+        "1 when the reader's oldest unread event, or the reconciler's oldest publishable follow-up, waited longer than the stall threshold",
+        stalled,
+    );
+    registry.register(
+        "runledger_oldest_unread_age_seconds",
+        "How long the reader's oldest unread event has been in the stream (0 without lag)",
+        waiting,
+    );
+    if let Some(r) = &health.reconciler {
+        registry.register(
+            "runledger_outbox_unpublished",
+            "Follow-ups decided and not yet published",
+            gauge(r.outbox_unpublished),
+        );
+        let age = Gauge::<f64, AtomicU64>::default();
+        age.set(r.outbox_oldest_age_s.unwrap_or(0.0));
+        registry.register(
+            "runledger_outbox_oldest_age_seconds",
+            "How long the oldest publishable follow-up has waited (0 when none waits)",
+            age,
+        );
+    }
+    let failing = Family::<TaskLabel, Gauge>::default();
+    for task in &health.failing {
+        failing
+            .get_or_create(&TaskLabel {
+                task: task.task.clone(),
+            })
+            .set(1);
+    }
+    registry.register(
+        "runledger_task_failing",
+        "1 while a task of this process is retrying after a failure",
+        failing,
+    );
 }
 
 fn gauge(value: i64) -> Gauge {
@@ -329,7 +466,7 @@ mod tests {
     #[test]
     fn unfed_families_are_left_out_and_fed_ones_render() {
         let r = Registry::default();
-        let text = r.render(None, "c", None, 0, 0);
+        let text = r.render(None, "c", None, 0, 0, None);
         assert!(text.contains("runledger_postgres_up 0"));
         assert!(!text.contains("runledger_projector_events_total"));
         assert!(!text.contains("runledger_reconciler_decisions_total"));
@@ -347,7 +484,7 @@ mod tests {
             dead_letters: 2,
             live_runs: 1,
         };
-        let text = r.render(Some(&db), "a\"b\\c\nd", Some(45), 0, 1);
+        let text = r.render(Some(&db), "a\"b\\c\nd", Some(45), 0, 1, None);
         for expected in [
             "# HELP runledger_projector_events_total Events projected by this process, by type.\n\
              # TYPE runledger_projector_events_total counter\n",
@@ -368,7 +505,7 @@ mod tests {
         }
         drop(_stream);
         assert!(r
-            .render(None, "c", None, 0, 0)
+            .render(None, "c", None, 0, 0, None)
             .contains("runledger_sse_clients 0\n"));
     }
 }

@@ -351,15 +351,60 @@ pub struct ProjectorHealth {
     pub stream_last_seq: Option<i64>,
     /// Events in the stream not yet projected (needs NATS).
     pub lag: Option<i64>,
+    /// How long the oldest event not yet projected has been in the stream, in seconds (needs
+    /// NATS; absent without lag).
+    pub oldest_unread_age_s: Option<f64>,
+    /// The oldest event not yet projected has waited longer than `stall_after_s`.
+    pub stalled: bool,
+}
+
+/// Where the reconciler is, and its outbox.
+#[derive(Serialize, JsonSchema)]
+pub struct ReconcilerHealth {
+    pub schema: String,
+    /// The lowest position of the reconciler's consumers.
+    pub position: i64,
+    /// Events in the stream the reconciler has not read yet (needs NATS).
+    pub lag: Option<i64>,
+    /// How long the oldest event the reconciler has not read has been in the stream, in seconds.
+    pub oldest_unread_age_s: Option<f64>,
+    /// Follow-ups decided and not yet published (held ones included).
+    pub outbox_unpublished: i64,
+    /// How long the oldest follow-up that may be published (not held for the reconciler to catch
+    /// up) has waited, in seconds.
+    pub outbox_oldest_age_s: Option<f64>,
+    /// The reconciler's oldest unread event or its oldest publishable follow-up waited longer
+    /// than `stall_after_s`.
+    pub stalled: bool,
+}
+
+/// A task of this process whose last attempt failed (only `runledger up` reports its tasks).
+#[derive(Serialize, JsonSchema)]
+pub struct TaskFailure {
+    /// `projector`, `reconciler`, `outbox`, `watchdog` or `api`.
+    pub task: String,
+    pub error: String,
+    /// Seconds since the first failure with no success since.
+    pub failing_for_s: f64,
+    /// Failures in a row.
+    pub failures: u64,
 }
 
 #[derive(Serialize, JsonSchema)]
 pub struct Health {
-    /// `ok` or `unavailable` (the HTTP status is 200 or 503).
+    /// `ok` (200), `degraded` (200: NATS unreachable, or a task of this process failing and
+    /// retrying), `stalled` (503: an event or a follow-up has waited longer than
+    /// `stall_after_s`) or `unavailable` (503: PostgreSQL does not answer).
     pub status: String,
     pub postgres: Probe,
     pub nats: Probe,
     pub projector: Option<ProjectorHealth>,
+    /// Absent when the reconciler's schema is not in this database.
+    pub reconciler: Option<ReconcilerHealth>,
+    /// Tasks of this process retrying after a failure, with the last error.
+    pub failing: Vec<TaskFailure>,
+    /// Past this wait an unread event or an unpublished follow-up counts as a stall.
+    pub stall_after_s: f64,
 }
 
 /// The `data` of a `ledger` Server-Sent Event: rows of the ledger that changed since the

@@ -8,6 +8,9 @@ use uuid::Uuid;
 /// Where `runledger up` / `runledger serve` listen unless `RUNLEDGER_HTTP_ADDR` says otherwise.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
+/// Default of [`ApiSettings::stall_after`].
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(60);
+
 /// Shortest accepted token: a guessable token is no access control.
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -23,10 +26,16 @@ pub struct ApiSettings {
     pub poll_interval: Duration,
     /// Longest a `?min_seq=` request waits for the projector before answering 503.
     pub min_seq_wait: Duration,
+    /// Past this wait, an event not yet read or a follow-up not yet published is a stall
+    /// (`/healthz` answers 503 `stalled`).
+    pub stall_after: Duration,
+    /// The reconciler's schema, whose position and outbox `/healthz` reports when it exists.
+    pub reconciler_schema: Option<String>,
 }
 
 impl ApiSettings {
-    /// Defaults: the default projector consumer, 250 ms polling, 2 s `min_seq` wait.
+    /// Defaults: the default projector consumer, 250 ms polling, 2 s `min_seq` wait, a stall
+    /// after 60 s, no reconciler.
     pub fn new(tokens: Tokens, stream: &str) -> Self {
         Self {
             tokens,
@@ -34,6 +43,8 @@ impl ApiSettings {
             stream: stream.to_owned(),
             poll_interval: Duration::from_millis(250),
             min_seq_wait: Duration::from_secs(2),
+            stall_after: DEFAULT_STALL_AFTER,
+            reconciler_schema: None,
         }
     }
 }

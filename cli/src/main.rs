@@ -16,6 +16,7 @@ mod serve;
 mod settings;
 mod shutdown;
 mod status;
+mod supervise;
 mod up;
 mod watchdog;
 

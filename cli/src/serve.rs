@@ -2,14 +2,15 @@
 //! elsewhere), and the HTTP settings that `runledger up` also uses to serve them beside the
 //! projector. The server is `api::serve`; this file only wires settings and connections.
 
-use crate::settings::{parse_duration, DbArgs, NatsArgs, ProjectorNameArgs, StreamArgs};
+use crate::settings::{
+    parse_duration, DbArgs, NatsArgs, ProjectorNameArgs, ReconcilerSchemaArgs, StreamArgs,
+};
 use crate::{db, shutdown};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Where the read API listens and who may read it.
 #[derive(clap::Args, Clone, Debug)]
@@ -34,18 +35,27 @@ pub struct HttpArgs {
     /// Longest a `?min_seq=` read waits for the projector before answering 503.
     #[arg(long = "min-seq-wait", env = "RUNLEDGER_MIN_SEQ_WAIT", default_value = "2s", value_parser = parse_duration)]
     pub min_seq_wait: Duration,
+    /// Past this wait, an event not yet read or a follow-up not yet published is a stall:
+    /// `/healthz` answers 503 `stalled`.
+    #[arg(long = "stall-after", env = "RUNLEDGER_STALL_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub stall_after: Duration,
 }
 
 impl HttpArgs {
+    /// The API's settings; `reconciler_schema` is the schema whose position and outbox
+    /// `/healthz` reports (when it exists in the database).
     pub fn settings(
         &self,
         stream: &StreamArgs,
         projector: &ProjectorNameArgs,
+        reconciler_schema: Option<&str>,
     ) -> anyhow::Result<api::ApiSettings> {
         let tokens = api::Tokens::parse(self.tokens.as_deref(), self.admin_token.as_deref())?;
         let mut settings = api::ApiSettings::new(tokens, &stream.stream);
         settings.consumer = projector.name.clone();
         settings.min_seq_wait = self.min_seq_wait;
+        settings.stall_after = self.stall_after;
+        settings.reconciler_schema = reconciler_schema.map(str::to_owned);
         Ok(settings)
     }
 
@@ -72,34 +82,67 @@ pub struct Args {
     pub projector: ProjectorNameArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub reconciler: ReconcilerSchemaArgs,
 }
 
-/// Serves the API as a task beside the projector (`runledger up`), with its own small pool so
-/// reads never take the projector's connections. Binds before returning: a busy port or an
-/// unsafe configuration fails `up` at once.
-pub async fn spawn_beside(
-    database_url: &str,
-    schema: &str,
-    nats: Option<async_nats::Client>,
-    http: &HttpArgs,
-    settings: api::ApiSettings,
-    metrics: std::sync::Arc<api::metrics::Registry>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<JoinHandle<()>> {
-    let listener = http.bind(&settings).await?;
-    let pool = db::pool(database_url, schema, 8)?;
-    let mut state = api::ApiState::new(pool, nats, settings);
-    state.metrics = metrics;
-    Ok(tokio::spawn(async move {
-        if let Err(e) = api::serve(listener, state, stop).await {
-            tracing::error!(error = %e, "read API stopped");
-        }
-    }))
+/// The API as a task beside the projector (`runledger up`), with its own small pool so reads
+/// never take the projector's connections. [`Beside::bind`] binds at once, so a busy port or an
+/// unsafe configuration fails `up` before anything starts; [`Beside::serve`] is one attempt of
+/// the task (a later attempt binds the address again).
+pub struct Beside {
+    listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
+    addr: SocketAddr,
+    state: api::ApiState,
+}
+
+impl Beside {
+    pub async fn bind(
+        database_url: &str,
+        schema: &str,
+        nats: Option<async_nats::Client>,
+        http: &HttpArgs,
+        settings: api::ApiSettings,
+        metrics: std::sync::Arc<api::metrics::Registry>,
+    ) -> anyhow::Result<Self> {
+        let listener = http.bind(&settings).await?;
+        let pool = db::pool(database_url, schema, 8)?;
+        let mut state = api::ApiState::new(pool, nats, settings);
+        state.metrics = metrics;
+        Ok(Self {
+            listener: std::sync::Mutex::new(Some(listener)),
+            addr: http.addr,
+            state,
+        })
+    }
+
+    /// Serves until `stop`.
+    pub fn serve(&self, stop: watch::Receiver<bool>) -> crate::supervise::Attempt {
+        let bound = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let (addr, state) = (self.addr, self.state.clone());
+        Box::pin(async move {
+            let listener = match bound {
+                Some(listener) => listener,
+                None => tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr} again"))?,
+            };
+            api::serve(listener, state, stop).await?;
+            Ok(())
+        })
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = shutdown::on_signal();
-    let settings = args.http.settings(&args.stream, &args.projector)?;
+    let reconciler_schema = args.reconciler.schema_beside(&args.db)?;
+    let settings = args
+        .http
+        .settings(&args.stream, &args.projector, Some(reconciler_schema))?;
     let listener = args.http.bind(&settings).await?;
     let pool = db::pool(&args.db.url_or_default(), &args.db.schema, 8)?;
     {

@@ -4,7 +4,9 @@
 
 use crate::infra::{self, EmbeddedArgs};
 use crate::settings::{DbArgs, NatsArgs, ProjectorArgs, ReconcilerArgs, StreamArgs};
+use crate::supervise::Supervisor;
 use crate::{db, shutdown};
+use projector::live::TaskObserver;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -39,61 +41,107 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn serve(
     args: &Args,
     infra: &infra::Infra,
-    stop: tokio::sync::watch::Receiver<bool>,
+    signal: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let mut tasks = Supervisor::new(signal);
+    // One registry: the projector and the reconciler feed it, the API serves it on /metrics
+    // and /healthz reports the tasks that are failing.
+    let metrics = std::sync::Arc::new(api::metrics::Registry::default());
+    let health: TaskObserver = {
+        let metrics = metrics.clone();
+        std::sync::Arc::new(move |task, failure| metrics.record_task(task, failure))
+    };
+    tasks.observe(health.clone());
+    // Settings first: a wrong one fails at once, before any server is asked.
+    let stream_settings = args.stream.settings()?;
+    let reconciler_settings = args.reconciler.settings(&args.stream, &args.db)?;
+    let projector_settings = args.projector.settings(&args.stream)?;
+    let api_settings = args.http.settings(
+        &args.stream,
+        &args.projector.position,
+        Some(&reconciler_settings.schema),
+    )?;
     let mut nats = args.nats.clone();
     nats.url = Some(infra.nats_url.clone());
     let client = nats.connect("runledger up").await?;
     let js = async_nats::jetstream::new(client);
-    producers::ensure_stream(&js, &args.stream.settings()?).await?;
     let pool = db::pool(&infra.database_url, &args.db.schema, 8)?;
-    let applied = {
-        let mut client = pool.get().await?;
-        projector::store::migrate::migrate(&mut client, &args.db.schema).await?
+    // The stream and the read models, tried again while a server is unreachable.
+    const SETUP: &str = "setup";
+    let Some(ready) = tasks
+        .until_ready(SETUP, || async {
+            producers::ensure_stream(&js, &stream_settings).await?;
+            let mut client = pool.get().await?;
+            Ok(projector::store::migrate::migrate(&mut client, &args.db.schema).await?)
+        })
+        .await
+    else {
+        return Ok(());
     };
+    let applied = ready?;
+    health(SETUP, None);
     tracing::info!(?applied, schema = %args.db.schema, "migrations up to date");
-    let watchdog = crate::watchdog::spawn_beside(
-        pool.clone(),
-        js.clone(),
-        &args.watchdog,
-        &args.stream,
-        stop.clone(),
-    )?;
-    // One registry: the projector and the reconciler feed it, the API serves it on /metrics.
-    let metrics = std::sync::Arc::new(api::metrics::Registry::default());
-    let reconciler = reconciler::Reconciler::start(
-        pool.clone(),
-        js.clone(),
-        args.reconciler.settings(&args.stream, &args.db)?,
-    )
-    .await?
-    .observe({
-        let metrics = metrics.clone();
-        move |report| {
-            for (rule, n) in &report.by_rule {
-                metrics.record_reconciler_decisions(rule, *n);
-            }
-        }
-    });
-    let reconciler = tokio::spawn(reconciler.run(stop.clone()));
-    let api = crate::serve::spawn_beside(
+
+    let api = crate::serve::Beside::bind(
         &infra.database_url,
         &args.db.schema,
         Some(js.client()),
         &args.http,
-        args.http.settings(&args.stream, &args.projector.position)?,
+        api_settings,
         metrics.clone(),
-        stop.clone(),
     )
     .await?;
-    let projector = projector::Projector::start(pool, js, args.projector.settings(&args.stream)?)
-        .await?
-        .observe(move |report, took| metrics.record_projector_batch(report, took));
-    projector.run(stop).await?;
-    if let Ok(Err(e)) = reconciler.await {
-        tracing::warn!(error = %e, "reconciler stopped with an error");
-    }
-    let _ = watchdog.await;
-    let _ = api.await;
-    Ok(())
+    tasks.spawn("api", move |stop| api.serve(stop));
+
+    let watchdog_settings = args.watchdog.settings(&args.stream)?;
+    let (watchdog_pool, watchdog_js) = (pool.clone(), js.clone());
+    tasks.spawn("watchdog", move |stop| {
+        let watchdog = producers::watchdog::Watchdog::new(
+            watchdog_pool.clone(),
+            watchdog_js.clone(),
+            watchdog_settings.clone(),
+        );
+        Box::pin(async move {
+            watchdog.run(stop).await;
+            Ok(())
+        })
+    });
+
+    let (reconciler_pool, reconciler_js) = (pool.clone(), js.clone());
+    let (reconciler_metrics, reconciler_health) = (metrics.clone(), health.clone());
+    tasks.spawn("reconciler", move |stop| {
+        let (pool, js, settings) = (
+            reconciler_pool.clone(),
+            reconciler_js.clone(),
+            reconciler_settings.clone(),
+        );
+        let (metrics, health) = (reconciler_metrics.clone(), reconciler_health.clone());
+        Box::pin(async move {
+            let reconciler = reconciler::Reconciler::start(pool, js, settings)
+                .await?
+                .observe(move |report| {
+                    for (rule, n) in &report.by_rule {
+                        metrics.record_reconciler_decisions(rule, *n);
+                    }
+                })
+                .observe_steps(health);
+            reconciler.run(stop).await?;
+            Ok(())
+        })
+    });
+
+    let projector_metrics = metrics.clone();
+    tasks.spawn("projector", move |stop| {
+        let (pool, js, settings) = (pool.clone(), js.clone(), projector_settings.clone());
+        let (metrics, health) = (projector_metrics.clone(), health.clone());
+        Box::pin(async move {
+            let projector = projector::Projector::start(pool, js, settings)
+                .await?
+                .observe(move |report, took| metrics.record_projector_batch(report, took))
+                .observe_steps(health);
+            projector.run(stop).await?;
+            Ok(())
+        })
+    });
+    tasks.wait().await
 }

@@ -8,7 +8,6 @@ use anyhow::Context;
 use producers::watchdog::{Watchdog, WatchdogSettings};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Which host this process is: the supervisor writes it into `run.started`, the watchdog
 /// watches the runs carrying it.
@@ -90,16 +89,4 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     watchdog.run(stop).await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Starts the watchdog as a task of `runledger up` (same pool, connection and shutdown).
-pub fn spawn_beside(
-    pool: deadpool_postgres::Pool,
-    js: async_nats::jetstream::Context,
-    args: &WatchdogArgs,
-    stream: &StreamArgs,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let watchdog = Watchdog::new(pool, js, args.settings(stream)?);
-    Ok(tokio::spawn(watchdog.run(stop)))
 }

@@ -72,6 +72,10 @@ pub enum Outcome {
 /// Receives every committed batch and its duration.
 type BatchObserver = Box<dyn Fn(&BatchReport, Duration) + Send + Sync>;
 
+/// Told after every step of [`Projector::run`]: the task's name and, for a failed step, the
+/// error (for health: a task is failing from a failed step until the next good one).
+pub type TaskObserver = std::sync::Arc<dyn Fn(&'static str, Option<&str>) + Send + Sync>;
+
 pub struct Projector {
     pool: Pool,
     js: Context,
@@ -82,6 +86,8 @@ pub struct Projector {
     session: Session,
     /// Told about every committed batch (metrics); never about anything that can fail.
     observer: Option<BatchObserver>,
+    /// Told how each step of `run` ended (health).
+    task_observer: Option<TaskObserver>,
 }
 
 impl Projector {
@@ -98,6 +104,7 @@ impl Projector {
             feed: None,
             session: Session::new(CommitMode::Synchronous),
             observer: None,
+            task_observer: None,
         };
         projector.feed = Some(projector.open_feed().await?);
         Ok(projector)
@@ -123,6 +130,12 @@ impl Projector {
         observer: impl Fn(&BatchReport, Duration) + Send + Sync + 'static,
     ) -> Self {
         self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// Calls `observer` after every step of [`Projector::run`], with the error of a failed one.
+    pub fn observe_steps(mut self, observer: TaskObserver) -> Self {
+        self.task_observer = Some(observer);
         self
     }
 
@@ -183,6 +196,10 @@ impl Projector {
                 step = self.step(Duration::from_millis(500)) => step,
                 _ = shutdown.changed() => break,
             };
+            if let Some(observer) = &self.task_observer {
+                let error = step.as_ref().err().map(ToString::to_string);
+                observer("projector", error.as_deref());
+            }
             match step {
                 Ok(Outcome::Applied(report)) => {
                     backoff.reset();

@@ -21,6 +21,7 @@ use events::Subjects;
 use producers::{Publisher, PublisherSettings};
 use projector::feed::{Feed, FeedSpec, Reader};
 use projector::live::Backoff;
+use projector::live::TaskObserver;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -103,6 +104,8 @@ pub struct Reconciler {
     outbox: Outbox,
     /// Told about every decided batch (metrics).
     observer: Option<BatchObserver>,
+    /// Told how each step and each outbox drain ended (health).
+    task_observer: Option<TaskObserver>,
 }
 
 /// Receives every decided batch.
@@ -141,12 +144,20 @@ impl Reconciler {
             feed: Some(feed),
             outbox,
             observer: None,
+            task_observer: None,
         })
     }
 
     /// Calls `observer` with every decided batch (for metrics).
     pub fn observe(mut self, observer: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
         self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// Calls `observer` after every step (task `reconciler`) and every outbox drain (task
+    /// `outbox`), with the error of a failed one.
+    pub fn observe_steps(mut self, observer: TaskObserver) -> Self {
+        self.task_observer = Some(observer);
         self
     }
 
@@ -249,6 +260,7 @@ impl Reconciler {
         let drainer = tokio::spawn(drain_loop(
             self.outbox.clone(),
             wake.clone(),
+            self.task_observer.clone(),
             shutdown.clone(),
         ));
         let mut backoff = Backoff::default();
@@ -257,6 +269,10 @@ impl Reconciler {
                 step = self.step(Duration::from_millis(500)) => step,
                 _ = shutdown.changed() => break,
             };
+            if let Some(observer) = &self.task_observer {
+                let error = step.as_ref().err().map(ToString::to_string);
+                observer("reconciler", error.as_deref());
+            }
             match step {
                 Ok(Outcome::Decided(report)) => {
                     backoff.reset();
@@ -296,10 +312,20 @@ impl Reconciler {
 }
 
 /// Drains the outbox whenever woken, and at least once a second, until `shutdown` turns true.
-async fn drain_loop(outbox: Outbox, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+async fn drain_loop(
+    outbox: Outbox,
+    wake: Arc<Notify>,
+    observer: Option<TaskObserver>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     while !*shutdown.borrow() {
         let began = Instant::now();
-        match outbox.drain().await {
+        let drained = outbox.drain().await;
+        if let Some(observer) = &observer {
+            let error = drained.as_ref().err().map(ToString::to_string);
+            observer("outbox", error.as_deref());
+        }
+        match drained {
             Ok(0) => {}
             Ok(n) => tracing::debug!(
                 published = n,

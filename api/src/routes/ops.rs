@@ -1,28 +1,28 @@
 //! Operations: `/healthz` for probes and `/metrics` for Prometheus. Neither carries tenant data
 //! (no ids, only counts), so neither needs a token; restrict them by network if that matters.
 //!
-//! `/healthz` answers 503 only when PostgreSQL is unreachable (then nothing can be read); NATS
-//! being down makes it `degraded` with 200, because every read still works and the dashboard is
-//! most useful exactly then.
+//! What `/healthz` answers, and when it is 503, is explained in [`crate::health`].
 
 use super::{Body, Doc, Method};
 use crate::app::Shared;
 use crate::metrics::DbSnapshot;
-use crate::model::{Health, Probe, ProjectorHealth};
+use crate::model::Health;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const HEALTHZ: Doc = Doc {
     method: Method::Get,
     path: "/healthz",
     operation_id: "health",
     tag: "operations",
-    summary: "PostgreSQL, NATS and the projector's lag",
-    description: "200 `ok` or `degraded` (NATS unreachable: reads still work); 503 `unavailable` \
-        when PostgreSQL does not answer. No token needed.",
+    summary: "PostgreSQL, NATS, the projector's and the reconciler's progress, failing tasks",
+    description: "200 `ok`, or `degraded` (NATS unreachable: reads still work; or a task of \
+        this process retrying after a failure); 503 `stalled` (an unread event or a publishable \
+        follow-up has waited longer than `stall_after_s`) or `unavailable` (PostgreSQL does not \
+        answer). No token needed.",
     auth: false,
     fresh: false,
     query: crate::params::schema::<crate::params::NoParams>,
@@ -46,97 +46,11 @@ pub const METRICS: Doc = Doc {
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn stream_last_seq(app: &Shared) -> Option<Result<i64, String>> {
-    let client = app.nats.as_ref()?;
-    let js = async_nats::jetstream::new(client.clone());
-    let asked = projector::feed::stream_last_seq(&js, &app.settings.stream);
-    Some(match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
-        Err(_) => Err("NATS did not answer within 2 s".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(last)) => Ok(last as i64),
-    })
-}
-
-/// (position, events applied, dead lettered) of the configured consumer.
-async fn projector_row(app: &Shared) -> Result<(i64, i64, i64), String> {
-    let probe = async {
-        let client = app.pool.get().await.map_err(|e| e.to_string())?;
-        let row = client
-            .query_opt(
-                "SELECT last_seq, events_applied, dead_lettered FROM projector_positions WHERE consumer = $1",
-                &[&app.settings.consumer],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(row.map_or((0, 0, 0), |r| (r.get(0), r.get(1), r.get(2))))
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, probe)
-        .await
-        .unwrap_or_else(|_| Err("PostgreSQL did not answer within 2 s".into()))
-}
-
 pub(crate) async fn healthz(
     State(app): State<Shared>,
     _: crate::params::Query<crate::params::NoParams>,
 ) -> Response {
-    let started = Instant::now();
-    let (row, stream) = tokio::join!(projector_row(&app), async {
-        let started = Instant::now();
-        (stream_last_seq(&app).await, started.elapsed())
-    });
-    let pg_latency = started.elapsed();
-    let postgres = Probe {
-        ok: row.is_ok(),
-        configured: true,
-        latency_ms: row.is_ok().then_some(pg_latency.as_secs_f64() * 1e3),
-        error: row.as_ref().err().cloned(),
-    };
-    let (stream_result, nats_latency) = stream;
-    let nats = match &stream_result {
-        None => Probe {
-            ok: false,
-            configured: false,
-            latency_ms: None,
-            error: None,
-        },
-        Some(Ok(_)) => Probe {
-            ok: true,
-            configured: true,
-            latency_ms: Some(nats_latency.as_secs_f64() * 1e3),
-            error: None,
-        },
-        Some(Err(e)) => Probe {
-            ok: false,
-            configured: true,
-            latency_ms: None,
-            error: Some(e.clone()),
-        },
-    };
-    let last = stream_result.and_then(Result::ok);
-    let projector = row
-        .as_ref()
-        .ok()
-        .map(|(position, applied, dead)| ProjectorHealth {
-            consumer: app.settings.consumer.clone(),
-            position: *position,
-            events_applied: *applied,
-            dead_letters: *dead,
-            stream_last_seq: last,
-            lag: last.map(|l| (l - position).max(0)),
-        });
-    let (status, code) = if !postgres.ok {
-        ("unavailable", StatusCode::SERVICE_UNAVAILABLE)
-    } else if nats.configured && !nats.ok {
-        ("degraded", StatusCode::OK)
-    } else {
-        ("ok", StatusCode::OK)
-    };
-    let body = Health {
-        status: status.into(),
-        postgres,
-        nats,
-        projector,
-    };
+    let (body, code) = crate::health::check(&app).await;
     let mut response = (code, Json(body)).into_response();
     response
         .headers_mut()
@@ -180,7 +94,11 @@ pub(crate) async fn metrics(
     State(app): State<Shared>,
     _: crate::params::Query<crate::params::NoParams>,
 ) -> Response {
-    let (db, stream) = tokio::join!(db_snapshot(&app), stream_last_seq(&app));
+    let (db, stream, (health, _)) = tokio::join!(
+        db_snapshot(&app),
+        crate::health::stream_last_seq(&app),
+        crate::health::check(&app)
+    );
     let db = db
         .map_err(|e| tracing::warn!(error = %e, "metrics: cannot read PostgreSQL"))
         .ok();
@@ -191,6 +109,7 @@ pub(crate) async fn metrics(
         stream,
         app.positions.current(),
         app.positions.waiting(),
+        Some(&health),
     );
     let mut response = text.into_response();
     response.headers_mut().insert(

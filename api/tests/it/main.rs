@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod endpoints;
 mod freshness;
+mod health;
 mod helpers;
 mod ledger;
 mod openapi;
