@@ -11,10 +11,12 @@ mod db;
 mod kit;
 mod nats;
 mod poll;
+mod postgres;
 mod private;
 
 pub use db::TestDb;
 pub use kit::{step_to, Kit};
 pub use nats::TestStream;
 pub use poll::{eventually, Deadline};
+pub use postgres::PrivatePostgres;
 pub use private::{NatsServer, PrivateNats};
