@@ -19,7 +19,6 @@ use crate::state::Tx;
 use crate::state::{self, Decided};
 use events::{Event, EventType, Subjects};
 use projector::feed::{Batch, Incoming, Parsed};
-use projector::fold::model::DeadLetterRow;
 use projector::fold::{self, Touched};
 use projector::store;
 use std::collections::BTreeSet;
@@ -79,7 +78,64 @@ impl BatchReport {
 /// Processes `batch` (in stream order) in one transaction. `head` is the stream's last sequence
 /// when the caller started reading (what an earlier incarnation can have published): follow-ups
 /// decided now are held until the position reaches it (see the outbox's `hold_until_seq`).
+///
+/// When PostgreSQL refuses the batch's data ([`ReconcilerError::refused_data`]), the batch is
+/// bisected down to the event whose rows are refused, which becomes a dead letter of the private
+/// fold; everything else is folded and decided as usual (as the projector does).
 pub async fn process_batch(
+    client: &mut deadpool_postgres::Object,
+    target: &BatchTarget,
+    batch: &Batch,
+    head: u64,
+) -> Result<BatchReport, ReconcilerError> {
+    match process_in_transaction(client, target, batch, head).await {
+        Err(e) => match e.refused_data() {
+            Some(reason) => Box::pin(bisect(client, target, batch, head, reason)).await,
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// Processes `batch`, which PostgreSQL refused for `reason`, in halves; a single event becomes a
+/// dead letter.
+async fn bisect(
+    client: &mut deadpool_postgres::Object,
+    target: &BatchTarget,
+    batch: &Batch,
+    head: u64,
+    reason: String,
+) -> Result<BatchReport, ReconcilerError> {
+    if batch.len() <= 1 {
+        if let Some(seq) = batch.last_seq() {
+            tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows in the private fold; dead-lettering it");
+        }
+        let refused = batch.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+        return process_in_transaction(client, target, &refused, head).await;
+    }
+    let (first, second) = batch.halves();
+    let first = Box::pin(process_batch(client, target, &first, head)).await?;
+    let second = Box::pin(process_batch(client, target, &second, head)).await?;
+    Ok(first.merge(second))
+}
+
+impl BatchReport {
+    /// This report followed by `next`'s (a later batch).
+    fn merge(mut self, next: BatchReport) -> BatchReport {
+        self.folded += next.folded;
+        self.skipped += next.skipped;
+        self.dead_lettered += next.dead_lettered;
+        self.decisions += next.decisions;
+        self.follow_ups += next.follow_ups;
+        for (rule, n) in next.by_rule {
+            *self.by_rule.entry(rule).or_default() += n;
+        }
+        self.position = self.position.max(next.position);
+        self
+    }
+}
+
+async fn process_in_transaction(
     client: &mut deadpool_postgres::Object,
     target: &BatchTarget,
     batch: &Batch,
@@ -282,13 +338,7 @@ async fn segment<'a>(
                 }
             }
         };
-        dead.push(DeadLetterRow {
-            seq,
-            subject: message.subject.clone(),
-            payload: message.payload.to_vec(),
-            reason,
-            at: message.stored_at,
-        });
+        dead.push(message.dead_letter(&reason));
     }
     report.dead_lettered += dead.len();
     model.appends.dead_letters = dead;

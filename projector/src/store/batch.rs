@@ -7,7 +7,6 @@
 
 use crate::error::ProjectorError;
 use crate::feed::{Batch, Incoming, Parsed};
-use crate::fold::model::DeadLetterRow;
 use crate::fold::{self, Touched};
 use crate::store;
 use crate::store::cache::RowCache;
@@ -92,7 +91,11 @@ pub async fn apply_batch(
     .await
 }
 
-/// Applies a batch read from the feed in one transaction. A failed batch empties the session's cache.
+/// Applies a batch read from the feed in one transaction. A failed batch empties the session's
+/// cache. When PostgreSQL refuses the batch's data ([`ProjectorError::refused_data`]: something
+/// `events::bounds` did not foresee), the batch is bisected: its halves are applied in turn, down
+/// to the one event whose rows are refused, which is dead-lettered with PostgreSQL's reason; every
+/// other event is applied. A poison event costs about 2·log2(batch) transactions, once.
 pub async fn apply(
     client: &mut Client,
     target: &Target,
@@ -103,7 +106,54 @@ pub async fn apply(
     if applied.is_err() {
         session.cache.clear();
     }
-    applied
+    match applied {
+        Err(e) => match e.refused_data() {
+            Some(reason) => Box::pin(bisect(client, target, batch, session, reason)).await,
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// Applies `batch`, which PostgreSQL refused for `reason`, in halves; a single event is
+/// dead-lettered.
+async fn bisect(
+    client: &mut Client,
+    target: &Target,
+    batch: &Batch,
+    session: &mut Session,
+    reason: String,
+) -> Result<BatchReport, ProjectorError> {
+    if batch.len() <= 1 {
+        if let Some(seq) = batch.last_seq() {
+            tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows; dead-lettering it");
+        }
+        let refused = batch.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+        let applied = apply_in_transaction(client, target, &refused, session).await;
+        if applied.is_err() {
+            session.cache.clear();
+        }
+        return applied;
+    }
+    tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch; bisecting it");
+    let (first, second) = batch.halves();
+    let first = Box::pin(apply(client, target, &first, session)).await?;
+    let second = Box::pin(apply(client, target, &second, session)).await?;
+    Ok(first.merge(second))
+}
+
+impl BatchReport {
+    /// This report followed by `next`'s (a later batch).
+    fn merge(mut self, next: BatchReport) -> BatchReport {
+        self.applied += next.applied;
+        self.skipped += next.skipped;
+        self.dead_lettered += next.dead_lettered;
+        self.position = self.position.max(next.position);
+        for (event_type, n) in next.by_type {
+            *self.by_type.entry(event_type).or_default() += n;
+        }
+        self
+    }
 }
 
 async fn apply_in_transaction(
@@ -184,13 +234,7 @@ async fn apply_in_transaction(
                 Err(rejection) => rejection.0,
             },
         };
-        dead.push(DeadLetterRow {
-            seq: message.seq as i64,
-            subject: message.subject.clone(),
-            payload: message.payload.to_vec(),
-            reason,
-            at: message.stored_at,
-        });
+        dead.push(message.dead_letter(&reason));
     }
     report.dead_lettered = dead.len();
     model.appends.dead_letters = dead;
