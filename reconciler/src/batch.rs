@@ -21,6 +21,7 @@ use events::{Event, EventType, Subjects};
 use projector::feed::{Batch, Incoming, Parsed};
 use projector::fold::{self, Touched};
 use projector::store;
+use projector::store::event_ids::{FoldedIds, Verdict};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -159,6 +160,7 @@ async fn process_in_transaction(
         return Ok(report);
     };
     let hold = last.max(head as i64);
+    let mut folded = FoldedIds::load(&tx, parsed.iter().filter_map(|(_, p)| p.event())).await?;
     let mut seen = Seen::default();
     let mut start = 0;
     for end in 0..parsed.len() {
@@ -169,8 +171,15 @@ async fn process_in_transaction(
         if !(is_last || is_tick) {
             continue;
         }
-        let (model, decided, tick) =
-            segment(&tx, target, &parsed[start..=end], &mut seen, &mut report).await?;
+        let (model, decided, tick) = segment(
+            &tx,
+            target,
+            &parsed[start..=end],
+            &mut seen,
+            &mut folded,
+            &mut report,
+        )
+        .await?;
         start = end + 1;
         // Writes go out together (one round trip); the batch's last ones carry the position.
         let close = (is_last && tick.is_none()).then_some((&seen, last, parsed.len()));
@@ -190,6 +199,7 @@ async fn process_in_transaction(
             write(&tx, target, None, &decided, hold, close, &report).await?;
         }
     }
+    folded.write(&tx).await?;
     tx.commit().await?;
     report.position = last;
     Ok(report)
@@ -250,6 +260,7 @@ async fn segment<'a>(
     target: &BatchTarget,
     segment: &'a [(&'a Incoming, &'a Parsed)],
     seen: &mut Seen,
+    folded: &mut FoldedIds,
     report: &mut BatchReport,
 ) -> Result<
     (
@@ -306,6 +317,19 @@ async fn segment<'a>(
         let reason = match p {
             Parsed::Dead(reason) => reason.clone(),
             Parsed::Event(event) => {
+                // The same event id folds once, however late it comes again (as in the
+                // projector: `projector::store::event_ids`).
+                let digest = match folded.verdict(event) {
+                    Verdict::New(digest) => digest,
+                    Verdict::Duplicate(_) => {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    Verdict::Conflict(reason) => {
+                        dead.push(message.dead_letter(&reason));
+                        continue;
+                    }
+                };
                 if event.source == SOURCE {
                     seen.ids.push(event.id.0);
                     seen.seqs.push(seq);
@@ -317,6 +341,7 @@ async fn segment<'a>(
                 match fold::apply(&mut model, seq, event) {
                     Err(rejection) => rejection.0,
                     Ok(()) => {
+                        folded.folded(event.id.0, digest, seq);
                         report.folded += 1;
                         match trigger {
                             Some(Trigger::Tick { now }) => tick = Some((&**event, now, seq)),

@@ -10,6 +10,7 @@ use crate::feed::{Batch, Incoming, Parsed};
 use crate::fold::{self, Touched};
 use crate::store;
 use crate::store::cache::RowCache;
+use crate::store::event_ids::{FoldedIds, Verdict};
 use events::Subjects;
 use std::collections::BTreeMap;
 use tokio_postgres::types::Type;
@@ -217,21 +218,32 @@ async fn apply_in_transaction(
             touched.add(e);
         }
     }
-    let mut model = store::load_through(&tx, &touched, cache).await?;
+    let (mut model, mut ids) = futures::try_join!(
+        store::load_through(&tx, &touched, cache),
+        FoldedIds::load(&tx, fresh.iter().filter_map(|(_, p)| p.event())),
+    )?;
     let mut dead = Vec::new();
     for (message, p) in &fresh {
         let reason = match p {
             Parsed::Dead(reason) => reason.clone(),
-            Parsed::Event(event) => match fold::apply(&mut model, message.seq as i64, event) {
-                Ok(()) => {
-                    report.applied += 1;
-                    *report
-                        .by_type
-                        .entry(event.event_type().as_str())
-                        .or_default() += 1;
+            Parsed::Event(event) => match ids.verdict(event) {
+                Verdict::Duplicate(_) => {
+                    report.skipped += 1;
                     continue;
                 }
-                Err(rejection) => rejection.0,
+                Verdict::Conflict(reason) => reason,
+                Verdict::New(digest) => match fold::apply(&mut model, message.seq as i64, event) {
+                    Ok(()) => {
+                        ids.folded(event.id.0, digest, message.seq as i64);
+                        report.applied += 1;
+                        *report
+                            .by_type
+                            .entry(event.event_type().as_str())
+                            .or_default() += 1;
+                        continue;
+                    }
+                    Err(rejection) => rejection.0,
+                },
             },
         };
         dead.push(message.dead_letter(&reason));
@@ -241,6 +253,7 @@ async fn apply_in_transaction(
     let last = fresh.last().map_or(position, |(m, _)| m.seq as i64);
     futures::try_join!(
         store::write(&tx, &model),
+        ids.write(&tx),
         store::advance_position(
             &tx,
             &target.consumer,
