@@ -2,8 +2,10 @@
 //! database and stream; the projector is driven step by step (no sleeps).
 
 mod cache;
+mod event_ids;
 mod helpers;
 mod membership;
+mod poison;
 
 use events::*;
 use helpers::{Harness, World};
