@@ -5,5 +5,6 @@
 mod decisions;
 mod e2e;
 mod harness;
+mod poison;
 mod scenarios;
 mod world;
