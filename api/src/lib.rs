@@ -18,6 +18,7 @@ mod columns;
 pub mod dashboard;
 mod error;
 pub mod freshness;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -28,5 +29,6 @@ mod sse;
 
 pub use app::{router, serve, ApiState, ServeError};
 pub use error::ApiError;
+pub use limits::Limits;
 pub use metrics::Registry;
 pub use settings::{ApiSettings, TokenError, Tokens, DEFAULT_HTTP_ADDR};

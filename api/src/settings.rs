@@ -23,6 +23,8 @@ pub struct ApiSettings {
     pub poll_interval: Duration,
     /// Longest a `?min_seq=` request waits for the projector before answering 503.
     pub min_seq_wait: Duration,
+    /// Timeouts and limits per client and connection.
+    pub limits: crate::limits::Limits,
 }
 
 impl ApiSettings {
@@ -34,6 +36,7 @@ impl ApiSettings {
             stream: stream.to_owned(),
             poll_interval: Duration::from_millis(250),
             min_seq_wait: Duration::from_secs(2),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
