@@ -8,5 +8,6 @@ mod endpoints;
 mod freshness;
 mod helpers;
 mod ledger;
+mod limits;
 mod openapi;
 mod sse;
