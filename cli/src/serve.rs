@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 /// Where the read API listens and who may read it.
 #[derive(clap::Args, Clone, Debug)]
 pub struct HttpArgs {
-    /// Address of the read API and dashboard. Without tokens, only a loopback address is allowed.
+    /// Address of the read API and dashboard, `host:port` (a name such as `localhost:8080` is
+    /// resolved). Without tokens, only a loopback address is allowed.
     #[arg(long = "http-addr", env = "RUNLEDGER_HTTP_ADDR", default_value = api::DEFAULT_HTTP_ADDR)]
-    pub addr: SocketAddr,
+    pub addr: String,
     /// Company tokens, `<company-uuid>=<token>,...` (prefer the environment variable).
     #[arg(
         long = "api-tokens",
@@ -49,14 +50,43 @@ impl HttpArgs {
         Ok(settings)
     }
 
-    /// Binds the address, refusing an open API beyond loopback before anything starts.
-    async fn bind(&self, settings: &api::ApiSettings) -> anyhow::Result<tokio::net::TcpListener> {
-        if settings.tokens.is_empty() && !self.addr.ip().is_loopback() {
-            return Err(api::ServeError::OpenBeyondLoopback(self.addr).into());
-        }
-        tokio::net::TcpListener::bind(self.addr)
+    /// The addresses `--http-addr` names (a host name resolves to one or more).
+    async fn resolve(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&self.addr)
             .await
-            .with_context(|| format!("listening on {} (RUNLEDGER_HTTP_ADDR)", self.addr))
+            .with_context(|| {
+                format!(
+                    "--http-addr `{}` (RUNLEDGER_HTTP_ADDR): expected host:port, e.g. 127.0.0.1:8080 or localhost:8080",
+                    self.addr
+                )
+            })?
+            .collect();
+        anyhow::ensure!(
+            !addrs.is_empty(),
+            "--http-addr `{}` (RUNLEDGER_HTTP_ADDR) resolves to no address",
+            self.addr
+        );
+        Ok(addrs)
+    }
+
+    /// Binds the address (the first of a name's addresses that binds), refusing an open API
+    /// beyond loopback before anything starts.
+    async fn bind(&self, settings: &api::ApiSettings) -> anyhow::Result<tokio::net::TcpListener> {
+        let addrs = self.resolve().await?;
+        if settings.tokens.is_empty() {
+            if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(api::ServeError::OpenBeyondLoopback(*open).into());
+            }
+        }
+        let mut last = None;
+        for addr in &addrs {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        let (addr, e) = last.expect("at least one address");
+        Err(e).with_context(|| format!("listening on {addr} (RUNLEDGER_HTTP_ADDR {})", self.addr))
     }
 }
 

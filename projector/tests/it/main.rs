@@ -3,6 +3,7 @@
 
 mod cache;
 mod event_ids;
+mod fuzz;
 mod helpers;
 mod membership;
 mod poison;
