@@ -129,6 +129,13 @@ async fn every_kind_of_poison_is_dead_lettered_naming_its_field() {
     h.publish(&[w.activity(run, ActivityKind::Heartbeat)]).await;
     good += 1;
 
+    // A NUL the dead letter's own reason quotes (an unknown type) is stored escaped.
+    let activity = w.activity(run, ActivityKind::Action);
+    let seq = publish_edited(&h, &activity, |v| v["type"] = json!("run.\u{0}")).await;
+    poisons.push(("unknown event type `run.\\u0000`", seq));
+    h.publish(&[w.activity(run, ActivityKind::Heartbeat)]).await;
+    good += 1;
+
     h.drain().await;
     let dead = dead_letters(&h).await;
     assert_eq!(
