@@ -91,15 +91,15 @@ pub async fn process_batch(
 ) -> Result<BatchReport, ReconcilerError> {
     match process_in_transaction(client, target, batch, head).await {
         Err(e) => match e.refused_data() {
-            Some(reason) => Box::pin(bisect(client, target, batch, head, reason)).await,
+            Some(reason) => bisect(client, target, batch, head, reason).await,
             None => Err(e),
         },
         ok => ok,
     }
 }
 
-/// Processes `batch`, which PostgreSQL refused for `reason`, in halves; a single event becomes a
-/// dead letter.
+/// Processes `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (in stream
+/// order, without recursion); a single refused event becomes a dead letter.
 async fn bisect(
     client: &mut deadpool_postgres::Object,
     target: &BatchTarget,
@@ -107,17 +107,41 @@ async fn bisect(
     head: u64,
     reason: String,
 ) -> Result<BatchReport, ReconcilerError> {
-    if batch.len() <= 1 {
-        if let Some(seq) = batch.last_seq() {
-            tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows in the private fold; dead-lettering it");
-        }
-        let refused = batch.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
-        return process_in_transaction(client, target, &refused, head).await;
-    }
+    tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch of the private fold; bisecting it");
+    let mut report: Option<BatchReport> = None;
+    // Parts still to process, the next one last.
     let (first, second) = batch.halves();
-    let first = Box::pin(process_batch(client, target, &first, head)).await?;
-    let second = Box::pin(process_batch(client, target, &second, head)).await?;
-    Ok(first.merge(second))
+    let mut pending = vec![second, first];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let done = match process_in_transaction(client, target, &part, head).await {
+            Ok(done) => done,
+            Err(e) => {
+                let Some(reason) = e.refused_data() else {
+                    return Err(e);
+                };
+                if part.len() > 1 {
+                    let (first, second) = part.halves();
+                    pending.push(second);
+                    pending.push(first);
+                    continue;
+                }
+                if let Some(seq) = part.last_seq() {
+                    tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows in the private fold; dead-lettering it");
+                }
+                let refused =
+                    part.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+                process_in_transaction(client, target, &refused, head).await?
+            }
+        };
+        report = Some(match report {
+            Some(report) => report.merge(done),
+            None => done,
+        });
+    }
+    Ok(report.unwrap_or_default())
 }
 
 impl BatchReport {

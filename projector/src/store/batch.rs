@@ -109,15 +109,16 @@ pub async fn apply(
     }
     match applied {
         Err(e) => match e.refused_data() {
-            Some(reason) => Box::pin(bisect(client, target, batch, session, reason)).await,
+            Some(reason) => bisect(client, target, batch, session, reason).await,
             None => Err(e),
         },
         ok => ok,
     }
 }
 
-/// Applies `batch`, which PostgreSQL refused for `reason`, in halves; a single event is
-/// dead-lettered.
+/// Applies `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (in stream
+/// order, without recursion: the futures of nested batches would not fit a thread's stack); a
+/// single refused event is dead-lettered.
 async fn bisect(
     client: &mut Client,
     target: &Target,
@@ -125,22 +126,44 @@ async fn bisect(
     session: &mut Session,
     reason: String,
 ) -> Result<BatchReport, ProjectorError> {
-    if batch.len() <= 1 {
-        if let Some(seq) = batch.last_seq() {
-            tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows; dead-lettering it");
-        }
-        let refused = batch.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
-        let applied = apply_in_transaction(client, target, &refused, session).await;
-        if applied.is_err() {
-            session.cache.clear();
-        }
-        return applied;
-    }
     tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch; bisecting it");
+    let mut report: Option<BatchReport> = None;
+    // Parts still to apply, the next one last.
     let (first, second) = batch.halves();
-    let first = Box::pin(apply(client, target, &first, session)).await?;
-    let second = Box::pin(apply(client, target, &second, session)).await?;
-    Ok(first.merge(second))
+    let mut pending = vec![second, first];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let applied = match apply_in_transaction(client, target, &part, session).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                session.cache.clear();
+                let Some(reason) = e.refused_data() else {
+                    return Err(e);
+                };
+                if part.len() > 1 {
+                    let (first, second) = part.halves();
+                    pending.push(second);
+                    pending.push(first);
+                    continue;
+                }
+                if let Some(seq) = part.last_seq() {
+                    tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows; dead-lettering it");
+                }
+                let refused =
+                    part.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+                apply_in_transaction(client, target, &refused, session)
+                    .await
+                    .inspect_err(|_| session.cache.clear())?
+            }
+        };
+        report = Some(match report {
+            Some(report) => report.merge(applied),
+            None => applied,
+        });
+    }
+    Ok(report.unwrap_or_default())
 }
 
 impl BatchReport {
