@@ -35,6 +35,16 @@ pub struct HttpArgs {
     /// Longest a `?min_seq=` read waits for the projector before answering 503.
     #[arg(long = "min-seq-wait", env = "RUNLEDGER_MIN_SEQ_WAIT", default_value = "2s", value_parser = parse_duration)]
     pub min_seq_wait: Duration,
+    /// Connections served at once; beyond them `/healthz` still answers and the rest get 503
+    /// (docs/reliability.md).
+    #[arg(long = "http-max-connections", env = "RUNLEDGER_HTTP_MAX_CONNECTIONS", default_value_t = api::Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head (slower clients are dropped).
+    #[arg(long = "http-header-timeout", env = "RUNLEDGER_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    #[arg(long = "http-idle-timeout", env = "RUNLEDGER_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 impl HttpArgs {
@@ -47,6 +57,13 @@ impl HttpArgs {
         let mut settings = api::ApiSettings::new(tokens, &stream.stream);
         settings.consumer = projector.name.clone();
         settings.min_seq_wait = self.min_seq_wait;
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--http-max-connections (RUNLEDGER_HTTP_MAX_CONNECTIONS) must be at least 1"
+        );
+        settings.limits.max_connections = self.max_connections;
+        settings.limits.header_read_timeout = self.header_timeout;
+        settings.limits.idle_timeout = self.idle_timeout;
         Ok(settings)
     }
 
