@@ -95,8 +95,8 @@ pub fn router(state: ApiState, shutdown: watch::Receiver<bool>) -> axum::Router 
     crate::routes::build(app)
 }
 
-/// Serves until `shutdown` turns true. Without tokens the API is open, which is allowed on a
-/// loopback address only.
+/// Serves until `shutdown` turns true, within `state.settings.limits` (see [`crate::limits`]).
+/// Without tokens the API is open, which is allowed on a loopback address only.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
@@ -109,14 +109,10 @@ pub async fn serve(
         }
         tracing::warn!(%addr, "no API tokens configured: the read API and dashboard are open to local users");
     }
+    let limits = state.settings.limits;
     let router = router(state, shutdown.clone());
     tracing::info!(%addr, "read API and dashboard listening on http://{addr}/");
-    let mut stop = shutdown;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await?;
+    crate::limits::serve(listener, router, limits, shutdown).await?;
     tracing::info!("read API stopped");
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod dashboard;
 mod error;
 pub mod freshness;
 mod health;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -29,5 +30,6 @@ mod sse;
 
 pub use app::{router, serve, ApiState, ServeError};
 pub use error::ApiError;
+pub use limits::Limits;
 pub use metrics::Registry;
 pub use settings::{ApiSettings, TokenError, Tokens, DEFAULT_HTTP_ADDR};

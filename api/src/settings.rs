@@ -31,6 +31,8 @@ pub struct ApiSettings {
     pub stall_after: Duration,
     /// The reconciler's schema, whose position and outbox `/healthz` reports when it exists.
     pub reconciler_schema: Option<String>,
+    /// Timeouts and limits per client and connection.
+    pub limits: crate::limits::Limits,
 }
 
 impl ApiSettings {
@@ -45,6 +47,7 @@ impl ApiSettings {
             min_seq_wait: Duration::from_secs(2),
             stall_after: DEFAULT_STALL_AFTER,
             reconciler_schema: None,
+            limits: crate::limits::Limits::default(),
         }
     }
 }

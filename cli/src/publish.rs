@@ -155,12 +155,18 @@ fn event_from_flags(args: &Args) -> anyhow::Result<Event> {
     if let Some(known) = EventType::parse(event_type) {
         value["schemaversion"] = json!(known.schema_version());
     }
-    Event::from_value(value).map_err(|err| {
-        anyhow!(
-            "invalid event from flags ({}): {err}",
-            flag_of(err.field().as_deref())
-        )
-    })
+    let wire = serde_json::to_vec(&value)?;
+    Event::from_value(value)
+        .and_then(|event| {
+            event.check_bounds(&wire, chrono::Utc::now())?;
+            Ok(event)
+        })
+        .map_err(|err| {
+            anyhow!(
+                "invalid event from flags ({}): {err}",
+                flag_of(err.field().as_deref())
+            )
+        })
 }
 
 fn parse_data_flag(text: &str) -> anyhow::Result<Value> {
@@ -467,7 +473,12 @@ async fn read_chunk(
             continue;
         }
         lines += 1;
-        match Event::from_slice(line) {
+        // What the projector would dead-letter is refused here, with the field named: the
+        // bounds of `events::bounds`, against this host's clock for "ahead of the stream".
+        match Event::from_slice(line).and_then(|event| {
+            event.check_bounds(line, chrono::Utc::now())?;
+            Ok(event)
+        }) {
             Ok(event) => {
                 chunk.events.push(event);
                 chunk.lines.push(*line_no);

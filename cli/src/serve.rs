@@ -15,9 +15,10 @@ use tokio::sync::watch;
 /// Where the read API listens and who may read it.
 #[derive(clap::Args, Clone, Debug)]
 pub struct HttpArgs {
-    /// Address of the read API and dashboard. Without tokens, only a loopback address is allowed.
+    /// Address of the read API and dashboard, `host:port` (a name such as `localhost:8080` is
+    /// resolved). Without tokens, only a loopback address is allowed.
     #[arg(long = "http-addr", env = "RUNLEDGER_HTTP_ADDR", default_value = api::DEFAULT_HTTP_ADDR)]
-    pub addr: SocketAddr,
+    pub addr: String,
     /// Company tokens, `<company-uuid>=<token>,...` (prefer the environment variable).
     #[arg(
         long = "api-tokens",
@@ -39,6 +40,16 @@ pub struct HttpArgs {
     /// `/healthz` answers 503 `stalled`.
     #[arg(long = "stall-after", env = "RUNLEDGER_STALL_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub stall_after: Duration,
+    /// Connections served at once; beyond them `/healthz` still answers and the rest get 503
+    /// (docs/reliability.md).
+    #[arg(long = "http-max-connections", env = "RUNLEDGER_HTTP_MAX_CONNECTIONS", default_value_t = api::Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head (slower clients are dropped).
+    #[arg(long = "http-header-timeout", env = "RUNLEDGER_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    #[arg(long = "http-idle-timeout", env = "RUNLEDGER_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 impl HttpArgs {
@@ -56,17 +67,53 @@ impl HttpArgs {
         settings.min_seq_wait = self.min_seq_wait;
         settings.stall_after = self.stall_after;
         settings.reconciler_schema = reconciler_schema.map(str::to_owned);
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--http-max-connections (RUNLEDGER_HTTP_MAX_CONNECTIONS) must be at least 1"
+        );
+        settings.limits.max_connections = self.max_connections;
+        settings.limits.header_read_timeout = self.header_timeout;
+        settings.limits.idle_timeout = self.idle_timeout;
         Ok(settings)
     }
 
-    /// Binds the address, refusing an open API beyond loopback before anything starts.
-    async fn bind(&self, settings: &api::ApiSettings) -> anyhow::Result<tokio::net::TcpListener> {
-        if settings.tokens.is_empty() && !self.addr.ip().is_loopback() {
-            return Err(api::ServeError::OpenBeyondLoopback(self.addr).into());
-        }
-        tokio::net::TcpListener::bind(self.addr)
+    /// The addresses `--http-addr` names (a host name resolves to one or more).
+    async fn resolve(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&self.addr)
             .await
-            .with_context(|| format!("listening on {} (RUNLEDGER_HTTP_ADDR)", self.addr))
+            .with_context(|| {
+                format!(
+                    "--http-addr `{}` (RUNLEDGER_HTTP_ADDR): expected host:port, e.g. 127.0.0.1:8080 or localhost:8080",
+                    self.addr
+                )
+            })?
+            .collect();
+        anyhow::ensure!(
+            !addrs.is_empty(),
+            "--http-addr `{}` (RUNLEDGER_HTTP_ADDR) resolves to no address",
+            self.addr
+        );
+        Ok(addrs)
+    }
+
+    /// Binds the address (the first of a name's addresses that binds), refusing an open API
+    /// beyond loopback before anything starts.
+    async fn bind(&self, settings: &api::ApiSettings) -> anyhow::Result<tokio::net::TcpListener> {
+        let addrs = self.resolve().await?;
+        if settings.tokens.is_empty() {
+            if let Some(open) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(api::ServeError::OpenBeyondLoopback(*open).into());
+            }
+        }
+        let mut last = None;
+        for addr in &addrs {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        let (addr, e) = last.expect("at least one address");
+        Err(e).with_context(|| format!("listening on {addr} (RUNLEDGER_HTTP_ADDR {})", self.addr))
     }
 }
 
@@ -106,12 +153,13 @@ impl Beside {
         metrics: std::sync::Arc<api::metrics::Registry>,
     ) -> anyhow::Result<Self> {
         let listener = http.bind(&settings).await?;
+        let addr = listener.local_addr()?;
         let pool = db::pool(database_url, schema, 8)?;
         let mut state = api::ApiState::new(pool, nats, settings);
         state.metrics = metrics;
         Ok(Self {
             listener: std::sync::Mutex::new(Some(listener)),
-            addr: http.addr,
+            addr,
             state,
         })
     }

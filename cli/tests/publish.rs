@@ -297,3 +297,30 @@ async fn bad_flags_fail_with_a_clear_message() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn publish_refuses_what_the_projector_would_dead_letter_naming_the_field() -> TestResult {
+    let ts = TestStream::new().await?;
+    let mut nul = run_finished();
+    nul["data"]["error"] = json!("a\u{0}b");
+    let mut far = run_finished();
+    far["time"] = json!("9999-01-01T00:00:00Z");
+    let good = run_finished();
+    let lines = [nul.to_string(), far.to_string(), good.to_string()];
+    let path = std::env::temp_dir().join(format!("{}-bounds.ndjson", ts.stream));
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    let output = publish(&ts, &["--file", path.to_str().unwrap(), "--json"]).await?;
+    let summary: Value = serde_json::from_str(text(&output.stdout).trim())?;
+    assert_eq!(summary["published"], 1, "{summary}");
+    let rejected = summary["rejected_lines"]
+        .as_array()
+        .expect("rejected_lines");
+    let fields: Vec<&str> = rejected
+        .iter()
+        .map(|r| r["field"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(fields, ["data.error", "time"], "{summary}");
+    assert_eq!(stored_events(&ts).await?.len(), 1);
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}

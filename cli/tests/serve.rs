@@ -1,6 +1,6 @@
 //! `runledger serve`: configured from the environment (address, company and admin tokens), serves
 //! the read API and the dashboard over a migrated database, stops on SIGTERM, and refuses to serve
-//! an open API (no tokens) on a non-loopback address.
+//! an open API (no tokens) on a non-loopback address; `up` checks its tokens before it migrates.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -31,7 +31,8 @@ async fn serve_reads_tokens_from_the_environment_and_stops_on_sigterm() {
         .env("DATABASE_URL", db.url())
         .env("NATS_URL", &ts.url)
         .env("RUNLEDGER_STREAM", &ts.stream)
-        .env("RUNLEDGER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        // A host name is resolved.
+        .env("RUNLEDGER_HTTP_ADDR", format!("localhost:{port}"))
         .env(
             "RUNLEDGER_API_TOKENS",
             format!("{company}=serve-test-company-token"),
@@ -42,7 +43,7 @@ async fn serve_reads_tokens_from_the_environment_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://localhost:{port}");
     let health = eventually(Duration::from_secs(20), "runledger serve to answer", || {
         let (http, url) = (http.clone(), format!("{base}/healthz"));
         async move { http.get(url).send().await.ok() }
@@ -113,4 +114,30 @@ fn serve_refuses_an_open_api_beyond_loopback() {
         stderr.contains("refusing to serve the read API on 0.0.0.0:0 without tokens"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn up_checks_its_api_tokens_before_it_migrates_anything() {
+    let db = TestDb::new().await.unwrap();
+    let ts = TestStream::new().await.unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("up")
+        .env("DATABASE_URL", db.url())
+        .env("NATS_URL", &ts.url)
+        .env("RUNLEDGER_STREAM", &ts.stream)
+        .env("RUNLEDGER_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUNLEDGER_API_TOKENS", "not-a-company=short")
+        .env_remove("RUNLEDGER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RUNLEDGER_API_TOKENS entry"), "{stderr}");
+    let client = db.client().await.unwrap();
+    let migrated: Option<String> = client
+        .query_one("SELECT to_regclass('public.schema_migrations')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(migrated, None, "nothing was migrated");
 }

@@ -40,6 +40,10 @@ pub enum ContractError {
         path: String,
         reason: String,
     },
+    /// A value PostgreSQL cannot store as it is (a NUL character, a number beyond its column, a
+    /// time out of bounds; see [`crate::bounds`]).
+    #[error("field `{field}`: {reason}")]
+    OutOfBounds { field: String, reason: String },
 }
 
 impl ContractError {
@@ -66,6 +70,7 @@ impl ContractError {
             Self::UnknownType(_) => Some("type".to_owned()),
             Self::UnsupportedVersion { .. } => Some("schemaversion".to_owned()),
             Self::InvalidData { path, .. } => Some(format!("data.{path}")),
+            Self::OutOfBounds { field, .. } => Some(field.clone()),
             _ => None,
         }
     }

@@ -32,6 +32,25 @@ pub enum ProjectorError {
     Config(String),
 }
 
+impl ProjectorError {
+    /// What PostgreSQL said, when it refused the data itself rather than failed: SQLSTATE class
+    /// 22 (data exception: a NUL byte, a number out of range, an invalid time) or 54 (program
+    /// limit exceeded: an index entry too large). The same rows will always be refused, so the
+    /// batch is bisected to dead-letter the event that carries them instead of retried.
+    pub fn refused_data(&self) -> Option<String> {
+        match self {
+            Self::Postgres(e) => refused_data(e),
+            _ => None,
+        }
+    }
+}
+
+/// See [`ProjectorError::refused_data`].
+pub fn refused_data(e: &tokio_postgres::Error) -> Option<String> {
+    let code = e.code()?.code();
+    (code.starts_with("22") || code.starts_with("54")).then(|| describe(e))
+}
+
 impl From<deadpool_postgres::PoolError> for ProjectorError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Pool(e.to_string())

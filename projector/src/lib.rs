@@ -15,7 +15,7 @@ pub mod membership;
 pub mod replay;
 pub mod store;
 
-pub use error::ProjectorError;
+pub use error::{refused_data, ProjectorError};
 pub use feed::Incoming;
 pub use live::{Outcome, Projector, ProjectorSettings};
 pub use store::batch::{apply_batch, BatchReport, CommitMode, Session, Target};

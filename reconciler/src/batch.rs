@@ -19,9 +19,9 @@ use crate::state::Tx;
 use crate::state::{self, Decided};
 use events::{Event, EventType, Subjects};
 use projector::feed::{Batch, Incoming, Parsed};
-use projector::fold::model::DeadLetterRow;
 use projector::fold::{self, Touched};
 use projector::store;
+use projector::store::event_ids::{FoldedIds, Verdict};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -79,7 +79,88 @@ impl BatchReport {
 /// Processes `batch` (in stream order) in one transaction. `head` is the stream's last sequence
 /// when the caller started reading (what an earlier incarnation can have published): follow-ups
 /// decided now are held until the position reaches it (see the outbox's `hold_until_seq`).
+///
+/// When PostgreSQL refuses the batch's data ([`ReconcilerError::refused_data`]), the batch is
+/// bisected down to the event whose rows are refused, which becomes a dead letter of the private
+/// fold; everything else is folded and decided as usual (as the projector does).
 pub async fn process_batch(
+    client: &mut deadpool_postgres::Object,
+    target: &BatchTarget,
+    batch: &Batch,
+    head: u64,
+) -> Result<BatchReport, ReconcilerError> {
+    match process_in_transaction(client, target, batch, head).await {
+        Err(e) => match e.refused_data() {
+            Some(reason) => bisect(client, target, batch, head, reason).await,
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// Processes `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (in stream
+/// order, without recursion); a single refused event becomes a dead letter.
+async fn bisect(
+    client: &mut deadpool_postgres::Object,
+    target: &BatchTarget,
+    batch: &Batch,
+    head: u64,
+    reason: String,
+) -> Result<BatchReport, ReconcilerError> {
+    tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch of the private fold; bisecting it");
+    let mut report: Option<BatchReport> = None;
+    // Parts still to process, the next one last.
+    let (first, second) = batch.halves();
+    let mut pending = vec![second, first];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let done = match process_in_transaction(client, target, &part, head).await {
+            Ok(done) => done,
+            Err(e) => {
+                let Some(reason) = e.refused_data() else {
+                    return Err(e);
+                };
+                if part.len() > 1 {
+                    let (first, second) = part.halves();
+                    pending.push(second);
+                    pending.push(first);
+                    continue;
+                }
+                if let Some(seq) = part.last_seq() {
+                    tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows in the private fold; dead-lettering it");
+                }
+                let refused =
+                    part.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+                process_in_transaction(client, target, &refused, head).await?
+            }
+        };
+        report = Some(match report {
+            Some(report) => report.merge(done),
+            None => done,
+        });
+    }
+    Ok(report.unwrap_or_default())
+}
+
+impl BatchReport {
+    /// This report followed by `next`'s (a later batch).
+    fn merge(mut self, next: BatchReport) -> BatchReport {
+        self.folded += next.folded;
+        self.skipped += next.skipped;
+        self.dead_lettered += next.dead_lettered;
+        self.decisions += next.decisions;
+        self.follow_ups += next.follow_ups;
+        for (rule, n) in next.by_rule {
+            *self.by_rule.entry(rule).or_default() += n;
+        }
+        self.position = self.position.max(next.position);
+        self
+    }
+}
+
+async fn process_in_transaction(
     client: &mut deadpool_postgres::Object,
     target: &BatchTarget,
     batch: &Batch,
@@ -103,6 +184,7 @@ pub async fn process_batch(
         return Ok(report);
     };
     let hold = last.max(head as i64);
+    let mut folded = FoldedIds::load(&tx, parsed.iter().filter_map(|(_, p)| p.event())).await?;
     let mut seen = Seen::default();
     let mut start = 0;
     for end in 0..parsed.len() {
@@ -113,8 +195,15 @@ pub async fn process_batch(
         if !(is_last || is_tick) {
             continue;
         }
-        let (model, decided, tick) =
-            segment(&tx, target, &parsed[start..=end], &mut seen, &mut report).await?;
+        let (model, decided, tick) = segment(
+            &tx,
+            target,
+            &parsed[start..=end],
+            &mut seen,
+            &mut folded,
+            &mut report,
+        )
+        .await?;
         start = end + 1;
         // Writes go out together (one round trip); the batch's last ones carry the position.
         let close = (is_last && tick.is_none()).then_some((&seen, last, parsed.len()));
@@ -134,6 +223,7 @@ pub async fn process_batch(
             write(&tx, target, None, &decided, hold, close, &report).await?;
         }
     }
+    folded.write(&tx).await?;
     tx.commit().await?;
     report.position = last;
     Ok(report)
@@ -194,6 +284,7 @@ async fn segment<'a>(
     target: &BatchTarget,
     segment: &'a [(&'a Incoming, &'a Parsed)],
     seen: &mut Seen,
+    folded: &mut FoldedIds,
     report: &mut BatchReport,
 ) -> Result<
     (
@@ -250,6 +341,19 @@ async fn segment<'a>(
         let reason = match p {
             Parsed::Dead(reason) => reason.clone(),
             Parsed::Event(event) => {
+                // The same event id folds once, however late it comes again (as in the
+                // projector: `projector::store::event_ids`).
+                let digest = match folded.verdict(event) {
+                    Verdict::New(digest) => digest,
+                    Verdict::Duplicate(_) => {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    Verdict::Conflict(reason) => {
+                        dead.push(message.dead_letter(&reason));
+                        continue;
+                    }
+                };
                 if event.source == SOURCE {
                     seen.ids.push(event.id.0);
                     seen.seqs.push(seq);
@@ -261,6 +365,7 @@ async fn segment<'a>(
                 match fold::apply(&mut model, seq, event) {
                     Err(rejection) => rejection.0,
                     Ok(()) => {
+                        folded.folded(event.id.0, digest, seq);
                         report.folded += 1;
                         match trigger {
                             Some(Trigger::Tick { now }) => tick = Some((&**event, now, seq)),
@@ -282,13 +387,7 @@ async fn segment<'a>(
                 }
             }
         };
-        dead.push(DeadLetterRow {
-            seq,
-            subject: message.subject.clone(),
-            payload: message.payload.to_vec(),
-            reason,
-            at: message.stored_at,
-        });
+        dead.push(message.dead_letter(&reason));
     }
     report.dead_lettered += dead.len();
     model.appends.dead_letters = dead;

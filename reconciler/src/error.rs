@@ -33,6 +33,18 @@ pub enum ReconcilerError {
     Config(String),
 }
 
+impl ReconcilerError {
+    /// What PostgreSQL said, when it refused the batch's data itself (SQLSTATE class 22 or 54,
+    /// see [`projector::ProjectorError::refused_data`]): the batch is bisected, not retried.
+    pub fn refused_data(&self) -> Option<String> {
+        match self {
+            Self::Postgres(e) => projector::refused_data(e),
+            Self::Projector(e) => e.refused_data(),
+            _ => None,
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for ReconcilerError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Pool(e.to_string())

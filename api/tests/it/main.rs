@@ -9,5 +9,6 @@ mod freshness;
 mod health;
 mod helpers;
 mod ledger;
+mod limits;
 mod openapi;
 mod sse;

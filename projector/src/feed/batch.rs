@@ -2,7 +2,7 @@
 //! the reason it is a dead letter), in stream order. The projector, the reconciler and every
 //! rebuild take these; nothing else parses an event read from the stream.
 
-use crate::fold::model::Time;
+use crate::fold::model::{DeadLetterRow, Time};
 use bytes::Bytes;
 use chrono::{DurationRound, TimeDelta};
 use events::{Event, EventData, Subjects};
@@ -34,8 +34,26 @@ impl Parsed {
     }
 }
 
+impl Incoming {
+    /// The message as a dead letter with `reason`. The subject and the reason are text columns
+    /// (the payload is kept as bytes): a NUL in either (a reason may quote the bad value) is
+    /// written as `\u0000`, so the dead letter itself can always be stored.
+    pub fn dead_letter(&self, reason: &str) -> DeadLetterRow {
+        let storable = |text: &str| text.replace('\0', "\\u0000");
+        DeadLetterRow {
+            seq: self.seq as i64,
+            subject: storable(&self.subject),
+            payload: self.payload.to_vec(),
+            reason: storable(reason),
+            at: self.stored_at,
+        }
+    }
+}
+
 /// Parses a message of a stream with `subjects`: a valid event on the subject it belongs on,
-/// with its times normalised ([`normalize`]); anything else is a dead letter with its reason.
+/// within what the read models can store (`events::bounds`, against the time the stream stored
+/// it, so every reader and every replay decides alike), with its times normalised
+/// ([`normalize`]); anything else is a dead letter with its reason.
 pub fn parse(subjects: &Subjects, message: &Incoming) -> Parsed {
     match Event::from_slice(&message.payload) {
         Err(e) => Parsed::Dead(e.to_string()),
@@ -46,6 +64,9 @@ pub fn parse(subjects: &Subjects, message: &Incoming) -> Parsed {
                     message.subject,
                     subjects.of(&event)
                 ));
+            }
+            if let Err(e) = event.check_bounds(&message.payload, message.stored_at) {
+                return Parsed::Dead(e.to_string());
             }
             normalize(&mut event);
             Parsed::Event(Box::new(event))
@@ -122,6 +143,25 @@ impl Batch {
     /// The messages.
     pub fn messages(&self) -> &[Incoming] {
         &self.messages
+    }
+
+    /// The first half of the messages and the rest, with their parse (for bisecting a batch that
+    /// PostgreSQL refused).
+    pub fn halves(&self) -> (Batch, Batch) {
+        let at = self.messages.len() / 2;
+        let part = |range: std::ops::Range<usize>| Batch {
+            messages: self.messages[range.clone()].to_vec(),
+            parsed: self.parsed[range].to_vec(),
+        };
+        (part(0..at), part(at..self.messages.len()))
+    }
+
+    /// The same messages, every one a dead letter with `reason`.
+    pub fn refused(&self, reason: &str) -> Batch {
+        Batch {
+            messages: self.messages.clone(),
+            parsed: vec![Parsed::Dead(reason.to_owned()); self.messages.len()],
+        }
     }
 
     /// Splits off the messages after sequence `seq` (they keep their parse).

@@ -7,10 +7,10 @@
 
 use crate::error::ProjectorError;
 use crate::feed::{Batch, Incoming, Parsed};
-use crate::fold::model::DeadLetterRow;
 use crate::fold::{self, Touched};
 use crate::store;
 use crate::store::cache::RowCache;
+use crate::store::event_ids::{FoldedIds, Verdict};
 use events::Subjects;
 use std::collections::BTreeMap;
 use tokio_postgres::types::Type;
@@ -92,7 +92,11 @@ pub async fn apply_batch(
     .await
 }
 
-/// Applies a batch read from the feed in one transaction. A failed batch empties the session's cache.
+/// Applies a batch read from the feed in one transaction. A failed batch empties the session's
+/// cache. When PostgreSQL refuses the batch's data ([`ProjectorError::refused_data`]: something
+/// `events::bounds` did not foresee), the batch is bisected: its halves are applied in turn, down
+/// to the one event whose rows are refused, which is dead-lettered with PostgreSQL's reason; every
+/// other event is applied. A poison event costs about 2·log2(batch) transactions, once.
 pub async fn apply(
     client: &mut Client,
     target: &Target,
@@ -103,7 +107,77 @@ pub async fn apply(
     if applied.is_err() {
         session.cache.clear();
     }
-    applied
+    match applied {
+        Err(e) => match e.refused_data() {
+            Some(reason) => bisect(client, target, batch, session, reason).await,
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// Applies `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (in stream
+/// order, without recursion: the futures of nested batches would not fit a thread's stack); a
+/// single refused event is dead-lettered.
+async fn bisect(
+    client: &mut Client,
+    target: &Target,
+    batch: &Batch,
+    session: &mut Session,
+    reason: String,
+) -> Result<BatchReport, ProjectorError> {
+    tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch; bisecting it");
+    let mut report: Option<BatchReport> = None;
+    // Parts still to apply, the next one last.
+    let (first, second) = batch.halves();
+    let mut pending = vec![second, first];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let applied = match apply_in_transaction(client, target, &part, session).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                session.cache.clear();
+                let Some(reason) = e.refused_data() else {
+                    return Err(e);
+                };
+                if part.len() > 1 {
+                    let (first, second) = part.halves();
+                    pending.push(second);
+                    pending.push(first);
+                    continue;
+                }
+                if let Some(seq) = part.last_seq() {
+                    tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows; dead-lettering it");
+                }
+                let refused =
+                    part.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+                apply_in_transaction(client, target, &refused, session)
+                    .await
+                    .inspect_err(|_| session.cache.clear())?
+            }
+        };
+        report = Some(match report {
+            Some(report) => report.merge(applied),
+            None => applied,
+        });
+    }
+    Ok(report.unwrap_or_default())
+}
+
+impl BatchReport {
+    /// This report followed by `next`'s (a later batch).
+    fn merge(mut self, next: BatchReport) -> BatchReport {
+        self.applied += next.applied;
+        self.skipped += next.skipped;
+        self.dead_lettered += next.dead_lettered;
+        self.position = self.position.max(next.position);
+        for (event_type, n) in next.by_type {
+            *self.by_type.entry(event_type).or_default() += n;
+        }
+        self
+    }
 }
 
 async fn apply_in_transaction(
@@ -167,36 +241,42 @@ async fn apply_in_transaction(
             touched.add(e);
         }
     }
-    let mut model = store::load_through(&tx, &touched, cache).await?;
+    let (mut model, mut ids) = futures::try_join!(
+        store::load_through(&tx, &touched, cache),
+        FoldedIds::load(&tx, fresh.iter().filter_map(|(_, p)| p.event())),
+    )?;
     let mut dead = Vec::new();
     for (message, p) in &fresh {
         let reason = match p {
             Parsed::Dead(reason) => reason.clone(),
-            Parsed::Event(event) => match fold::apply(&mut model, message.seq as i64, event) {
-                Ok(()) => {
-                    report.applied += 1;
-                    *report
-                        .by_type
-                        .entry(event.event_type().as_str())
-                        .or_default() += 1;
+            Parsed::Event(event) => match ids.verdict(event) {
+                Verdict::Duplicate(_) => {
+                    report.skipped += 1;
                     continue;
                 }
-                Err(rejection) => rejection.0,
+                Verdict::Conflict(reason) => reason,
+                Verdict::New(digest) => match fold::apply(&mut model, message.seq as i64, event) {
+                    Ok(()) => {
+                        ids.folded(event.id.0, digest, message.seq as i64);
+                        report.applied += 1;
+                        *report
+                            .by_type
+                            .entry(event.event_type().as_str())
+                            .or_default() += 1;
+                        continue;
+                    }
+                    Err(rejection) => rejection.0,
+                },
             },
         };
-        dead.push(DeadLetterRow {
-            seq: message.seq as i64,
-            subject: message.subject.clone(),
-            payload: message.payload.to_vec(),
-            reason,
-            at: message.stored_at,
-        });
+        dead.push(message.dead_letter(&reason));
     }
     report.dead_lettered = dead.len();
     model.appends.dead_letters = dead;
     let last = fresh.last().map_or(position, |(m, _)| m.seq as i64);
     futures::try_join!(
         store::write(&tx, &model),
+        ids.write(&tx),
         store::advance_position(
             &tx,
             &target.consumer,

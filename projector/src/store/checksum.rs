@@ -19,6 +19,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("document_revisions", "revision_id"),
     ("activity_log", "seq"),
     ("dead_letters", "seq"),
+    ("folded_events", "event_id"),
 ];
 
 /// Row count and md5 over every row's text form, in key order, per table.

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "position_writer",
         include_str!("../../../migrations/0004_position_writer.sql"),
     ),
+    (
+        5,
+        "event_ids",
+        include_str!("../../../migrations/0005_event_ids.sql"),
+    ),
 ];
 
 /// Checks that `schema` is a plain lowercase SQL identifier (it is interpolated into SQL).

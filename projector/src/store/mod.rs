@@ -11,6 +11,7 @@ pub mod cache;
 mod cells;
 pub mod checksum;
 mod columns;
+pub mod event_ids;
 pub mod indexes;
 pub mod lease;
 pub mod migrate;

@@ -5,5 +5,7 @@
 mod decisions;
 mod e2e;
 mod harness;
+mod hold;
+mod poison;
 mod scenarios;
 mod world;
