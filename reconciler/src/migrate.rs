@@ -12,11 +12,18 @@ pub const DEFAULT_SCHEMA: &str = "runledger_reconciler";
 pub const DEFAULT_CONSUMER: &str = "runledger-reconciler";
 
 /// (version, name, SQL), in order. Append only; never edit an applied migration.
-pub const RECONCILER_MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "reconciler_state",
-    include_str!("../../migrations/reconciler/0001_reconciler_state.sql"),
-)];
+pub const RECONCILER_MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "reconciler_state",
+        include_str!("../../migrations/reconciler/0001_reconciler_state.sql"),
+    ),
+    (
+        2,
+        "deferrals",
+        include_str!("../../migrations/reconciler/0002_deferrals.sql"),
+    ),
+];
 
 /// The reconciler's own tables.
 pub const RECONCILER_STATE: projector::store::migrate::MigrationSet =

@@ -349,7 +349,7 @@ async fn detached_warning_is_set_once_and_cleared_by_activity() {
 }
 
 #[tokio::test]
-async fn process_loss_keeps_the_lock_for_the_one_retry_and_releases_it_after() {
+async fn a_lost_run_releases_the_lock_and_its_one_retry_takes_it() {
     let mut h = Harness::new().await;
     let mut w = World::new();
     let (first, retry) = (RunId::new_random(), RunId::new_random());
@@ -379,8 +379,8 @@ async fn process_loss_keeps_the_lock_for_the_one_retry_and_releases_it_after() {
     assert_eq!(h.wakeup(wakeup).await["status"], "failed");
     assert_eq!(
         h.issue(w.issue).await["execution_run_id"],
-        json!(first),
-        "kept for the retry"
+        json!(null),
+        "the lost run released the lock (a fact); the retry takes it"
     );
 
     h.publish(&[w.queued(retry, None, Some(first), 1)]).await;
