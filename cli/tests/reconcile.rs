@@ -650,8 +650,16 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
     let fired = |id: EventId| found.get(&id).cloned();
     let wakeup = fired(d.wakeup_event_id).expect("the deferred wakeup went out");
     let run = fired(d.run_event_id).expect("the deferred run went out");
-    assert_eq!(wakeup["data"], serde_json::to_value(&d.wakeup).unwrap(), "unchanged");
-    assert_eq!(run["data"], serde_json::to_value(&d.run).unwrap(), "unchanged");
+    assert_eq!(
+        wakeup["data"],
+        serde_json::to_value(&d.wakeup).unwrap(),
+        "unchanged"
+    );
+    assert_eq!(
+        run["data"],
+        serde_json::to_value(&d.run).unwrap(),
+        "unchanged"
+    );
     let closed: Vec<&Value> = found
         .values()
         .filter(|e| e["type"] == "issue.follow_up_deferral_closed")

@@ -224,7 +224,7 @@ pub fn data(event_type: EventType) -> EventData {
                 reason: "automatic wakeups of this issue back off: the 1st beyond the bounded flows in 1h waits 30s after the previous one".into(),
                 due_at: at(90),
                 wakeup_event_id: EventId(id("5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e")),
-                wakeup: WakeupRequested {
+                wakeup: Box::new(WakeupRequested {
                     wakeup_id,
                     agent_id,
                     issue_id: Some(issue_id),
@@ -236,9 +236,9 @@ pub fn data(event_type: EventType) -> EventData {
                     requested_by_actor_type: ActorType::System,
                     requested_by_actor_id: Some("heartbeat".into()),
                     extra: Map::new(),
-                },
+                }),
                 run_event_id: EventId(id("6c7d8e9f-0a1b-5c2d-9e3f-4a5b6c7d8e9f")),
-                run: RunQueued {
+                run: Box::new(RunQueued {
                     run_id: RunId(id("7d8e9f0a-1b2c-5d3e-8f4a-5b6c7d8e9f0a")),
                     agent_id,
                     wakeup_id: Some(wakeup_id),
@@ -250,7 +250,7 @@ pub fn data(event_type: EventType) -> EventData {
                     process_loss_retry_count: 0,
                     continuation_attempt: 1,
                     extra: Map::new(),
-                },
+                }),
                 extra: Map::new(),
             })
         }

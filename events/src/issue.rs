@@ -2,10 +2,10 @@
 //! work products that carry a `run_id` are evidence of that run's progress.
 
 use crate::ids::{AgentId, CommentId, EventId, IssueId, RunId, WorkProductId};
-use crate::run::RunQueued;
-use crate::wakeup::WakeupRequested;
 use crate::patch::present;
+use crate::run::RunQueued;
 use crate::vocab::{ActorType, IssueStatus, Priority};
+use crate::wakeup::WakeupRequested;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -200,11 +200,11 @@ pub struct IssueFollowUpDeferred {
     /// The id of the `wakeup.requested` to publish (derived from the original cause).
     pub wakeup_event_id: EventId,
     /// The `wakeup.requested` to publish, unchanged.
-    pub wakeup: WakeupRequested,
+    pub wakeup: Box<WakeupRequested>,
     /// The id of the `run.queued` to publish (derived from the original cause).
     pub run_event_id: EventId,
     /// The `run.queued` to publish, unchanged.
-    pub run: RunQueued,
+    pub run: Box<RunQueued>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

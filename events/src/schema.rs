@@ -34,9 +34,7 @@ pub fn data_schema(event_type: EventType) -> Value {
         T::RunLivenessClassified => payload_schema::<run::RunLivenessClassified>(),
         T::IssueFollowUpRefused => payload_schema::<issue::IssueFollowUpRefused>(),
         T::IssueFollowUpDeferred => payload_schema::<issue::IssueFollowUpDeferred>(),
-        T::IssueFollowUpDeferralClosed => {
-            payload_schema::<issue::IssueFollowUpDeferralClosed>()
-        }
+        T::IssueFollowUpDeferralClosed => payload_schema::<issue::IssueFollowUpDeferralClosed>(),
         T::ReconcilerTicked => payload_schema::<tick::ReconcilerTicked>(),
     }
 }

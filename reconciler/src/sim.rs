@@ -41,7 +41,11 @@ impl Simulator {
         }
         if let events::EventData::IssueCommentAdded(c) = &event.data {
             if c.author_user_id.is_some() {
-                let latest = self.ledger.human_comments.entry(c.issue_id.0).or_insert(event.time);
+                let latest = self
+                    .ledger
+                    .human_comments
+                    .entry(c.issue_id.0)
+                    .or_insert(event.time);
                 *latest = (*latest).max(event.time);
             }
         }

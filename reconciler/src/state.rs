@@ -342,7 +342,10 @@ const OPEN_DEFERRALS: &str = "SELECT event FROM reconciler_deferrals
      WHERE closed_seq IS NULL AND (issue_id = ANY($1) OR $2)
      ORDER BY cause_seq, deferral_id";
 
-fn add_deferrals(ledger: &mut Ledger, rows: Vec<tokio_postgres::Row>) -> Result<(), ReconcilerError> {
+fn add_deferrals(
+    ledger: &mut Ledger,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<(), ReconcilerError> {
     for row in rows {
         let bytes: Vec<u8> = row.get(0);
         let mut event = Event::from_slice(&bytes).map_err(|e| {
@@ -422,7 +425,18 @@ pub async fn load_sweep(
     let agent_param: [Param<'_>; 1] = [&agent_ids];
     let pending_params: [Param<'_>; 3] = [&all_issues, &detached_ids, &seen];
     let grant_params: [Param<'_>; 2] = [&all_issues, &since];
-    let (agents, runs, started, deferred_rows, wakeups, pending, grants, refusals, notices, comments) = try_join!(
+    let (
+        agents,
+        runs,
+        started,
+        deferred_rows,
+        wakeups,
+        pending,
+        grants,
+        refusals,
+        notices,
+        comments,
+    ) = try_join!(
         rows::<AgentRow>(
             tx,
             "SELECT to_jsonb(a) FROM agents a WHERE agent_id = ANY($1)",

@@ -167,7 +167,10 @@ pub fn check(
     let in_window: Vec<&(DateTime<Utc>, String)> =
         granted.iter().filter(|(t, _)| *t > since).collect();
     let kind = Kind::of(reason);
-    let same_kind = in_window.iter().filter(|(_, r)| Kind::of(r) == kind).count();
+    let same_kind = in_window
+        .iter()
+        .filter(|(_, r)| Kind::of(r) == kind)
+        .count();
     if same_kind < kind.allowance() {
         return Verdict::Grant;
     }

@@ -1730,7 +1730,13 @@ fn storm_control_never_slows_the_bounded_flows_and_defers_or_refuses_the_excess(
             .collect()
     };
     /// (granted so far, open deferrals' due times, the new wakeup's reason, now, expected)
-    type Case = (Vec<(DateTime<Utc>, String)>, Vec<DateTime<Utc>>, &'static str, DateTime<Utc>, Want);
+    type Case = (
+        Vec<(DateTime<Utc>, String)>,
+        Vec<DateTime<Utc>>,
+        &'static str,
+        DateTime<Utc>,
+        Want,
+    );
     let cases: Vec<Case> = vec![
         (vec![], vec![], CONT, t0, Grant),
         // The original's bounded flows, a second apart: never slowed.
@@ -1778,7 +1784,10 @@ fn storm_control_never_slows_the_bounded_flows_and_defers_or_refuses_the_excess(
         };
         assert_eq!(got, expected, "{granted:?} + {reason} at {now}");
     }
-    assert_eq!(excess([RETRY, CONT, CONT, CONT, REQUEUE, DISPATCH, COMMENT]), 2);
+    assert_eq!(
+        excess([RETRY, CONT, CONT, CONT, REQUEUE, DISPATCH, COMMENT]),
+        2
+    );
     assert_eq!(
         reconciler::storm::backoff(&policy, 7),
         TimeDelta::minutes(30)
@@ -1787,7 +1796,9 @@ fn storm_control_never_slows_the_bounded_flows_and_defers_or_refuses_the_excess(
         ceiling: 0,
         ..policy
     };
-    assert!(matches!(check(&none, &[], &[], CONT, t0), Verdict::Refuse(r) if r.retry_after.is_none()));
+    assert!(
+        matches!(check(&none, &[], &[], CONT, t0), Verdict::Refuse(r) if r.retry_after.is_none())
+    );
 }
 
 #[test]

@@ -289,7 +289,15 @@ pub(super) fn follow_up_refused(
         "agent_id": d.agent_id,
     });
     let message = format!("Automatic {} refused: {}", d.follow_up, d.reason);
-    system_note(model, ctx, event, d.issue_id.0, d.run_id.map(|r| r.0), ("follow_up.refused", "warn", message), details);
+    system_note(
+        model,
+        ctx,
+        event,
+        d.issue_id.0,
+        d.run_id.map(|r| r.0),
+        ("follow_up.refused", "warn", message),
+        details,
+    );
 }
 
 /// An automatic follow-up of the issue waits for storm control's backoff: an activity entry on
@@ -316,7 +324,15 @@ pub(super) fn follow_up_deferred(
         d.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         d.reason
     );
-    system_note(model, ctx, event, d.issue_id.0, d.run_id.map(|r| r.0), ("follow_up.deferred", "info", message), details);
+    system_note(
+        model,
+        ctx,
+        event,
+        d.issue_id.0,
+        d.run_id.map(|r| r.0),
+        ("follow_up.deferred", "info", message),
+        details,
+    );
 }
 
 /// A deferral ended: fired (its follow-up was published) or moot (the issue had moved on).
@@ -342,7 +358,15 @@ pub(super) fn follow_up_deferral_closed(
         },
         d.reason
     );
-    system_note(model, ctx, event, d.issue_id.0, d.run_id.map(|r| r.0), ("follow_up.deferral_closed", "info", message), details);
+    system_note(
+        model,
+        ctx,
+        event,
+        d.issue_id.0,
+        d.run_id.map(|r| r.0),
+        ("follow_up.deferral_closed", "info", message),
+        details,
+    );
 }
 
 /// The system's note on an issue about one of its automatic follow-ups: an activity entry on

@@ -411,6 +411,35 @@ async fn a_lost_run_releases_the_lock_and_its_one_retry_takes_it() {
 }
 
 #[tokio::test]
+async fn a_retry_never_takes_the_lock_from_another_run() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let (lost, other, retry) = (
+        RunId::new_random(),
+        RunId::new_random(),
+        RunId::new_random(),
+    );
+    h.publish(&[
+        w.agent("codex_local", json!({})),
+        w.issue_created(IssueStatus::InProgress),
+        w.queued(lost, None, None, 0),
+        w.started(lost, Some(999_999_999)),
+        w.lost(lost, Some(999_999_999)),
+        // the released lock is free: another run of the issue starts first and takes it
+        w.queued(other, None, None, 0),
+        w.started(other, Some(999_999_997)),
+        w.queued(retry, None, Some(lost), 1),
+    ])
+    .await;
+    h.drain().await;
+    assert_eq!(
+        h.issue(w.issue).await["execution_run_id"],
+        json!(other),
+        "the retry takes the lock only when it is free"
+    );
+}
+
+#[tokio::test]
 async fn deferred_wakeups_wait_for_the_lock_and_the_oldest_is_promoted() {
     let mut h = Harness::new().await;
     let mut w = World::new();

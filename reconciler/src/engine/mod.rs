@@ -230,7 +230,10 @@ impl Emitter<'_> {
         rule: &'static str,
         scope: &str,
         wakeup: &FollowUpWakeup,
-    ) -> ((EventId, events::wakeup::WakeupRequested), (EventId, events::run::RunQueued)) {
+    ) -> (
+        (EventId, events::wakeup::WakeupRequested),
+        (EventId, events::run::RunQueued),
+    ) {
         let wakeup_event = self.id(rule, &format!("{scope}wakeup.requested"));
         let run_event = self.id(rule, &format!("{scope}run.queued"));
         let wakeup_id = WakeupId(entity_id(wakeup_event, "wakeup_id"));
@@ -252,7 +255,12 @@ impl Emitter<'_> {
         let ((wakeup_event, requested), (run_event, queued)) =
             self.wakeup_events(rule, scope, wakeup);
         let ids = (requested.wakeup_id, queued.run_id);
-        let requested = self.build(wakeup_event, rule, company, EventData::WakeupRequested(requested));
+        let requested = self.build(
+            wakeup_event,
+            rule,
+            company,
+            EventData::WakeupRequested(requested),
+        );
         let queued = self.build(run_event, rule, company, EventData::RunQueued(queued));
         self.decision.follow_ups.extend([requested, queued]);
         ids
@@ -312,9 +320,9 @@ impl Emitter<'_> {
                         reason,
                         due_at: due,
                         wakeup_event_id: wakeup_event,
-                        wakeup: requested,
+                        wakeup: Box::new(requested),
                         run_event_id: run_event,
-                        run: queued,
+                        run: Box::new(queued),
                         extra: Default::default(),
                     }),
                 );
@@ -344,7 +352,15 @@ impl Emitter<'_> {
                     &refusal.reason,
                     refusal.retry_after,
                 );
-                self.ceiling_notice(ledger, policy, scope, company, issue, &wakeup.reason, &refusal);
+                self.ceiling_notice(
+                    ledger,
+                    policy,
+                    scope,
+                    company,
+                    issue,
+                    &wakeup.reason,
+                    &refusal,
+                );
             }
         }
     }
@@ -363,7 +379,11 @@ impl Emitter<'_> {
         refusal: &storm::Refusal,
     ) {
         let now = self.now();
-        if ledger.ceiling_notices.get(&issue.0).is_some_and(|until| *until > now) {
+        if ledger
+            .ceiling_notices
+            .get(&issue.0)
+            .is_some_and(|until| *until > now)
+        {
             return;
         }
         let until = refusal.retry_after.unwrap_or(now + policy.window);
@@ -399,8 +419,11 @@ impl Emitter<'_> {
     pub fn fire(&mut self, deferral: &Deferral, company: CompanyId) {
         let d = deferral.data();
         for (id, data) in [
-            (d.wakeup_event_id, EventData::WakeupRequested(d.wakeup.clone())),
-            (d.run_event_id, EventData::RunQueued(d.run.clone())),
+            (
+                d.wakeup_event_id,
+                EventData::WakeupRequested((*d.wakeup).clone()),
+            ),
+            (d.run_event_id, EventData::RunQueued((*d.run).clone())),
         ] {
             let mut event = self.build(id, &d.rule, company, data);
             event.extensions.insert(
@@ -417,7 +440,12 @@ impl Emitter<'_> {
             at,
         });
         let due = d.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        self.close(deferral, company, DeferralOutcome::Fired, &format!("due at {due}"));
+        self.close(
+            deferral,
+            company,
+            DeferralOutcome::Fired,
+            &format!("due at {due}"),
+        );
     }
 
     /// Closes a deferral (`fired` or `moot`), once: its id is derived from the deferral's.

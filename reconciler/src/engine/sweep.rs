@@ -38,7 +38,11 @@ pub(super) fn tick(
 /// Every open deferral due at `now` (in due order, then id): its follow-up is published exactly
 /// as deferred, or, if the issue has moved on since it was deferred, it is closed as moot.
 fn due_deferrals(model: &Model, ledger: &Ledger, em: &mut Emitter<'_>, now: DateTime<Utc>) {
-    let mut due: Vec<&Deferral> = ledger.deferrals.iter().filter(|d| d.due_at <= now).collect();
+    let mut due: Vec<&Deferral> = ledger
+        .deferrals
+        .iter()
+        .filter(|d| d.due_at <= now)
+        .collect();
     due.sort_by_key(|d| (d.due_at, d.event.id));
     for deferral in due {
         let company = deferral.event.company_id;

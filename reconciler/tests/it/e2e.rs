@@ -423,12 +423,22 @@ async fn a_storm_is_deferred_and_refused_visibly_and_every_deferral_ends_end_to_
         }
     };
     let deferred = actions("issue.follow_up_deferred").await;
-    assert_eq!(deferred.len(), 6, "every deferral is on the issue's activity");
+    assert_eq!(
+        deferred.len(),
+        6,
+        "every deferral is on the issue's activity"
+    );
     assert!(deferred[0]["due_at"].is_string());
     assert!(deferred[0]["reason"].as_str().unwrap().contains("back off"));
     let closed = actions("issue.follow_up_deferral_closed").await;
-    let outcomes: Vec<&str> = closed.iter().map(|c| c["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["fired", "fired", "fired", "fired", "moot", "moot"]);
+    let outcomes: Vec<&str> = closed
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["fired", "fired", "fired", "fired", "moot", "moot"]
+    );
     let refused = actions("issue.follow_up_refused").await;
     assert_eq!(refused.len(), 12);
     let comments = h.comments(w.issue.0).await;
@@ -441,15 +451,17 @@ async fn a_storm_is_deferred_and_refused_visibly_and_every_deferral_ends_end_to_
                 .starts_with("Automatic follow-ups of this issue are paused")
         })
         .collect();
-    assert_eq!(paused.len(), 1, "one comment at the ceiling, not one per refusal");
+    assert_eq!(
+        paused.len(),
+        1,
+        "one comment at the ceiling, not one per refusal"
+    );
     assert_eq!(paused[0]["author_user_id"], Value::Null);
     // the source run's timeline says its continuation waits, then that it went out
-    let source = match &phases[0]
-        .iter()
-        .find_map(|e| match &e.data {
-            events::EventData::IssueFollowUpDeferred(d) => d.run_id,
-            _ => None,
-        }) {
+    let source = match &phases[0].iter().find_map(|e| match &e.data {
+        events::EventData::IssueFollowUpDeferred(d) => d.run_id,
+        _ => None,
+    }) {
         Some(run) => *run,
         None => panic!("a deferral names its source run"),
     };
@@ -461,7 +473,10 @@ async fn a_storm_is_deferred_and_refused_visibly_and_every_deferral_ends_end_to_
         .await;
     assert_eq!(
         timeline,
-        [json!("follow_up.deferred"), json!("follow_up.deferral_closed")]
+        [
+            json!("follow_up.deferred"),
+            json!("follow_up.deferral_closed")
+        ]
     );
     // the fired continuations are real wakeups and queued runs in the read models
     let fired = h

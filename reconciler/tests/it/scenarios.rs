@@ -1253,7 +1253,8 @@ pub fn tick_scenarios() -> Vec<Scenario> {
     ]
 }
 
-const CEILING_COMMENT: &str = "comment: Automatic follow-ups of this issue are paused by storm control";
+const CEILING_COMMENT: &str =
+    "comment: Automatic follow-ups of this issue are paused by storm control";
 /// Plan-only runs that end in the storm.
 pub const STORM_RUNS: usize = 20;
 
@@ -1356,8 +1357,8 @@ fn check_storm(_: &World, phases: &[Vec<Event>]) {
         match closed[0].outcome {
             issue::DeferralOutcome::Fired => {
                 let (wakeup, run) = (wakeup.expect("fired wakeup"), run.expect("fired run"));
-                assert_eq!(wakeup.data, EventData::WakeupRequested(d.wakeup.clone()));
-                assert_eq!(run.data, EventData::RunQueued(d.run.clone()));
+                assert_eq!(wakeup.data, EventData::WakeupRequested((*d.wakeup).clone()));
+                assert_eq!(run.data, EventData::RunQueued((*d.run).clone()));
                 assert_eq!(run.extensions["rule"], "liveness_continuation");
                 assert!(wakeup.time >= d.due_at, "never before it is due");
             }
