@@ -19,18 +19,20 @@ use std::fmt;
 /// How automatic wakeups of one issue are rationed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StormPolicy {
-    /// Gap required after the first automatic wakeup of a window; doubles with each further one.
+    /// Wait of the first excess wakeup of a window after the previous wakeup; doubles with each
+    /// further one.
     pub base_backoff: TimeDelta,
     /// The gap never grows beyond this.
     pub max_backoff: TimeDelta,
-    /// Most automatic wakeups per issue within `window` (0: none at all).
+    /// Most excess wakeups (granted or deferred) per issue within `window`; more are refused
+    /// (0: no automatic wakeups at all).
     pub ceiling: u32,
     /// The rolling window of the ceiling.
     pub window: TimeDelta,
 }
 
 impl Default for StormPolicy {
-    /// 30 s base backoff, at most 30 min, 6 automatic wakeups per issue per rolling hour.
+    /// 30 s base backoff, at most 30 min, 6 excess wakeups per issue per rolling hour.
     fn default() -> Self {
         Self {
             base_backoff: TimeDelta::seconds(30),
