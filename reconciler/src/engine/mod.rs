@@ -6,12 +6,14 @@
 //! triggers it* — live, on replay and on backfill alike, and whatever the projector's progress.
 //! Every follow-up is a complete event whose id is derived from the cause's id and the rule,
 //! whose time is the cause's time and whose entity ids (wakeup, run, comment, revision) are
-//! derived from its own id: the same history always yields byte-identical follow-ups.
+//! derived from its own id: the same history always yields byte-identical follow-ups. A follow-up
+//! that storm control defers is published later by a tick with the ids and data it was deferred
+//! with ([`Emitter::fire`]).
 //!
 //! Triggers: `run.finished` and `run.process_lost` of a run that had not ended yet
 //! ([`ended`]: liveness, continuation summary, result comment or missing-comment follow-up,
 //! process-loss retry, bounded continuation), and
-//! `reconciler.ticked` ([`sweep`]: silent detached runs, stranded assigned issues).
+//! `reconciler.ticked` ([`sweep`]: deferrals due, silent detached runs, stranded assigned issues).
 
 mod ended;
 pub mod ledger;

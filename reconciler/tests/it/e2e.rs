@@ -403,8 +403,8 @@ async fn silent_detached_run_gets_a_cancel_request_end_to_end() {
 }
 
 #[tokio::test]
-async fn issue_15_flow_1_stranded_requeue_then_continuations_at_once_end_to_end() {
-    run_alone("issue 15, flow 1").await;
+async fn a_stranded_requeue_then_continuations_go_out_at_once_end_to_end() {
+    run_alone("a second apart: one stranded requeue").await;
 }
 
 #[tokio::test]

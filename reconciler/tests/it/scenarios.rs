@@ -885,7 +885,7 @@ fn run_comment_scenarios() -> Vec<Scenario> {
             }),
         ),
         scenario(
-            "issue 15, flow 2, a second apart: plan, continuation 1, empty, continuation 2, plan, exhausted",
+            "a second apart: plan, continuation 1, empty, continuation 2, plan, exhausted",
             vec![
                 phase(with(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], &CONTINUATION), |w, _| {
                     let mut e = running(w);
@@ -1168,7 +1168,7 @@ pub fn tick_scenarios() -> Vec<Scenario> {
             }),
         ),
         ticking(
-            "issue 15, flow 1, a second apart: one stranded requeue, its plan-only run continued at once, no second requeue",
+            "a second apart: one stranded requeue, its plan-only run continued at once, no second requeue",
             vec![
                 phase(FIRST_FAILED.to_vec(), |w, _| {
                     stranded(w, IssueStatus::InProgress, None)
