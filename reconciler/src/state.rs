@@ -259,8 +259,6 @@ pub async fn load_for_run_ends(
     let issue_param: [Param<'_>; 1] = [&issues];
     let pending_params: [Param<'_>; 2] = [&issues, &seen];
     let grant_params: [Param<'_>; 2] = [&issues, &since];
-    let all = false;
-    let deferral_params: [Param<'_>; 2] = [&issues, &all];
     let (wakeups, documents, pending, grants, summaries, deferrals, notices) = try_join!(
         rows::<WakeupRow>(
             tx,
@@ -298,7 +296,7 @@ pub async fn load_for_run_ends(
              FROM reconciler_summaries WHERE issue_id = ANY($1)",
             &issue_param,
         ),
-        query(tx, OPEN_DEFERRALS, &deferral_params),
+        query(tx, OPEN_DEFERRALS_OF, &issue_param),
         query(tx, CEILING_NOTICES, &issue_param),
     )?;
     for row in wakeups {
@@ -337,9 +335,14 @@ fn add_grants(ledger: &mut Ledger, rows: Vec<tokio_postgres::Row>) {
     }
 }
 
-/// Open deferrals, in the order they were made.
+/// Open deferrals of some issues, in the order they were made.
+const OPEN_DEFERRALS_OF: &str = "SELECT event FROM reconciler_deferrals
+     WHERE closed_seq IS NULL AND issue_id = ANY($1)
+     ORDER BY cause_seq, deferral_id";
+
+/// Every open deferral, in the order they were made (the partial index holds only open ones).
 const OPEN_DEFERRALS: &str = "SELECT event FROM reconciler_deferrals
-     WHERE closed_seq IS NULL AND (issue_id = ANY($1) OR $2)
+     WHERE closed_seq IS NULL
      ORDER BY cause_seq, deferral_id";
 
 fn add_deferrals(
@@ -378,9 +381,6 @@ pub async fn load_sweep(
     since: DateTime<Utc>,
     seen: &[Uuid],
 ) -> Result<(Model, Ledger), ReconcilerError> {
-    let no_issues: Vec<Uuid> = Vec::new();
-    let every = true;
-    let deferral_params: [Param<'_>; 2] = [&no_issues, &every];
     let (issues, detached, deferrals) = try_join!(
         rows::<IssueRow>(
             tx,
@@ -396,7 +396,7 @@ pub async fn load_sweep(
                AND cancel_requested_at IS NULL",
             &[]
         ),
-        query(tx, OPEN_DEFERRALS, &deferral_params),
+        query(tx, OPEN_DEFERRALS, &[]),
     )?;
     let mut ledger = Ledger::default();
     add_deferrals(&mut ledger, deferrals)?;
