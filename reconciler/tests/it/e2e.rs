@@ -408,6 +408,11 @@ async fn a_stranded_requeue_then_continuations_go_out_at_once_end_to_end() {
 }
 
 #[tokio::test]
+async fn the_sweep_never_competes_with_a_deferred_continuation_end_to_end() {
+    run_alone("the sweep never competes").await;
+}
+
+#[tokio::test]
 async fn a_storm_is_deferred_and_refused_visibly_and_every_deferral_ends_end_to_end() {
     let (h, w, phases) = run_alone("a storm").await;
     let actions = |action: &'static str| {

@@ -1211,6 +1211,59 @@ pub fn tick_scenarios() -> Vec<Scenario> {
             }),
         ),
         ticking(
+            "the sweep never competes with a deferred continuation: no requeue while it waits, then it fires",
+            vec![
+                phase(
+                    {
+                        let mut lines = Vec::new();
+                        for i in 1..=3 {
+                            lines.extend([PLAN_ONLY, ["summary r1", "summary r2", "summary r3"][i - 1], PLAN_COMMENT]);
+                            if i < 3 {
+                                lines.extend(CONTINUATION);
+                            }
+                        }
+                        lines.push("deferred run_liveness_continuation: automatic wakeups of this issue back off: wakeup 1 beyond the bounded flows within 1h waits 30s after the previous one");
+                        lines
+                    },
+                    |w, _| {
+                        let mut e = base(w);
+                        let runs: Vec<RunId> = (0..3).map(|_| RunId::new_random()).collect();
+                        for run in &runs {
+                            e.extend(w.start(*run));
+                        }
+                        for run in &runs {
+                            e.push(w.says(*run, PLAN_SENTENCE));
+                        }
+                        e
+                    },
+                ),
+                // The two continuation runs are cancelled before they start: no live run is left.
+                phase(
+                    vec![
+                        "liveness failed: Run ended with cancelled (cancelled)",
+                        "liveness failed: Run ended with cancelled (cancelled)",
+                    ],
+                    |w, so_far| {
+                        let queued: Vec<RunId> = so_far
+                            .iter()
+                            .filter_map(|e| match &e.data {
+                                EventData::RunQueued(q) => Some(q.run_id),
+                                _ => None,
+                            })
+                            .collect();
+                        queued
+                            .into_iter()
+                            .map(|run| w.finish(run, RunOutcome::Cancelled, json!({}), None))
+                            .collect()
+                    },
+                ),
+                phase(vec![], tick_after(TimeDelta::seconds(1))),
+                phase(FIRED.to_vec(), tick_after(TimeDelta::minutes(1))),
+                phase(vec![], tick_after(TimeDelta::minutes(1))),
+            ],
+            no_check(),
+        ),
+        ticking(
             "a storm: 20 plan-only runs end within a minute; two continuations, six deferred, the rest refused with one comment",
             storm_phases(),
             Box::new(check_storm),
