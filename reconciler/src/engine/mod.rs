@@ -29,8 +29,7 @@ use events::issue::{
 use events::{
     AgentId, CommentId, CompanyId, Event, EventData, EventId, EventType, IssueId, RunId, WakeupId,
 };
-use ledger::Deferral;
-use ledger::{Grant, Ledger, LedgerChanges};
+use ledger::{Deferral, Grant, Ledger, LedgerChanges};
 use projector::fold::model::Model;
 use serde_json::Value;
 use uuid::Uuid;
