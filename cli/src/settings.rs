@@ -203,13 +203,15 @@ pub struct ReconcilerArgs {
     /// A detached run silent this long is asked to stop (`run.cancel_requested`).
     #[arg(long = "detached-silence-timeout", env = "RUNLEDGER_DETACHED_SILENCE_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     pub silence_timeout: Duration,
-    /// Gap after the first automatic wakeup of an issue within the window; doubles each time.
+    /// Wait of the first automatic wakeup of an issue beyond the bounded flows within the window
+    /// (deferred to then); doubles with each further one.
     #[arg(long = "retry-base-backoff", env = "RUNLEDGER_RETRY_BASE_BACKOFF", default_value = "30s", value_parser = parse_duration)]
     pub retry_base_backoff: Duration,
     /// The backoff never exceeds this.
     #[arg(long = "retry-max-backoff", env = "RUNLEDGER_RETRY_MAX_BACKOFF", default_value = "30m", value_parser = parse_duration)]
     pub retry_max_backoff: Duration,
-    /// Most automatic wakeups per issue within the window (0: none).
+    /// Most automatic wakeups per issue beyond the bounded flows within the window, granted or
+    /// deferred; more are refused (0: no automatic wakeups at all).
     #[arg(
         long = "retry-ceiling",
         env = "RUNLEDGER_RETRY_CEILING",

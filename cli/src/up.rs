@@ -33,7 +33,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = shutdown::on_signal();
     // Bad API tokens fail here, before any server starts or any migration runs.
-    args.http.settings(&args.stream, &args.projector.position, None)?;
+    args.http
+        .settings(&args.stream, &args.projector.position, None)?;
     let infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
     let result = serve(&args, &infra, stop).await;
     infra.stop().await;

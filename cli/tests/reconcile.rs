@@ -1,6 +1,7 @@
 //! The reconciler under crashes: `runledger reconcile` is killed with SIGKILL again and again
 //! while it decides a long, varied history (plans, empty answers, evidence, silent work, process
-//! losses, failures, cancels, detached runs, stranded and escalated issues, storm refusals, ticks);
+//! losses, failures, cancels, detached runs, stranded and escalated issues, storm deferrals and
+//! refusals, ticks);
 //! afterwards the follow-ups it published must be exactly — ids, types, data, each once — those
 //! of an uninterrupted reconciler deciding the same history on another stream. Then
 //! `reconcile --dry-run` on the crashed stream finds nothing to add or remove.
@@ -448,6 +449,8 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
         "issue.updated",
         "run.cancel_requested",
         "issue.follow_up_refused",
+        "issue.follow_up_deferred",
+        "issue.follow_up_deferral_closed",
     ] {
         assert!(
             by_type.get(t).is_some_and(|n| *n > 0),
@@ -515,5 +518,171 @@ async fn dry_run_from_a_sequence_lists_what_is_missing() {
         last(&stream).await as usize,
         events.len(),
         "the dry run published nothing"
+    );
+}
+
+/// Waits until the reconciler state in `kit`'s database has decided the whole stream and
+/// published every follow-up.
+async fn settled(kit: &Kit) {
+    let deadline = Deadline::after(Duration::from_secs(60));
+    loop {
+        let (position, unpublished) = progress(&kit.db).await;
+        if position >= last(kit).await && unpublished == 0 {
+            return;
+        }
+        assert!(!deadline.passed(), "the reconciler did not settle");
+        tokio::time::sleep(Duration::from_millis(5)).await; // a poll interval
+    }
+}
+
+fn kill_9(mut child: Child) {
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
+    // Three plan-only runs of one issue end a second apart: two continuations go out at once,
+    // the third (beyond the bounded flow) is deferred 30 s.
+    let company = CompanyId::new_random();
+    let (agent, issue) = (AgentId::new_random(), IssueId::new_random());
+    let start = Utc.with_ymd_and_hms(2026, 5, 2, 8, 0, 0).unwrap();
+    let mut clock = start;
+    let mut data = vec![
+        EventData::AgentRegistered(agent::AgentRegistered {
+            agent_id: agent,
+            name: "agent".into(),
+            role: "engineer".into(),
+            adapter_type: "codex_local".into(),
+            adapter_config: Map::new(),
+            status: AgentStatus::Idle,
+            extra: Map::new(),
+        }),
+        EventData::IssueCreated(IssueCreated {
+            issue_id: issue,
+            identifier: "KILL-1".into(),
+            title: "Implement feature".into(),
+            description: None,
+            status: IssueStatus::InProgress,
+            priority: Priority::Medium,
+            assignee_agent_id: Some(agent),
+            assignee_user_id: None,
+            parent_id: None,
+            extra: Map::new(),
+        }),
+    ];
+    let runs: Vec<RunId> = (0..3).map(|_| RunId::new_random()).collect();
+    for run in &runs {
+        data.push(EventData::RunQueued(RunQueued {
+            run_id: *run,
+            agent_id: agent,
+            wakeup_id: None,
+            issue_id: Some(issue),
+            invocation_source: InvocationSource::Assignment,
+            trigger_detail: TriggerDetail::System,
+            context: context(issue, None),
+            retry_of_run_id: None,
+            process_loss_retry_count: 0,
+            continuation_attempt: 0,
+            extra: Map::new(),
+        }));
+        data.push(EventData::RunStarted(RunStarted {
+            run_id: *run,
+            agent_id: agent,
+            issue_id: Some(issue),
+            host: "crash-host".into(),
+            pid: Some(4242),
+            pgid: None,
+            process_started_at: Some(1),
+            supervisor_pid: Some(1),
+            extra: Map::new(),
+        }));
+    }
+    for run in &runs {
+        data.push(finished(*run, RunOutcome::Succeeded, PLAN, None));
+    }
+    let events: Vec<Event> = data
+        .into_iter()
+        .map(|d| {
+            clock += TimeDelta::seconds(1);
+            Event::new(company, "crash-test", clock, d)
+        })
+        .collect();
+    let kit = Kit::new().await;
+    kit.publish(&events).await;
+    let child = spawn_reconciler(&kit);
+    settled(&kit).await;
+    kill_9(child);
+    let deferred: Vec<Event> = kit
+        .follow_ups()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type() == EventType::IssueFollowUpDeferred)
+        .collect();
+    assert_eq!(deferred.len(), 1, "the third continuation is deferred");
+    let EventData::IssueFollowUpDeferred(d) = &deferred[0].data else {
+        unreachable!()
+    };
+    assert!(d.due_at > clock, "not due yet");
+
+    // The tick that makes it due; the reconciler is killed as soon as it decided the tick
+    // (before or after publishing), then runs again, and again for a later tick.
+    let slot = reconciler::tick::slot_of(d.due_at, TICK) + 1;
+    kit.publish(&[reconciler::tick::tick(TICK, slot)]).await;
+    let tick_seq = last(&kit).await;
+    let child = spawn_reconciler(&kit);
+    let deadline = Deadline::after(Duration::from_secs(60));
+    while progress(&kit.db).await.0 < tick_seq {
+        assert!(!deadline.passed(), "the tick was not decided");
+        tokio::time::sleep(Duration::from_millis(1)).await; // a poll interval
+    }
+    kill_9(child);
+    let child = spawn_reconciler(&kit);
+    settled(&kit).await;
+    kill_9(child);
+    kit.publish(&[reconciler::tick::tick(TICK, slot + 1)]).await;
+    let child = spawn_reconciler(&kit);
+    settled(&kit).await;
+    kill_9(child);
+
+    let (found, copies) = follow_ups(&kit).await;
+    assert_eq!(copies, found.len(), "each follow-up is in the stream once");
+    let fired = |id: EventId| found.get(&id).cloned();
+    let wakeup = fired(d.wakeup_event_id).expect("the deferred wakeup went out");
+    let run = fired(d.run_event_id).expect("the deferred run went out");
+    assert_eq!(
+        wakeup["data"],
+        serde_json::to_value(&d.wakeup).unwrap(),
+        "unchanged"
+    );
+    assert_eq!(
+        run["data"],
+        serde_json::to_value(&d.run).unwrap(),
+        "unchanged"
+    );
+    let closed: Vec<&Value> = found
+        .values()
+        .filter(|e| e["type"] == "issue.follow_up_deferral_closed")
+        .collect();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["data"]["outcome"], "fired");
+    assert_eq!(closed[0]["data"]["deferral_id"], json!(deferred[0].id));
+
+    // The dry run decides the same follow-ups.
+    let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args(["reconcile", "--dry-run", "--from-seq", "1"])
+        .env("RUNLEDGER_RETRY_CEILING", "3")
+        .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
+        .env("NATS_URL", &kit.ts.url)
+        .env("DATABASE_URL", kit.db.url())
+        .env("RUNLEDGER_STREAM", &kit.ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "dry run: {stdout}");
+    assert!(
+        stdout.contains(&format!("{} identical", found.len())),
+        "{stdout}"
     );
 }

@@ -141,7 +141,21 @@ impl Event {
                 }
             }
             D::ReconcilerTicked(d) => happened("data.at", d.at)?,
+            // A deferral holds the follow-up it will emit unchanged: that follow-up's bounds,
+            // and a due time that lies ahead by nature.
+            D::IssueFollowUpDeferred(d) => {
+                in_years("data.due_at", d.due_at)?;
+                int4(
+                    "run.process_loss_retry_count",
+                    d.run.process_loss_retry_count,
+                )?;
+                int4("run.continuation_attempt", d.run.continuation_attempt)?;
+                if let Some(key) = &d.wakeup.idempotency_key {
+                    indexed("wakeup.idempotency_key", key)?;
+                }
+            }
             D::AgentRegistered(_)
+            | D::IssueFollowUpDeferralClosed(_)
             | D::AgentStatusChanged(_)
             | D::IssueCreated(_)
             | D::IssueUpdated(_)

@@ -99,7 +99,7 @@ event_types! {
         effect: "Adds a `wakeup_requests` row: `queued`, or `deferred_issue_execution` while another run holds the issue's execution lock.";
     RunQueued => "run.queued", Run, version 1,
         emitter: "the orchestrator, the reconciler (retries, recoveries, continuations)",
-        effect: "Creates the `runs` row as `queued` and links it to its wakeup and issue. A retry takes over the issue's execution lock from the run it retries.";
+        effect: "Creates the `runs` row as `queued` and links it to its wakeup and issue. A retry takes the issue's execution lock if it is free or still names the run it retries.";
     RunStarted => "run.started", Run, version 1,
         emitter: "the run supervisor (`runledger run`)",
         effect: "Marks the run `running` with host, pid, pgid and process start time; claims its wakeup; takes the issue's execution lock if it is free.";
@@ -123,10 +123,16 @@ event_types! {
         effect: "Sets the run's liveness state, reason, next action, last useful action and continuation attempt, once.";
     IssueFollowUpRefused => "issue.follow_up_refused", Issue, version 1,
         emitter: "the reconciler (storm control, terminal issues)",
-        effect: "Records that an automatic follow-up (retry, recovery or continuation) of the issue was refused, and why: an `activity_log` entry on the issue and, with `run_id`, a timeline entry on that run. If the refused follow-up was to take over the issue's execution lock from `run_id` (a process-loss retry), the lock is released.";
+        effect: "Records that an automatic follow-up (retry, recovery or continuation) of the issue was refused, and why: an `activity_log` entry on the issue and, with `run_id`, a timeline entry on that run. The execution lock is not touched (a lost run released it).";
     ReconcilerTicked => "reconciler.ticked", Reconciler, version 1,
         emitter: "the reconciler's clock, once per interval slot, on the reserved subject `<prefix>.00000000-0000-0000-0000-000000000000.reconciler.<tick_id>`",
         effect: "Nothing in the read models. The reconciler runs its time-based sweeps (stranded issues, silent detached runs) when it consumes a tick, with `at` as the current time, so a replay makes the same decisions.";
+    IssueFollowUpDeferred => "issue.follow_up_deferred", Issue, version 1,
+        emitter: "the reconciler (storm control)",
+        effect: "Records that an automatic follow-up of the issue waits for its backoff until `due_at` (event time): an `activity_log` entry on the issue and, with `run_id`, a timeline entry on that run. The deferred wakeup and run are published unchanged when due, or the deferral is closed as moot.";
+    IssueFollowUpDeferralClosed => "issue.follow_up_deferral_closed", Issue, version 1,
+        emitter: "the reconciler (storm control)",
+        effect: "Records how a deferral ended (`fired`: its follow-up was published; `moot`: the issue had moved on): an `activity_log` entry on the issue and, with `run_id`, a timeline entry on that run.";
 }
 
 impl EventType {

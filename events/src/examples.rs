@@ -212,6 +212,59 @@ pub fn data(event_type: EventType) -> EventData {
             retry_after: Some(at(90)),
             extra: Map::new(),
         }),
+        T::IssueFollowUpDeferred => {
+            let wakeup_id = WakeupId(id("0d8e7f60-5a4b-5c3d-8e2f-1a0b9c8d7e6f"));
+            let source = run_id.to_string();
+            EventData::IssueFollowUpDeferred(IssueFollowUpDeferred {
+                issue_id,
+                run_id: Some(run_id),
+                agent_id,
+                rule: "liveness_continuation".into(),
+                follow_up: "run_liveness_continuation".into(),
+                reason: "automatic wakeups of this issue back off: the 1st beyond the bounded flows in 1h waits 30s after the previous one".into(),
+                due_at: at(90),
+                wakeup_event_id: EventId(id("5b6c7d8e-9f0a-5b1c-8d2e-3f4a5b6c7d8e")),
+                wakeup: Box::new(WakeupRequested {
+                    wakeup_id,
+                    agent_id,
+                    issue_id: Some(issue_id),
+                    source: InvocationSource::Automation,
+                    trigger_detail: TriggerDetail::System,
+                    reason: "run_liveness_continuation".into(),
+                    payload: obj(json!({"issue_id": ISSUE, "source_run_id": source, "continuation_attempt": 1})),
+                    idempotency_key: Some(format!("run_liveness_continuation:{ISSUE}:{source}:plan_only:1")),
+                    requested_by_actor_type: ActorType::System,
+                    requested_by_actor_id: Some("heartbeat".into()),
+                    extra: Map::new(),
+                }),
+                run_event_id: EventId(id("6c7d8e9f-0a1b-5c2d-9e3f-4a5b6c7d8e9f")),
+                run: Box::new(RunQueued {
+                    run_id: RunId(id("7d8e9f0a-1b2c-5d3e-8f4a-5b6c7d8e9f0a")),
+                    agent_id,
+                    wakeup_id: Some(wakeup_id),
+                    issue_id: Some(issue_id),
+                    invocation_source: InvocationSource::Automation,
+                    trigger_detail: TriggerDetail::System,
+                    context: obj(json!({"issue_id": ISSUE, "wake_reason": "run_liveness_continuation"})),
+                    retry_of_run_id: None,
+                    process_loss_retry_count: 0,
+                    continuation_attempt: 1,
+                    extra: Map::new(),
+                }),
+                extra: Map::new(),
+            })
+        }
+        T::IssueFollowUpDeferralClosed => {
+            EventData::IssueFollowUpDeferralClosed(IssueFollowUpDeferralClosed {
+                issue_id,
+                deferral_id: EventId(id("8e9f0a1b-2c3d-5e4f-9a5b-6c7d8e9f0a1b")),
+                run_id: Some(run_id),
+                follow_up: "run_liveness_continuation".into(),
+                outcome: DeferralOutcome::Moot,
+                reason: "the issue is done".into(),
+                extra: Map::new(),
+            })
+        }
         T::ReconcilerTicked => EventData::ReconcilerTicked(ReconcilerTicked {
             partition: None,
             tick_id: TickId(id("8c7b6a59-4837-5261-9a0b-1c2d3e4f5a6b")),

@@ -1,9 +1,11 @@
 //! Issue payloads: creation, partial updates, comments and work products. Comments, updates and
 //! work products that carry a `run_id` are evidence of that run's progress.
 
-use crate::ids::{AgentId, CommentId, IssueId, RunId, WorkProductId};
+use crate::ids::{AgentId, CommentId, EventId, IssueId, RunId, WorkProductId};
 use crate::patch::present;
+use crate::run::RunQueued;
 use crate::vocab::{ActorType, IssueStatus, Priority};
+use crate::wakeup::WakeupRequested;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -170,6 +172,79 @@ pub struct IssueFollowUpRefused {
     /// When an automatic wakeup of this issue would be allowed again (absent: not by waiting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `issue.follow_up_deferred`: storm control held an automatic follow-up of the issue back (it
+/// goes beyond the original's bounded flows and the backoff asks it to wait). The follow-up is
+/// kept whole (its rule, the ids derived from its cause, the wakeup and the queued run) and is
+/// published unchanged at the first tick at or after `due_at`, unless the issue has moved on by
+/// then; either way an `issue.follow_up_deferral_closed` names this event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueFollowUpDeferred {
+    pub issue_id: IssueId,
+    /// The run the follow-up comes from (the lost run, the source run, the newest run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// The agent that will be woken.
+    pub agent_id: AgentId,
+    /// The reconciler rule that decided the follow-up, e.g. `liveness_continuation`.
+    pub rule: String,
+    /// The wakeup reason of the follow-up, e.g. `run_liveness_continuation`.
+    pub follow_up: String,
+    /// Why it waits, e.g. "automatic wakeups of this issue back off: ...".
+    pub reason: String,
+    /// The event time from which it is due.
+    pub due_at: DateTime<Utc>,
+    /// The id of the `wakeup.requested` to publish (derived from the original cause).
+    pub wakeup_event_id: EventId,
+    /// The `wakeup.requested` to publish, unchanged.
+    pub wakeup: Box<WakeupRequested>,
+    /// The id of the `run.queued` to publish (derived from the original cause).
+    pub run_event_id: EventId,
+    /// The `run.queued` to publish, unchanged.
+    pub run: Box<RunQueued>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// How a deferred follow-up ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferralOutcome {
+    /// It fell due and was published as deferred.
+    Fired,
+    /// The issue had moved on when it fell due: it was not published.
+    Moot,
+}
+
+impl DeferralOutcome {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fired => "fired",
+            Self::Moot => "moot",
+        }
+    }
+}
+
+/// `issue.follow_up_deferral_closed`: a deferred follow-up (`deferral_id`, the id of its
+/// `issue.follow_up_deferred`) fell due and was published (`fired`), or was dropped because the
+/// issue had moved on (`moot`). Every deferral is closed exactly once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssueFollowUpDeferralClosed {
+    pub issue_id: IssueId,
+    /// The `issue.follow_up_deferred` this closes.
+    pub deferral_id: EventId,
+    /// The run the follow-up came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// The wakeup reason of the follow-up.
+    pub follow_up: String,
+    pub outcome: DeferralOutcome,
+    /// Why, e.g. "due" or "the issue is done".
+    pub reason: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

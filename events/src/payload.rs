@@ -6,7 +6,8 @@ use crate::error::ContractError;
 use crate::event_type::EventType;
 use crate::ids::RunId;
 use crate::issue::{
-    IssueCommentAdded, IssueCreated, IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
+    IssueCommentAdded, IssueCreated, IssueFollowUpDeferralClosed, IssueFollowUpDeferred,
+    IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
 };
 use crate::run::*;
 use crate::tick::ReconcilerTicked;
@@ -36,6 +37,8 @@ pub enum EventData {
     RunFinished(RunFinished),
     RunLivenessClassified(RunLivenessClassified),
     IssueFollowUpRefused(IssueFollowUpRefused),
+    IssueFollowUpDeferred(IssueFollowUpDeferred),
+    IssueFollowUpDeferralClosed(IssueFollowUpDeferralClosed),
     ReconcilerTicked(ReconcilerTicked),
 }
 
@@ -91,6 +94,10 @@ impl EventData {
             T::RunFinished => Self::RunFinished(typed(event_type, data)?),
             T::RunLivenessClassified => Self::RunLivenessClassified(typed(event_type, data)?),
             T::IssueFollowUpRefused => Self::IssueFollowUpRefused(typed(event_type, data)?),
+            T::IssueFollowUpDeferred => Self::IssueFollowUpDeferred(typed(event_type, data)?),
+            T::IssueFollowUpDeferralClosed => {
+                Self::IssueFollowUpDeferralClosed(typed(event_type, data)?)
+            }
             T::ReconcilerTicked => Self::ReconcilerTicked(typed(event_type, data)?),
         };
         parsed.validate()?;
@@ -122,6 +129,8 @@ impl EventData {
             T::RunFinished => Self::RunFinished(t(text)?),
             T::RunLivenessClassified => Self::RunLivenessClassified(t(text)?),
             T::IssueFollowUpRefused => Self::IssueFollowUpRefused(t(text)?),
+            T::IssueFollowUpDeferred => Self::IssueFollowUpDeferred(t(text)?),
+            T::IssueFollowUpDeferralClosed => Self::IssueFollowUpDeferralClosed(t(text)?),
             T::ReconcilerTicked => Self::ReconcilerTicked(t(text)?),
         };
         parsed.validate().ok()?;
@@ -150,6 +159,8 @@ impl EventData {
             D::RunFinished(_) => T::RunFinished,
             D::RunLivenessClassified(_) => T::RunLivenessClassified,
             D::IssueFollowUpRefused(_) => T::IssueFollowUpRefused,
+            D::IssueFollowUpDeferred(_) => T::IssueFollowUpDeferred,
+            D::IssueFollowUpDeferralClosed(_) => T::IssueFollowUpDeferralClosed,
             D::ReconcilerTicked(_) => T::ReconcilerTicked,
         }
     }
@@ -175,6 +186,8 @@ impl EventData {
             D::RunFinished(d) => d.run_id.0,
             D::RunLivenessClassified(d) => d.run_id.0,
             D::IssueFollowUpRefused(d) => d.issue_id.0,
+            D::IssueFollowUpDeferred(d) => d.issue_id.0,
+            D::IssueFollowUpDeferralClosed(d) => d.issue_id.0,
             D::ReconcilerTicked(d) => d.tick_id.0,
         }
     }
@@ -198,6 +211,8 @@ impl EventData {
             D::RunFinished(d) => Some(d.run_id),
             D::RunLivenessClassified(d) => Some(d.run_id),
             D::IssueFollowUpRefused(d) => d.run_id,
+            D::IssueFollowUpDeferred(d) => d.run_id,
+            D::IssueFollowUpDeferralClosed(d) => d.run_id,
             D::ReconcilerTicked(_) => None,
         }
     }
@@ -331,6 +346,29 @@ impl EventData {
             D::RunFinished(_) => {}
             D::RunLivenessClassified(d) => non_empty("reason", &d.reason)?,
             D::IssueFollowUpRefused(d) => {
+                non_empty("follow_up", &d.follow_up)?;
+                non_empty("reason", &d.reason)?;
+            }
+            D::IssueFollowUpDeferred(d) => {
+                non_empty("rule", &d.rule)?;
+                non_empty("follow_up", &d.follow_up)?;
+                non_empty("reason", &d.reason)?;
+                if d.wakeup.issue_id != Some(d.issue_id) || d.run.issue_id != Some(d.issue_id) {
+                    return Err(ContractError::data(
+                        t,
+                        "issue_id",
+                        "the deferred wakeup and run belong to the deferral's issue",
+                    ));
+                }
+                if d.run.wakeup_id != Some(d.wakeup.wakeup_id) {
+                    return Err(ContractError::data(
+                        t,
+                        "run.wakeup_id",
+                        "the deferred run serves the deferred wakeup",
+                    ));
+                }
+            }
+            D::IssueFollowUpDeferralClosed(d) => {
                 non_empty("follow_up", &d.follow_up)?;
                 non_empty("reason", &d.reason)?;
             }

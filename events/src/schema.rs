@@ -33,6 +33,8 @@ pub fn data_schema(event_type: EventType) -> Value {
         T::RunFinished => payload_schema::<run::RunFinished>(),
         T::RunLivenessClassified => payload_schema::<run::RunLivenessClassified>(),
         T::IssueFollowUpRefused => payload_schema::<issue::IssueFollowUpRefused>(),
+        T::IssueFollowUpDeferred => payload_schema::<issue::IssueFollowUpDeferred>(),
+        T::IssueFollowUpDeferralClosed => payload_schema::<issue::IssueFollowUpDeferralClosed>(),
         T::ReconcilerTicked => payload_schema::<tick::ReconcilerTicked>(),
     }
 }

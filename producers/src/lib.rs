@@ -19,7 +19,7 @@ pub mod watchdog;
 pub mod workload;
 
 pub use error::{PublishError, StreamError};
-pub use publisher::{PublishOutcome, Publisher, PublisherSettings};
+pub use publisher::{Encoded, PublishOutcome, Publisher, PublisherSettings};
 pub use stream::{
     check_partition_mapping, ensure_stream, StreamSettings, DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_STREAM,

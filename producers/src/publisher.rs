@@ -46,11 +46,19 @@ pub struct Publisher {
     settings: PublisherSettings,
 }
 
-struct Prepared {
-    subject: String,
-    id: String,
-    payload: Bytes,
+/// An event already encoded: the subject, id and exact bytes it is published with (an outbox
+/// keeps these and publishes them as they are, never parsed and encoded again).
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// The subject.
+    pub subject: String,
+    /// The event id, sent as `Nats-Msg-Id`.
+    pub id: String,
+    /// The event's bytes.
+    pub payload: Bytes,
 }
+
+type Prepared = Encoded;
 
 impl Publisher {
     pub fn new(js: Context, subjects: Subjects, settings: PublisherSettings) -> Self {
@@ -104,13 +112,40 @@ impl Publisher {
     /// Publishes `events` in order with up to `max_in_flight` acks outstanding; returns one
     /// result per event, in input order. A failure of one event does not stop the others.
     pub async fn publish_all(&self, events: &[Event]) -> Vec<Result<PublishOutcome, PublishError>> {
+        // Each event is encoded just before it is sent, so encoding overlaps the acks in flight.
+        self.publish_prepared(events.iter().map(|event| self.prepare(event)))
+            .await
+    }
+
+    /// Publishes already encoded events as they are (subject, id and bytes), like
+    /// [`Publisher::publish_all`].
+    pub async fn publish_encoded(
+        &self,
+        events: Vec<Encoded>,
+    ) -> Vec<Result<PublishOutcome, PublishError>> {
+        self.publish_prepared(events.into_iter().map(|e| {
+            if e.payload.len() > MAX_EVENT_BYTES {
+                return Err(ContractError::TooLarge {
+                    size: e.payload.len(),
+                    limit: MAX_EVENT_BYTES,
+                }
+                .into());
+            }
+            Ok(e)
+        }))
+        .await
+    }
+
+    async fn publish_prepared(
+        &self,
+        events: impl ExactSizeIterator<Item = Result<Prepared, PublishError>>,
+    ) -> Vec<Result<PublishOutcome, PublishError>> {
         let mut results: Vec<Option<Result<PublishOutcome, PublishError>>> =
             (0..events.len()).map(|_| None).collect();
-        // Sends happen here, in input order; only the acks are awaited concurrently. Each event
-        // is encoded just before it is sent, so encoding overlaps the acks in flight.
+        // Sends happen here, in input order; only the acks are awaited concurrently.
         let mut in_flight = FuturesOrdered::new();
-        for (index, event) in events.iter().enumerate() {
-            let p = match self.prepare(event) {
+        for (index, prepared) in events.enumerate() {
+            let p = match prepared {
                 Ok(p) => p,
                 Err(e) => {
                     results[index] = Some(Err(e));

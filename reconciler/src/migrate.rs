@@ -19,6 +19,11 @@ pub const RECONCILER_MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../migrations/reconciler/0001_reconciler_state.sql"),
     ),
     (
+        2,
+        "deferrals",
+        include_str!("../../migrations/reconciler/0002_deferrals.sql"),
+    ),
+    (
         3,
         "outbox_written_at",
         include_str!("../../migrations/reconciler/0003_outbox_written_at.sql"),

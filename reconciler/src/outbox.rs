@@ -1,13 +1,13 @@
 //! The outbox drainer: publishes the follow-ups the decisions wrote, in decision order, with each
-//! event's id as `Nats-Msg-Id`, and marks them published. A crash between publishing and marking
+//! event's id as `Nats-Msg-Id`, and marks them published. A row is published as it was stored:
+//! its subject and its exact bytes, never parsed and encoded again. A crash between publishing and marking
 //! publishes the event again on restart; JetStream stores it once (duplicate window), and beyond
 //! the window the outbox holds rows until the consumer has read past the stream head, where it
 //! sees the earlier copy and marks the row instead of publishing it twice.
 
 use crate::error::ReconcilerError;
 use deadpool_postgres::Pool;
-use events::Event;
-use producers::Publisher;
+use producers::{Encoded, Publisher};
 use uuid::Uuid;
 
 /// Publishes the outbox of one reconciler schema.
@@ -46,7 +46,7 @@ impl Outbox {
         let client = self.pool.get().await?;
         let schema = &self.schema;
         let select = format!(
-            "SELECT event_id, payload FROM {schema}.outbox
+            "SELECT event_id, subject, payload FROM {schema}.outbox
              WHERE NOT published AND hold_until_seq <= COALESCE(
                  (SELECT last_seq FROM {schema}.reconciler_positions WHERE consumer = $1), 0)
              ORDER BY seq LIMIT $2"
@@ -60,20 +60,21 @@ impl Outbox {
             if rows.is_empty() {
                 return Ok(total);
             }
-            let mut events = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let payload: Vec<u8> = row.get(1);
-                let event = Event::from_slice(&payload).map_err(|e| {
-                    ReconcilerError::Config(format!("outbox row does not parse: {e}"))
-                })?;
-                events.push(event);
-            }
-            let results = self.publisher.publish_all(&events).await;
-            let mut published: Vec<Uuid> = Vec::with_capacity(events.len());
+            let ids: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+            let encoded: Vec<Encoded> = rows
+                .iter()
+                .map(|row| Encoded {
+                    id: row.get::<_, Uuid>(0).to_string(),
+                    subject: row.get(1),
+                    payload: row.get::<_, Vec<u8>>(2).into(),
+                })
+                .collect();
+            let results = self.publisher.publish_encoded(encoded).await;
+            let mut published: Vec<Uuid> = Vec::with_capacity(ids.len());
             let mut failure = None;
-            for (event, result) in events.iter().zip(results) {
+            for (id, result) in ids.iter().zip(results) {
                 match result {
-                    Ok(_) => published.push(event.id.0),
+                    Ok(_) => published.push(*id),
                     Err(e) => {
                         failure = Some(e);
                         break;

@@ -1,7 +1,8 @@
 //! The single process-loss retry (reference §3, "exactly one retry"): a run lost while running is
 //! retried once when a pid or process group was recorded and it is not itself a retry. The rule
-//! is the projector's own ([`process_loss_retry_due`]), so the fold's "; retrying once" and the
-//! lock it keeps for the retry always agree with what the reconciler does.
+//! is the projector's own ([`process_loss_retry_due`]), so the fold's "; retrying once" always
+//! agrees with what the reconciler does. The fold releases a lost run's execution lock; the
+//! retry's `run.queued` takes it when it is free.
 
 use crate::FollowUpWakeup;
 use events::{AgentId, IssueId, RunId};

@@ -39,6 +39,16 @@ impl Simulator {
         if event.source == SOURCE {
             self.ledger.seen(event.id);
         }
+        if let events::EventData::IssueCommentAdded(c) = &event.data {
+            if c.author_user_id.is_some() {
+                let latest = self
+                    .ledger
+                    .human_comments
+                    .entry(c.issue_id.0)
+                    .or_insert(event.time);
+                *latest = (*latest).max(event.time);
+            }
+        }
         let trigger = engine::trigger(&self.model, &event);
         let applied = fold::apply(&mut self.model, self.seq, &event);
         self.model.appends = Default::default();

@@ -7,7 +7,7 @@
 //! stranded-issue candidates with their agents, live and newest runs and deferred wakeups, plus
 //! the detached runs. The engine sees the same rows the in-memory simulator would consider.
 
-use crate::engine::ledger::{Grant, Ledger, Pending, SummaryState};
+use crate::engine::ledger::{Deferral, Grant, Ledger, Pending, SummaryState};
 use crate::engine::{Decision, CAUSE_ATTRIBUTE, RULE_ATTRIBUTE};
 use crate::error::ReconcilerError;
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use events::{Event, EventId, EventType, Subjects};
 use futures::try_join;
 use projector::fold::model::{AgentRow, DocumentRow, IssueRow, Model, RunRow, WakeupRow};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
@@ -259,7 +259,7 @@ pub async fn load_for_run_ends(
     let issue_param: [Param<'_>; 1] = [&issues];
     let pending_params: [Param<'_>; 2] = [&issues, &seen];
     let grant_params: [Param<'_>; 2] = [&issues, &since];
-    let (wakeups, documents, pending, grants, summaries) = try_join!(
+    let (wakeups, documents, pending, grants, summaries, deferrals, notices) = try_join!(
         rows::<WakeupRow>(
             tx,
             "SELECT to_jsonb(w) FROM wakeup_requests w
@@ -286,7 +286,7 @@ pub async fn load_for_run_ends(
         },
         query(
             tx,
-            "SELECT issue_id, at FROM reconciler_grants
+            "SELECT issue_id, at, reason FROM reconciler_grants
              WHERE issue_id = ANY($1) AND at > $2",
             &grant_params,
         ),
@@ -296,6 +296,8 @@ pub async fn load_for_run_ends(
              FROM reconciler_summaries WHERE issue_id = ANY($1)",
             &issue_param,
         ),
+        query(tx, OPEN_DEFERRALS_OF, &issue_param),
+        query(tx, CEILING_NOTICES, &issue_param),
     )?;
     for row in wakeups {
         model.wakeups.entry(row.wakeup_id).or_insert(row);
@@ -308,6 +310,8 @@ pub async fn load_for_run_ends(
         ..Ledger::default()
     };
     add_grants(&mut ledger, grants);
+    add_deferrals(&mut ledger, deferrals)?;
+    add_ceiling_notices(&mut ledger, notices);
     for row in summaries {
         ledger.summaries.insert(
             row.get(0),
@@ -327,18 +331,57 @@ fn add_grants(ledger: &mut Ledger, rows: Vec<tokio_postgres::Row>) {
             .grants
             .entry(row.get(0))
             .or_default()
-            .push(row.get(1));
+            .push((row.get(1), row.get(2)));
     }
 }
 
+/// Open deferrals of some issues, in the order they were made.
+const OPEN_DEFERRALS_OF: &str = "SELECT event FROM reconciler_deferrals
+     WHERE closed_seq IS NULL AND issue_id = ANY($1)
+     ORDER BY cause_seq, deferral_id";
+
+/// Every open deferral, in the order they were made (the partial index holds only open ones).
+const OPEN_DEFERRALS: &str = "SELECT event FROM reconciler_deferrals
+     WHERE closed_seq IS NULL
+     ORDER BY cause_seq, deferral_id";
+
+fn add_deferrals(
+    ledger: &mut Ledger,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<(), ReconcilerError> {
+    for row in rows {
+        let bytes: Vec<u8> = row.get(0);
+        let mut event = Event::from_slice(&bytes).map_err(|e| {
+            ReconcilerError::Config(format!("a stored deferral does not parse: {e}"))
+        })?;
+        projector::feed::normalize(&mut event);
+        let deferral = Deferral::of(&event).ok_or_else(|| {
+            ReconcilerError::Config(format!("stored deferral {} is not a deferral", event.id))
+        })?;
+        ledger.deferrals.push(deferral);
+    }
+    Ok(())
+}
+
+fn add_ceiling_notices(ledger: &mut Ledger, rows: Vec<tokio_postgres::Row>) {
+    for row in rows {
+        ledger.ceiling_notices.insert(row.get(0), row.get(1));
+    }
+}
+
+const CEILING_NOTICES: &str =
+    "SELECT issue_id, until FROM reconciler_ceiling_notices WHERE issue_id = ANY($1)";
+
 /// Loads what a sweep at a tick reads: the stranded-issue candidates with their agents, live and
-/// newest runs and deferred wakeups, the detached runs, and their ledger.
+/// newest runs, deferred and continuation wakeups, the detached runs, the open deferrals with
+/// their issues, the runs of those issues started since and their latest comments by a person,
+/// and the ledger of all those issues.
 pub async fn load_sweep(
     tx: &Tx<'_>,
     since: DateTime<Utc>,
     seen: &[Uuid],
 ) -> Result<(Model, Ledger), ReconcilerError> {
-    let (issues, detached) = try_join!(
+    let (issues, detached, deferrals) = try_join!(
         rows::<IssueRow>(
             tx,
             "SELECT to_jsonb(i) FROM issues i
@@ -353,15 +396,47 @@ pub async fn load_sweep(
                AND cancel_requested_at IS NULL",
             &[]
         ),
+        query(tx, OPEN_DEFERRALS, &[]),
     )?;
+    let mut ledger = Ledger::default();
+    add_deferrals(&mut ledger, deferrals)?;
     let issue_ids: Vec<Uuid> = issues.iter().map(|i| i.issue_id).collect();
+    let deferred_issues: Vec<Uuid> = ledger
+        .deferrals
+        .iter()
+        .map(|d| d.issue_id)
+        .collect::<BTreeSet<Uuid>>()
+        .into_iter()
+        .collect();
+    let deferred_since = ledger.deferrals.iter().map(|d| d.event.time).min();
+    let all_issues: Vec<Uuid> = issue_ids
+        .iter()
+        .chain(&deferred_issues)
+        .copied()
+        .collect::<BTreeSet<Uuid>>()
+        .into_iter()
+        .collect();
     let agent_ids: Vec<Uuid> = issues.iter().filter_map(|i| i.assignee_agent_id).collect();
     let detached_ids: Vec<Uuid> = detached.iter().map(|r| r.run_id).collect();
     let issue_param: [Param<'_>; 1] = [&issue_ids];
+    let all_param: [Param<'_>; 1] = [&all_issues];
+    let deferred_param: [Param<'_>; 1] = [&deferred_issues];
+    let started_params: [Param<'_>; 2] = [&deferred_issues, &deferred_since];
     let agent_param: [Param<'_>; 1] = [&agent_ids];
-    let pending_params: [Param<'_>; 3] = [&issue_ids, &detached_ids, &seen];
-    let grant_params: [Param<'_>; 2] = [&issue_ids, &since];
-    let (agents, runs, wakeups, pending, grants, refusals) = try_join!(
+    let pending_params: [Param<'_>; 3] = [&all_issues, &detached_ids, &seen];
+    let grant_params: [Param<'_>; 2] = [&all_issues, &since];
+    let (
+        agents,
+        runs,
+        started,
+        deferred_rows,
+        wakeups,
+        pending,
+        grants,
+        refusals,
+        notices,
+        comments,
+    ) = try_join!(
         rows::<AgentRow>(
             tx,
             "SELECT to_jsonb(a) FROM agents a WHERE agent_id = ANY($1)",
@@ -379,10 +454,23 @@ pub async fn load_sweep(
              ) n",
             &issue_param
         ),
+        rows::<RunRow>(
+            tx,
+            "SELECT to_jsonb(r) FROM runs r WHERE issue_id = ANY($1) AND started_at > $2",
+            &started_params
+        ),
+        rows::<IssueRow>(
+            tx,
+            "SELECT to_jsonb(i) FROM issues i WHERE issue_id = ANY($1)",
+            &deferred_param
+        ),
         rows::<WakeupRow>(
             tx,
             "SELECT to_jsonb(w) FROM wakeup_requests w
-             WHERE issue_id = ANY($1) AND status = 'deferred_issue_execution'",
+             WHERE issue_id = ANY($1)
+               AND (status = 'deferred_issue_execution'
+                    OR (status IN ('queued', 'claimed')
+                        AND idempotency_key LIKE 'run\\_liveness\\_continuation:%'))",
             &issue_param
         ),
         async {
@@ -399,17 +487,24 @@ pub async fn load_sweep(
         },
         query(
             tx,
-            "SELECT issue_id, at FROM reconciler_grants
+            "SELECT issue_id, at, reason FROM reconciler_grants
              WHERE issue_id = ANY($1) AND at > $2",
             &grant_params,
         ),
         query(
             tx,
             "SELECT issue_id, retry_after FROM reconciler_refusals WHERE issue_id = ANY($1)",
-            &issue_param,
+            &all_param,
+        ),
+        query(tx, CEILING_NOTICES, &all_param),
+        query(
+            tx,
+            "SELECT issue_id, max(created_at) FROM issue_comments
+             WHERE issue_id = ANY($1) AND author_user_id IS NOT NULL GROUP BY issue_id",
+            &deferred_param,
         ),
     )?;
-    let model = Model {
+    let mut model = Model {
         issues: issues.into_iter().map(|r| (r.issue_id, r)).collect(),
         agents: agents.into_iter().map(|r| (r.agent_id, r)).collect(),
         runs: runs
@@ -420,13 +515,20 @@ pub async fn load_sweep(
         wakeups: wakeups.into_iter().map(|r| (r.wakeup_id, r)).collect(),
         ..Model::default()
     };
-    let mut ledger = Ledger {
-        pending: pending_of(pending),
-        ..Ledger::default()
-    };
+    for row in deferred_rows {
+        model.issues.entry(row.issue_id).or_insert(row);
+    }
+    for row in started {
+        model.runs.entry(row.run_id).or_insert(row);
+    }
+    ledger.pending = pending_of(pending);
     add_grants(&mut ledger, grants);
     for row in refusals {
         ledger.refusals.insert(row.get(0), row.get(1));
+    }
+    add_ceiling_notices(&mut ledger, notices);
+    for row in comments {
+        ledger.human_comments.insert(row.get(0), row.get(1));
     }
     Ok((model, ledger))
 }
@@ -459,6 +561,9 @@ pub async fn write_decisions(
     let mut grants: Vec<(&Grant, i64)> = Vec::new();
     let mut refusals: BTreeMap<Uuid, (Option<DateTime<Utc>>, i64)> = BTreeMap::new();
     let mut summaries: BTreeMap<Uuid, (&SummaryState, i64)> = BTreeMap::new();
+    let mut deferrals: Vec<(&Deferral, i64)> = Vec::new();
+    let mut closed: Vec<(Uuid, i64)> = Vec::new();
+    let mut notices: BTreeMap<Uuid, (DateTime<Utc>, i64)> = BTreeMap::new();
     for d in decided {
         for event in &d.decision.follow_ups {
             debug_assert!(event.extensions.contains_key(CAUSE_ATTRIBUTE));
@@ -489,7 +594,22 @@ pub async fn write_decisions(
         for (issue, summary) in &changes.summaries {
             summaries.insert(*issue, (summary, d.cause_seq));
         }
+        deferrals.extend(changes.deferrals.iter().map(|x| (x, d.cause_seq)));
+        closed.extend(changes.closed.iter().map(|id| (id.0, d.cause_seq)));
+        for (issue, until) in &changes.ceiling_notices {
+            notices.insert(*issue, (*until, d.cause_seq));
+        }
     }
+    let deferral_ids: Vec<Uuid> = deferrals.iter().map(|d| d.0.event.id.0).collect();
+    let deferral_issues: Vec<Uuid> = deferrals.iter().map(|d| d.0.issue_id).collect();
+    let deferral_dues: Vec<DateTime<Utc>> = deferrals.iter().map(|d| d.0.due_at).collect();
+    let deferral_events: Vec<Vec<u8>> = deferrals.iter().map(|d| d.0.event.to_vec()).collect();
+    let deferral_seqs: Vec<i64> = deferrals.iter().map(|d| d.1).collect();
+    let closed_ids: Vec<Uuid> = closed.iter().map(|c| c.0).collect();
+    let closed_seqs: Vec<i64> = closed.iter().map(|c| c.1).collect();
+    let notice_issues: Vec<Uuid> = notices.keys().copied().collect();
+    let notice_untils: Vec<DateTime<Utc>> = notices.values().map(|n| n.0).collect();
+    let notice_seqs: Vec<i64> = notices.values().map(|n| n.1).collect();
     let grant_wakeups: Vec<Uuid> = grants.iter().map(|g| g.0.wakeup_id).collect();
     let grant_issues: Vec<Uuid> = grants.iter().map(|g| g.0.issue_id).collect();
     let grant_reasons: Vec<&str> = grants.iter().map(|g| g.0.reason.as_str()).collect();
@@ -592,6 +712,53 @@ pub async fn write_decisions(
                     &summary_bodies,
                     &summary_seqs,
                 ],
+            )
+            .await?;
+            Ok(())
+        },
+        async {
+            // Opened before closed: a deferral is never opened and closed by one decision, but
+            // one batch may do both.
+            if !deferral_ids.is_empty() {
+                execute(
+                    tx,
+                    "INSERT INTO reconciler_deferrals (deferral_id, issue_id, due_at, event, cause_seq)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bytea[],
+                                          $5::bigint[])
+                     ON CONFLICT (deferral_id) DO NOTHING",
+                    &[
+                        &deferral_ids,
+                        &deferral_issues,
+                        &deferral_dues,
+                        &deferral_events,
+                        &deferral_seqs,
+                    ],
+                )
+                .await?;
+            }
+            if !closed_ids.is_empty() {
+                execute(
+                    tx,
+                    "UPDATE reconciler_deferrals SET closed_seq = t.seq
+                     FROM unnest($1::uuid[], $2::bigint[]) AS t(id, seq)
+                     WHERE deferral_id = t.id AND closed_seq IS NULL",
+                    &[&closed_ids, &closed_seqs],
+                )
+                .await?;
+            }
+            Ok(())
+        },
+        async {
+            if notice_issues.is_empty() {
+                return Ok(());
+            }
+            execute(
+                tx,
+                "INSERT INTO reconciler_ceiling_notices (issue_id, until, cause_seq)
+                 SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[])
+                 ON CONFLICT (issue_id) DO UPDATE
+                 SET until = EXCLUDED.until, cause_seq = EXCLUDED.cause_seq",
+                &[&notice_issues, &notice_untils, &notice_seqs],
             )
             .await?;
             Ok(())

@@ -1705,63 +1705,89 @@ fn process_loss_is_retried_exactly_once() {
 }
 
 #[test]
-fn storm_control_backs_off_and_stops_at_the_ceiling() {
+fn storm_control_never_slows_the_bounded_flows_and_defers_or_refuses_the_excess() {
     use chrono::TimeDelta;
-    use reconciler::storm::{check, StormPolicy, Verdict};
+    use reconciler::storm::{check, excess, StormPolicy, Verdict};
     let policy = StormPolicy::default();
     let t0 = at(T1);
     let s = TimeDelta::seconds;
-    /// (granted so far, now, expected retry_after if refused, reason fragment)
+    const RETRY: &str = "process_lost_retry";
+    const REQUEUE: &str = "issue_continuation_needed";
+    const DISPATCH: &str = "issue_assignment_recovery";
+    const CONT: &str = "run_liveness_continuation";
+    const COMMENT: &str = "issue_comment_missing";
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        Grant,
+        Defer(DateTime<Utc>, &'static str),
+        Refuse(Option<DateTime<Utc>>, &'static str),
+    }
+    use Want::*;
+    let g = |offsets: &[(i64, &str)]| -> Vec<(DateTime<Utc>, String)> {
+        offsets
+            .iter()
+            .map(|(o, r)| (t0 + s(*o), (*r).to_owned()))
+            .collect()
+    };
+    /// (granted so far, open deferrals' due times, the new wakeup's reason, now, expected)
     type Case = (
+        Vec<(DateTime<Utc>, String)>,
         Vec<DateTime<Utc>>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
         &'static str,
+        DateTime<Utc>,
+        Want,
     );
     let cases: Vec<Case> = vec![
-        (vec![], t0, None, ""),
-        (
-            vec![t0],
-            t0 + s(29),
-            Some(t0 + s(30)),
-            "wakeup 2 within 1h must wait 30s",
-        ),
-        (vec![t0], t0 + s(30), None, ""),
-        (
-            vec![t0, t0 + s(30)],
-            t0 + s(89),
-            Some(t0 + s(90)),
-            "wait 1m",
-        ),
-        (vec![t0, t0 + s(30)], t0 + s(90), None, ""),
-        (
-            (0..6).map(|i| t0 + s(i * 600)).collect(),
-            t0 + s(3_100),
-            Some(t0 + s(3_600)),
-            "6 automatic wakeups of this issue in the last 1h (ceiling 6)",
-        ),
-        (
-            (0..6).map(|i| t0 + s(i * 600)).collect(),
-            t0 + s(3_601),
-            None,
-            "",
-        ),
-        (
-            vec![t0 - s(7_200)],
-            t0,
-            None,
-            "older than the window: forgotten",
-        ),
+        (vec![], vec![], CONT, t0, Grant),
+        // The original's bounded flows, a second apart: never slowed.
+        (g(&[(0, RETRY)]), vec![], COMMENT, t0 + s(3), Grant),
+        (g(&[(0, REQUEUE)]), vec![], CONT, t0 + s(2), Grant),
+        (g(&[(0, REQUEUE), (2, CONT)]), vec![], CONT, t0 + s(4), Grant),
+        (g(&[(0, RETRY), (1, REQUEUE), (2, CONT), (3, CONT), (4, COMMENT)]), vec![], RETRY, t0 + s(5),
+            Defer(t0 + s(34), "wakeup 1 beyond the bounded flows within 1h waits 30s")),
+        // Beyond them: the first excess waits 30 s after the previous wakeup, the next 1 min...
+        (g(&[(0, CONT), (10, CONT)]), vec![], CONT, t0 + s(20),
+            Defer(t0 + s(40), "wakeup 1 beyond the bounded flows within 1h waits 30s")),
+        (g(&[(0, CONT), (10, CONT)]), vec![], CONT, t0 + s(40), Grant),
+        (g(&[(0, CONT), (10, CONT), (50, CONT)]), vec![], CONT, t0 + s(60),
+            Defer(t0 + s(110), "wakeup 2 beyond the bounded flows within 1h waits 1m")),
+        (g(&[(0, REQUEUE)]), vec![], DISPATCH, t0 + s(5),
+            Defer(t0 + s(30), "waits 30s")),
+        // ...counting the deferrals still open.
+        (g(&[(0, CONT), (10, CONT)]), vec![t0 + s(40)], CONT, t0 + s(20),
+            Defer(t0 + s(100), "wakeup 2 beyond the bounded flows within 1h waits 1m")),
+        // The ceiling counts the excess only.
+        (g(&[(0, CONT), (1, CONT)]), (1..=6).map(|i| t0 + s(i * 100)).collect(), CONT, t0 + s(2),
+            Refuse(Some(t0 + s(3_600)), "6 automatic wakeups of this issue beyond the bounded flows in the last 1h (ceiling 6)")),
+        (g(&[(0, CONT), (1, CONT)]), (1..=5).map(|i| t0 + s(i * 100)).collect(), CONT, t0 + s(2),
+            Defer(t0 + s(500) + TimeDelta::minutes(16), "wakeup 6 beyond the bounded flows within 1h waits 16m")),
+        // Older than the window: forgotten.
+        (g(&[(-7_200, CONT), (-7_100, CONT)]), vec![], CONT, t0, Grant),
     ];
-    for (granted, now, retry_after, fragment) in cases {
-        match check(&policy, &granted, now) {
-            Verdict::Grant => assert_eq!(retry_after, None, "{fragment}: granted"),
-            Verdict::Refuse(refusal) => {
-                assert_eq!(refusal.retry_after, retry_after, "{fragment}");
-                assert!(refusal.reason.contains(fragment), "{}", refusal.reason);
+    for (granted, deferred, reason, now, expected) in cases {
+        let got = match check(&policy, &granted, &deferred, reason, now) {
+            Verdict::Grant => Grant,
+            Verdict::Defer { due, reason } => {
+                let Defer(at, fragment) = expected else {
+                    panic!("{granted:?} {reason}: deferred, expected {expected:?}");
+                };
+                assert!(reason.contains(fragment), "{reason}");
+                Defer(due, if due == at { fragment } else { "" })
             }
-        }
+            Verdict::Refuse(refusal) => {
+                let Refuse(_, fragment) = expected else {
+                    panic!("{granted:?} {reason}: refused ({refusal:?}), expected {expected:?}");
+                };
+                assert!(refusal.reason.contains(fragment), "{}", refusal.reason);
+                Refuse(refusal.retry_after, fragment)
+            }
+        };
+        assert_eq!(got, expected, "{granted:?} + {reason} at {now}");
     }
+    assert_eq!(
+        excess([RETRY, CONT, CONT, CONT, REQUEUE, DISPATCH, COMMENT]),
+        2
+    );
     assert_eq!(
         reconciler::storm::backoff(&policy, 7),
         TimeDelta::minutes(30)
@@ -1770,7 +1796,9 @@ fn storm_control_backs_off_and_stops_at_the_ceiling() {
         ceiling: 0,
         ..policy
     };
-    assert!(matches!(check(&none, &[], t0), Verdict::Refuse(r) if r.retry_after.is_none()));
+    assert!(
+        matches!(check(&none, &[], &[], CONT, t0), Verdict::Refuse(r) if r.retry_after.is_none())
+    );
 }
 
 #[test]

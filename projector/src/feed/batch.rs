@@ -90,6 +90,7 @@ pub fn normalize(event: &mut Event) {
         }
         EventData::ReconcilerTicked(t) => t.at = micros(t.at),
         EventData::IssueFollowUpRefused(r) => r.retry_after = r.retry_after.map(micros),
+        EventData::IssueFollowUpDeferred(d) => d.due_at = micros(d.due_at),
         _ => {}
     }
 }

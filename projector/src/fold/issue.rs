@@ -5,7 +5,8 @@ use super::run::{touched_by, EvidenceKind};
 use super::Ctx;
 use crate::fold::model::{ActivityRow, CommentRow, IssueRow, Model, WorkProductRow};
 use events::issue::{
-    IssueCommentAdded, IssueCreated, IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
+    IssueCommentAdded, IssueCreated, IssueFollowUpDeferralClosed, IssueFollowUpDeferred,
+    IssueFollowUpRefused, IssueUpdated, IssueWorkProductAdded,
 };
 use events::{Event, IssueStatus};
 use serde_json::{json, Map, Value};
@@ -272,15 +273,14 @@ pub(super) fn work_product_added(
 }
 
 /// An automatic follow-up of the issue was refused: an activity entry on the issue by the
-/// system, a warning on the run's timeline, and the execution lock released if the refused
-/// follow-up was to take it over from that (ended) run.
+/// system and a warning on the run's timeline. It is a fact only: the execution lock is not
+/// touched (a lost run released it when it was lost).
 pub(super) fn follow_up_refused(
     model: &mut Model,
     ctx: &Ctx,
     event: &Event,
     d: &IssueFollowUpRefused,
 ) {
-    model.issue_mut(ctx, d.issue_id.0);
     let details = json!({
         "follow_up": d.follow_up,
         "reason": d.reason,
@@ -288,30 +288,110 @@ pub(super) fn follow_up_refused(
         "run_id": d.run_id,
         "agent_id": d.agent_id,
     });
-    // The run is named in the details, not as the entry's run: this is the system's write,
-    // never evidence of that run.
+    let message = format!("Automatic {} refused: {}", d.follow_up, d.reason);
+    system_note(
+        model,
+        ctx,
+        event,
+        d.issue_id.0,
+        d.run_id.map(|r| r.0),
+        ("follow_up.refused", "warn", message),
+        details,
+    );
+}
+
+/// An automatic follow-up of the issue waits for storm control's backoff: an activity entry on
+/// the issue and an entry on the source run's timeline, with when it is due.
+pub(super) fn follow_up_deferred(
+    model: &mut Model,
+    ctx: &Ctx,
+    event: &Event,
+    d: &IssueFollowUpDeferred,
+) {
+    let details = json!({
+        "follow_up": d.follow_up,
+        "rule": d.rule,
+        "reason": d.reason,
+        "due_at": d.due_at,
+        "run_id": d.run_id,
+        "agent_id": d.agent_id,
+        "wakeup_id": d.wakeup.wakeup_id,
+        "queued_run_id": d.run.run_id,
+    });
+    let message = format!(
+        "Automatic {} deferred until {}: {}",
+        d.follow_up,
+        d.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        d.reason
+    );
+    system_note(
+        model,
+        ctx,
+        event,
+        d.issue_id.0,
+        d.run_id.map(|r| r.0),
+        ("follow_up.deferred", "info", message),
+        details,
+    );
+}
+
+/// A deferral ended: fired (its follow-up was published) or moot (the issue had moved on).
+pub(super) fn follow_up_deferral_closed(
+    model: &mut Model,
+    ctx: &Ctx,
+    event: &Event,
+    d: &IssueFollowUpDeferralClosed,
+) {
+    let details = json!({
+        "deferral_id": d.deferral_id,
+        "follow_up": d.follow_up,
+        "outcome": d.outcome.as_str(),
+        "reason": d.reason,
+        "run_id": d.run_id,
+    });
+    let message = format!(
+        "Deferred {} {}: {}",
+        d.follow_up,
+        match d.outcome {
+            events::issue::DeferralOutcome::Fired => "sent",
+            events::issue::DeferralOutcome::Moot => "dropped as moot",
+        },
+        d.reason
+    );
+    system_note(
+        model,
+        ctx,
+        event,
+        d.issue_id.0,
+        d.run_id.map(|r| r.0),
+        ("follow_up.deferral_closed", "info", message),
+        details,
+    );
+}
+
+/// The system's note on an issue about one of its automatic follow-ups: an activity entry on
+/// the issue and, with a run, an entry on that run's timeline. The run is named in the details,
+/// not as the entry's run: this is the system's write, never evidence of that run.
+fn system_note(
+    model: &mut Model,
+    ctx: &Ctx,
+    event: &Event,
+    issue_id: uuid::Uuid,
+    run_id: Option<uuid::Uuid>,
+    (kind, level, message): (&str, &'static str, String),
+    details: Value,
+) {
+    model.issue_mut(ctx, issue_id);
     activity(
         model,
         ctx,
         event,
         system_actor(event),
-        ("issue", d.issue_id.0),
+        ("issue", issue_id),
         None,
         details.clone(),
     );
-    let Some(run_id) = d.run_id.map(|r| r.0) else {
-        return;
-    };
-    let ended = model.runs.get(&run_id).is_some_and(|r| r.is_terminal());
-    if ended {
-        super::run::release_lock(model, ctx, d.issue_id.0, run_id);
+    if let Some(run_id) = run_id {
+        model.timeline(ctx, run_id, kind, level, message, details);
     }
-    model.timeline(
-        ctx,
-        run_id,
-        "follow_up.refused",
-        "warn",
-        format!("Automatic {} refused: {}", d.follow_up, d.reason),
-        details,
-    );
 }

@@ -86,6 +86,11 @@ impl Touched {
                 self.issues.push(d.issue_id.0);
                 self.agents.extend(d.agent_id.map(|a| a.0));
             }
+            D::IssueFollowUpDeferred(d) => {
+                self.issues.push(d.issue_id.0);
+                self.agents.push(d.agent_id.0);
+            }
+            D::IssueFollowUpDeferralClosed(d) => self.issues.push(d.issue_id.0),
             _ => {}
         }
     }
@@ -118,6 +123,10 @@ pub fn apply(model: &mut Model, seq: i64, event: &Event) -> Result<(), Rejection
         D::RunFinished(d) => run::finished(model, &ctx, d),
         D::RunLivenessClassified(d) => run::liveness_classified(model, &ctx, d),
         D::IssueFollowUpRefused(d) => issue::follow_up_refused(model, &ctx, event, d),
+        D::IssueFollowUpDeferred(d) => issue::follow_up_deferred(model, &ctx, event, d),
+        D::IssueFollowUpDeferralClosed(d) => {
+            issue::follow_up_deferral_closed(model, &ctx, event, d)
+        }
         // The reconciler's clock: it changes nothing here (the reconciler sweeps on it).
         D::ReconcilerTicked(_) => {}
     }

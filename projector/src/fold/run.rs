@@ -144,10 +144,11 @@ pub(super) fn queued(model: &mut Model, ctx: &Ctx, d: &RunQueued) {
             format!("Retried as run {run_id}"),
             json!({"retry_run_id": run_id}),
         );
-        // A retry takes over the execution lock only if it still names the run it retries.
+        // The lost run released the lock when it was lost; its retry takes it if it is free
+        // (or still names the run it retries), never from another run.
         if let Some(issue) = issue_id.filter(|_| live) {
             let issue = model.issue_mut(ctx, issue);
-            if issue.execution_run_id == Some(retry_of) {
+            if issue.execution_run_id.is_none() || issue.execution_run_id == Some(retry_of) {
                 issue.execution_run_id = Some(run_id);
             }
         }
@@ -268,9 +269,9 @@ pub(super) fn process_detached(model: &mut Model, ctx: &Ctx, d: &RunProcessDetac
     );
 }
 
-/// Moves a run into a terminal status with its stop metadata; settles its wakeup and (unless a
-/// retry will take it over) releases the issue's execution lock.
-fn terminate(model: &mut Model, ctx: &Ctx, run_id: Uuid, status: &str, keep_lock: bool) {
+/// Moves a run into a terminal status with its stop metadata; settles its wakeup and releases
+/// the issue's execution lock (a process-loss retry takes it again when it is queued).
+fn terminate(model: &mut Model, ctx: &Ctx, run_id: Uuid, status: &str) {
     let run = model.run_mut(ctx, run_id);
     let agent = run.agent_id;
     let issue_id = run.issue_id;
@@ -307,7 +308,7 @@ fn terminate(model: &mut Model, ctx: &Ctx, run_id: Uuid, status: &str, keep_lock
     if let Some(w) = wakeup_id {
         wakeup::settle(model, ctx, w, status);
     }
-    if let (Some(issue), false) = (issue_id, keep_lock) {
+    if let Some(issue) = issue_id {
         release_lock(model, ctx, issue, run_id);
     }
 }
@@ -350,7 +351,9 @@ pub(super) fn process_lost(model: &mut Model, ctx: &Ctx, d: &RunProcessLost) {
     };
     run.error = Some(message.clone());
     run.error_code = Some("process_lost".into());
-    terminate(model, ctx, run_id, "failed", retry);
+    // The fold records the loss and releases the lock; the reconciler's retry (its
+    // `run.queued`) takes the lock again when it is free.
+    terminate(model, ctx, run_id, "failed");
     model.timeline(
         ctx,
         run_id,
@@ -406,7 +409,7 @@ pub(super) fn finished(model: &mut Model, ctx: &Ctx, d: &RunFinished) {
     run.stdout_excerpt = d.stdout_excerpt.clone();
     run.stderr_excerpt = d.stderr_excerpt.clone();
     let error_code = run.error_code.clone();
-    terminate(model, ctx, run_id, outcome, false);
+    terminate(model, ctx, run_id, outcome);
     let mut message = format!("Finished: {outcome}");
     if let Some(code) = d.exit_code {
         message.push_str(&format!(" (exit code {code})"));

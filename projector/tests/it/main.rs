@@ -352,7 +352,7 @@ async fn detached_warning_is_set_once_and_cleared_by_activity() {
 }
 
 #[tokio::test]
-async fn process_loss_keeps_the_lock_for_the_one_retry_and_releases_it_after() {
+async fn a_lost_run_releases_the_lock_and_its_one_retry_takes_it() {
     let mut h = Harness::new().await;
     let mut w = World::new();
     let (first, retry) = (RunId::new_random(), RunId::new_random());
@@ -382,8 +382,8 @@ async fn process_loss_keeps_the_lock_for_the_one_retry_and_releases_it_after() {
     assert_eq!(h.wakeup(wakeup).await["status"], "failed");
     assert_eq!(
         h.issue(w.issue).await["execution_run_id"],
-        json!(first),
-        "kept for the retry"
+        json!(null),
+        "the lost run released the lock (a fact); the retry takes it"
     );
 
     h.publish(&[w.queued(retry, None, Some(first), 1)]).await;
@@ -411,6 +411,35 @@ async fn process_loss_keeps_the_lock_for_the_one_retry_and_releases_it_after() {
     let issue = h.issue(w.issue).await;
     assert_eq!(issue["execution_run_id"], json!(null), "released");
     assert_eq!(issue["checkout_run_id"], json!(first));
+}
+
+#[tokio::test]
+async fn a_retry_never_takes_the_lock_from_another_run() {
+    let mut h = Harness::new().await;
+    let mut w = World::new();
+    let (lost, other, retry) = (
+        RunId::new_random(),
+        RunId::new_random(),
+        RunId::new_random(),
+    );
+    h.publish(&[
+        w.agent("codex_local", json!({})),
+        w.issue_created(IssueStatus::InProgress),
+        w.queued(lost, None, None, 0),
+        w.started(lost, Some(999_999_999)),
+        w.lost(lost, Some(999_999_999)),
+        // the released lock is free: another run of the issue starts first and takes it
+        w.queued(other, None, None, 0),
+        w.started(other, Some(999_999_997)),
+        w.queued(retry, None, Some(lost), 1),
+    ])
+    .await;
+    h.drain().await;
+    assert_eq!(
+        h.issue(w.issue).await["execution_run_id"],
+        json!(other),
+        "the retry takes the lock only when it is free"
+    );
 }
 
 #[tokio::test]

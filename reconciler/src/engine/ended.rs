@@ -18,7 +18,7 @@ use crate::continuation::{
 use crate::engine::entity_id;
 use crate::engine::ledger::{Ledger, SummaryState};
 use crate::liveness::{self, Classification, ClassificationInput, EvidenceCounts, IssueSnapshot};
-use crate::retry::{self, LostRun, NoRetry, RetryDecision};
+use crate::retry::{self, LostRun, RetryDecision};
 use crate::summary::{self, SummaryAgent, SummaryInput, SummaryIssue, SummaryRun};
 use events::document::DocumentRevised;
 use events::{
@@ -427,8 +427,8 @@ fn refresh_summary(
     ));
 }
 
-/// §3: one retry of a lost run, unless its issue is over or storm control refuses it. A refusal
-/// names the lost run, so the fold releases the execution lock it kept for the retry.
+/// §3: one retry of a lost run, unless its issue is over. It is the original's bounded flow:
+/// storm control grants it at once within its allowance.
 fn process_loss_retry(
     ledger: &Ledger,
     em: &mut Emitter<'_>,
@@ -448,23 +448,6 @@ fn process_loss_retry(
     let company = CompanyId(run.company_id);
     let wakeup = match retry::decide(&lost) {
         RetryDecision::Retry(wakeup) => wakeup,
-        RetryDecision::NoRetry(NoRetry::AgentUnknown) => {
-            // The fold kept the lock for a retry that cannot happen: release it.
-            if let Some(issue) = lost.issue_id {
-                em.refuse(
-                    rule::PROCESS_LOST_RETRY,
-                    "",
-                    company,
-                    issue,
-                    Some(run.run_id),
-                    None,
-                    retry::WAKE_REASON,
-                    "the lost run's agent is unknown",
-                    None,
-                );
-            }
-            return;
-        }
         RetryDecision::NoRetry(_) => return,
     };
     let terminal = issue

@@ -62,6 +62,39 @@ pub struct SummaryState {
     pub body: String,
 }
 
+/// A follow-up storm control deferred, open until it fires or is closed as moot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deferral {
+    /// The `issue.follow_up_deferred` event (its id is the deferral's id).
+    pub event: Event,
+    /// The issue.
+    pub issue_id: Uuid,
+    /// When it is due (event time).
+    pub due_at: DateTime<Utc>,
+}
+
+impl Deferral {
+    /// The deferral recorded by `event`, if it is an `issue.follow_up_deferred`.
+    pub fn of(event: &Event) -> Option<Deferral> {
+        match &event.data {
+            EventData::IssueFollowUpDeferred(d) => Some(Deferral {
+                event: event.clone(),
+                issue_id: d.issue_id.0,
+                due_at: d.due_at,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Its payload.
+    pub fn data(&self) -> &events::issue::IssueFollowUpDeferred {
+        match &self.event.data {
+            EventData::IssueFollowUpDeferred(d) => d,
+            _ => unreachable!("a deferral is built from an issue.follow_up_deferred"),
+        }
+    }
+}
+
 /// An automatic wakeup granted for an issue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -80,8 +113,17 @@ pub struct Grant {
 pub struct Ledger {
     /// Follow-ups not yet seen by the fold.
     pub pending: Vec<Pending>,
-    /// Automatic wakeups granted, per issue (at least those within the storm window).
-    pub grants: BTreeMap<Uuid, Vec<DateTime<Utc>>>,
+    /// Automatic wakeups granted, per issue (at least those within the storm window): time and
+    /// wakeup reason.
+    pub grants: BTreeMap<Uuid, Vec<(DateTime<Utc>, String)>>,
+    /// Open deferrals (of the issues a decision reads), in the order they were made.
+    pub deferrals: Vec<Deferral>,
+    /// Per issue, until when the comment saying storm control's ceiling holds its automatic
+    /// wakeups back stands (one comment, not one per refusal).
+    pub ceiling_notices: BTreeMap<Uuid, DateTime<Utc>>,
+    /// Per issue, the time of the latest comment by a person (read for open deferrals: a person
+    /// speaking makes a deferred follow-up moot).
+    pub human_comments: BTreeMap<Uuid, DateTime<Utc>>,
     /// Per issue, the `retry_after` of the last refusal made by a sweep (one refusal event per
     /// distinct refusal, not one per tick).
     pub refusals: BTreeMap<Uuid, Option<DateTime<Utc>>>,
@@ -98,12 +140,23 @@ pub struct LedgerChanges {
     pub refusals: Vec<(Uuid, Option<DateTime<Utc>>)>,
     /// New latest summaries.
     pub summaries: Vec<(Uuid, SummaryState)>,
+    /// Deferrals opened (their events are among the follow-ups too).
+    pub deferrals: Vec<Deferral>,
+    /// Deferrals closed (fired or moot), by id.
+    pub closed: Vec<EventId>,
+    /// Ceiling comments posted: issue and until when they stand.
+    pub ceiling_notices: Vec<(Uuid, DateTime<Utc>)>,
 }
 
 impl LedgerChanges {
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
-        self.grants.is_empty() && self.refusals.is_empty() && self.summaries.is_empty()
+        self.grants.is_empty()
+            && self.refusals.is_empty()
+            && self.summaries.is_empty()
+            && self.deferrals.is_empty()
+            && self.closed.is_empty()
+            && self.ceiling_notices.is_empty()
     }
 }
 
@@ -137,8 +190,22 @@ impl Ledger {
     }
 
     /// The automatic wakeups granted for `issue`.
-    pub fn grants_of(&self, issue: Uuid) -> &[DateTime<Utc>] {
+    pub fn grants_of(&self, issue: Uuid) -> &[(DateTime<Utc>, String)] {
         self.grants.get(&issue).map_or(&[], Vec::as_slice)
+    }
+
+    /// The due times of the open deferrals of `issue`.
+    pub fn deferred_of(&self, issue: Uuid) -> Vec<DateTime<Utc>> {
+        self.deferrals
+            .iter()
+            .filter(|d| d.issue_id == issue)
+            .map(|d| d.due_at)
+            .collect()
+    }
+
+    /// Whether `issue` has an open deferral (a decision still to come).
+    pub fn has_open_deferral(&self, issue: Uuid) -> bool {
+        self.deferrals.iter().any(|d| d.issue_id == issue)
     }
 
     /// The fold has seen `event_id`: it is no longer pending.
@@ -153,7 +220,13 @@ impl Ledger {
             self.grants
                 .entry(grant.issue_id)
                 .or_default()
-                .push(grant.at);
+                .push((grant.at, grant.reason.clone()));
+        }
+        self.deferrals
+            .retain(|d| !changes.closed.contains(&d.event.id));
+        self.deferrals.extend(changes.deferrals.iter().cloned());
+        for (issue, until) in &changes.ceiling_notices {
+            self.ceiling_notices.insert(*issue, *until);
         }
         for (issue, retry_after) in &changes.refusals {
             self.refusals.insert(*issue, *retry_after);

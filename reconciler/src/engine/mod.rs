@@ -6,12 +6,14 @@
 //! triggers it* — live, on replay and on backfill alike, and whatever the projector's progress.
 //! Every follow-up is a complete event whose id is derived from the cause's id and the rule,
 //! whose time is the cause's time and whose entity ids (wakeup, run, comment, revision) are
-//! derived from its own id: the same history always yields byte-identical follow-ups.
+//! derived from its own id: the same history always yields byte-identical follow-ups. A follow-up
+//! that storm control defers is published later by a tick with the ids and data it was deferred
+//! with ([`Emitter::fire`]).
 //!
 //! Triggers: `run.finished` and `run.process_lost` of a run that had not ended yet
 //! ([`ended`]: liveness, continuation summary, result comment or missing-comment follow-up,
 //! process-loss retry, bounded continuation), and
-//! `reconciler.ticked` ([`sweep`]: silent detached runs, stranded assigned issues).
+//! `reconciler.ticked` ([`sweep`]: deferrals due, silent detached runs, stranded assigned issues).
 
 mod ended;
 pub mod ledger;
@@ -20,9 +22,14 @@ mod sweep;
 use crate::storm::{self, StormPolicy, Verdict};
 use crate::FollowUpWakeup;
 use chrono::{DateTime, TimeDelta, Utc};
-use events::issue::IssueFollowUpRefused;
-use events::{AgentId, CompanyId, Event, EventData, EventId, EventType, IssueId, RunId, WakeupId};
-use ledger::{Grant, Ledger, LedgerChanges};
+use events::issue::{
+    DeferralOutcome, IssueCommentAdded, IssueFollowUpDeferralClosed, IssueFollowUpDeferred,
+    IssueFollowUpRefused,
+};
+use events::{
+    AgentId, CommentId, CompanyId, Event, EventData, EventId, EventType, IssueId, RunId, WakeupId,
+};
+use ledger::{Deferral, Grant, Ledger, LedgerChanges};
 use projector::fold::model::Model;
 use serde_json::Value;
 use uuid::Uuid;
@@ -58,7 +65,12 @@ pub mod rule {
     pub const STRANDED_ESCALATION: &str = "stranded_escalation";
     /// Cancel request of a silent detached run.
     pub const SILENCE_TIMEOUT: &str = "silence_timeout";
+    /// The one comment saying storm control's ceiling holds an issue's automatic wakeups back.
+    pub const STORM_CEILING: &str = "storm_ceiling";
 }
+
+/// Extension attribute of a follow-up published when its deferral fell due: the deferral's id.
+pub const DEFERRAL_ATTRIBUTE: &str = "deferralid";
 
 /// The tunable parts of the rules. Decisions depend on the stream and on this, nothing else.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,7 +207,13 @@ impl Emitter<'_> {
         data: impl FnOnce(EventId) -> EventData,
     ) {
         let id = self.id(rule, name);
-        let mut event = Event::with_id(id, company, SOURCE, self.now, data(id));
+        let event = self.build(id, rule, company, data(id));
+        self.decision.follow_ups.push(event);
+    }
+
+    /// A follow-up with `id`, caused by this emitter's cause, at its time.
+    fn build(&self, id: EventId, rule: &str, company: CompanyId, data: EventData) -> Event {
+        let mut event = Event::with_id(id, company, SOURCE, self.now, data);
         event.extensions.insert(
             CAUSE_ATTRIBUTE.into(),
             Value::String(self.cause.id.to_string()),
@@ -203,11 +221,31 @@ impl Emitter<'_> {
         event
             .extensions
             .insert(RULE_ATTRIBUTE.into(), Value::String(rule.to_owned()));
-        self.decision.follow_ups.push(event);
+        event
     }
 
-    /// Emits the `wakeup.requested` and the `run.queued` serving it; `scope` distinguishes
-    /// several wakeups of one rule and cause (a tick recovers many issues).
+    /// The `wakeup.requested` and the `run.queued` serving it, with their event ids; `scope`
+    /// distinguishes several wakeups of one rule and cause (a tick recovers many issues).
+    fn wakeup_events(
+        &self,
+        rule: &'static str,
+        scope: &str,
+        wakeup: &FollowUpWakeup,
+    ) -> (
+        (EventId, events::wakeup::WakeupRequested),
+        (EventId, events::run::RunQueued),
+    ) {
+        let wakeup_event = self.id(rule, &format!("{scope}wakeup.requested"));
+        let run_event = self.id(rule, &format!("{scope}run.queued"));
+        let wakeup_id = WakeupId(entity_id(wakeup_event, "wakeup_id"));
+        let run_id = RunId(entity_id(run_event, "run_id"));
+        (
+            (wakeup_event, wakeup.wakeup_requested(wakeup_id)),
+            (run_event, wakeup.run_queued(run_id, wakeup_id)),
+        )
+    }
+
+    /// Emits the `wakeup.requested` and the `run.queued` serving it.
     pub fn wakeup(
         &mut self,
         rule: &'static str,
@@ -215,25 +253,23 @@ impl Emitter<'_> {
         company: CompanyId,
         wakeup: &FollowUpWakeup,
     ) -> (WakeupId, RunId) {
-        let wakeup_id = WakeupId(entity_id(
-            self.id(rule, &format!("{scope}wakeup.requested")),
-            "wakeup_id",
-        ));
-        let run_id = RunId(entity_id(
-            self.id(rule, &format!("{scope}run.queued")),
-            "run_id",
-        ));
-        self.emit(rule, &format!("{scope}wakeup.requested"), company, |_| {
-            EventData::WakeupRequested(wakeup.wakeup_requested(wakeup_id))
-        });
-        self.emit(rule, &format!("{scope}run.queued"), company, |_| {
-            EventData::RunQueued(wakeup.run_queued(run_id, wakeup_id))
-        });
-        (wakeup_id, run_id)
+        let ((wakeup_event, requested), (run_event, queued)) =
+            self.wakeup_events(rule, scope, wakeup);
+        let ids = (requested.wakeup_id, queued.run_id);
+        let requested = self.build(
+            wakeup_event,
+            rule,
+            company,
+            EventData::WakeupRequested(requested),
+        );
+        let queued = self.build(run_event, rule, company, EventData::RunQueued(queued));
+        self.decision.follow_ups.extend([requested, queued]);
+        ids
     }
 
-    /// Emits an automatic wakeup of an issue if storm control allows it, else its refusal.
-    /// `refused_once` (sweeps) keeps a refusal that is already on record from being repeated.
+    /// Emits an automatic wakeup of an issue now if storm control allows it, else its deferral
+    /// (published unchanged when due) or its refusal. `refused_once` (sweeps) keeps a refusal
+    /// that is already on record from being repeated.
     #[allow(clippy::too_many_arguments)]
     pub fn rationed_wakeup(
         &mut self,
@@ -250,7 +286,14 @@ impl Emitter<'_> {
             self.wakeup(rule, scope, company, wakeup);
             return;
         };
-        match storm::check(policy, ledger.grants_of(issue.0), self.now()) {
+        let verdict = storm::check(
+            policy,
+            ledger.grants_of(issue.0),
+            &ledger.deferred_of(issue.0),
+            &wakeup.reason,
+            self.now(),
+        );
+        match verdict {
             Verdict::Grant => {
                 let (wakeup_id, _) = self.wakeup(rule, scope, company, wakeup);
                 let at = self.now();
@@ -260,6 +303,34 @@ impl Emitter<'_> {
                     reason: wakeup.reason.clone(),
                     at,
                 });
+            }
+            Verdict::Defer { due, reason } => {
+                let ((wakeup_event, requested), (run_event, queued)) =
+                    self.wakeup_events(rule, scope, wakeup);
+                let id = self.id(rule, &format!("{scope}issue.follow_up_deferred"));
+                let event = self.build(
+                    id,
+                    rule,
+                    company,
+                    EventData::IssueFollowUpDeferred(IssueFollowUpDeferred {
+                        issue_id: issue,
+                        run_id: source_run.map(RunId),
+                        agent_id: wakeup.agent_id,
+                        rule: rule.to_owned(),
+                        follow_up: wakeup.reason.clone(),
+                        reason,
+                        due_at: due,
+                        wakeup_event_id: wakeup_event,
+                        wakeup: Box::new(requested),
+                        run_event_id: run_event,
+                        run: Box::new(queued),
+                        extra: Default::default(),
+                    }),
+                );
+                if let Some(deferral) = Deferral::of(&event) {
+                    self.decision.changes.deferrals.push(deferral);
+                }
+                self.decision.follow_ups.push(event);
             }
             Verdict::Refuse(refusal) => {
                 if refused_once {
@@ -282,8 +353,128 @@ impl Emitter<'_> {
                     &refusal.reason,
                     refusal.retry_after,
                 );
+                self.ceiling_notice(
+                    ledger,
+                    policy,
+                    scope,
+                    company,
+                    issue,
+                    &wakeup.reason,
+                    &refusal,
+                );
             }
         }
+    }
+
+    /// The one comment on an issue saying storm control's ceiling holds its automatic wakeups
+    /// back, until when (not repeated while it stands).
+    #[allow(clippy::too_many_arguments)]
+    fn ceiling_notice(
+        &mut self,
+        ledger: &Ledger,
+        policy: &StormPolicy,
+        scope: &str,
+        company: CompanyId,
+        issue: IssueId,
+        follow_up: &str,
+        refusal: &storm::Refusal,
+    ) {
+        let now = self.now();
+        if ledger
+            .ceiling_notices
+            .get(&issue.0)
+            .is_some_and(|until| *until > now)
+        {
+            return;
+        }
+        let until = refusal.retry_after.unwrap_or(now + policy.window);
+        let body = format!(
+            "Automatic follow-ups of this issue are paused by storm control\n\n\
+             The reconciler refused an automatic `{follow_up}`: {}. Automatic wakeups of this \
+             issue beyond the bounded follow-ups resume after {}. Wake the agent, reassign or \
+             block the issue if it needs attention before then.",
+            refusal.reason,
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        self.emit(
+            rule::STORM_CEILING,
+            &format!("{scope}issue.comment_added"),
+            company,
+            |id| {
+                EventData::IssueCommentAdded(IssueCommentAdded {
+                    comment_id: CommentId(entity_id(id, "comment_id")),
+                    issue_id: issue,
+                    body,
+                    author_agent_id: None,
+                    author_user_id: None,
+                    run_id: None,
+                    extra: Default::default(),
+                })
+            },
+        );
+        self.decision.changes.ceiling_notices.push((issue.0, until));
+    }
+
+    /// Publishes a deferred follow-up that fell due: its `wakeup.requested` and `run.queued`
+    /// exactly as deferred (ids, rule, data), at this tick's time, then closes the deferral.
+    pub fn fire(&mut self, deferral: &Deferral, company: CompanyId) {
+        let d = deferral.data();
+        for (id, data) in [
+            (
+                d.wakeup_event_id,
+                EventData::WakeupRequested((*d.wakeup).clone()),
+            ),
+            (d.run_event_id, EventData::RunQueued((*d.run).clone())),
+        ] {
+            let mut event = self.build(id, &d.rule, company, data);
+            event.extensions.insert(
+                DEFERRAL_ATTRIBUTE.into(),
+                Value::String(deferral.event.id.to_string()),
+            );
+            self.decision.follow_ups.push(event);
+        }
+        let at = self.now();
+        self.decision.changes.grants.push(Grant {
+            issue_id: deferral.issue_id,
+            wakeup_id: d.wakeup.wakeup_id.0,
+            reason: d.follow_up.clone(),
+            at,
+        });
+        let due = d.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.close(
+            deferral,
+            company,
+            DeferralOutcome::Fired,
+            &format!("due at {due}"),
+        );
+    }
+
+    /// Closes a deferral (`fired` or `moot`), once: its id is derived from the deferral's.
+    pub fn close(
+        &mut self,
+        deferral: &Deferral,
+        company: CompanyId,
+        outcome: DeferralOutcome,
+        reason: &str,
+    ) {
+        let d = deferral.data();
+        let id = EventId::derived(deferral.event.id, "issue.follow_up_deferral_closed");
+        let event = self.build(
+            id,
+            &d.rule,
+            company,
+            EventData::IssueFollowUpDeferralClosed(IssueFollowUpDeferralClosed {
+                issue_id: d.issue_id,
+                deferral_id: deferral.event.id,
+                run_id: d.run_id,
+                follow_up: d.follow_up.clone(),
+                outcome,
+                reason: reason.to_owned(),
+                extra: Default::default(),
+            }),
+        );
+        self.decision.follow_ups.push(event);
+        self.decision.changes.closed.push(deferral.event.id);
     }
 
     /// Emits an `issue.follow_up_refused`.

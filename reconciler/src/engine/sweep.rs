@@ -8,12 +8,13 @@
 //! ledger, so a second tick before the first one's follow-ups come back does not repeat them.
 
 use super::{entity_id, rule, Emitter, Policy};
-use crate::engine::ledger::Ledger;
+use crate::engine::ledger::{Deferral, Ledger};
 use crate::escalation::{
     self, LatestRun, RunStatus, StrandedAgent, StrandedDecision, StrandedInput, StrandedIssue,
 };
 use crate::silence::{self, DetachedRun};
 use chrono::{DateTime, Utc};
+use events::issue::DeferralOutcome;
 use events::run::RunCancelRequested;
 use events::{
     AgentId, AgentStatus, CommentId, CompanyId, EventData, IssueId, IssueStatus, RunId, RunOutcome,
@@ -29,8 +30,63 @@ pub(super) fn tick(
     policy: &Policy,
     now: DateTime<Utc>,
 ) {
+    due_deferrals(model, ledger, em, now);
     silent_detached_runs(model, ledger, em, policy, now);
     stranded_issues(model, ledger, em, policy);
+}
+
+/// Every open deferral due at `now` (in due order, then id): its follow-up is published exactly
+/// as deferred, or, if the issue has moved on since it was deferred, it is closed as moot.
+fn due_deferrals(model: &Model, ledger: &Ledger, em: &mut Emitter<'_>, now: DateTime<Utc>) {
+    let mut due: Vec<&Deferral> = ledger
+        .deferrals
+        .iter()
+        .filter(|d| d.due_at <= now)
+        .collect();
+    due.sort_by_key(|d| (d.due_at, d.event.id));
+    for deferral in due {
+        let company = deferral.event.company_id;
+        match moved_on(model, ledger, deferral) {
+            Some(reason) => em.close(deferral, company, DeferralOutcome::Moot, &reason),
+            None => em.fire(deferral, company),
+        }
+    }
+}
+
+/// Why the issue of a deferral has moved on since it was deferred, if it has: it is no longer
+/// `todo`/`in_progress` (done, cancelled, blocked, in review...), it was reassigned, a run of it
+/// started since (progress), or a person commented on it since.
+pub(crate) fn moved_on(model: &Model, ledger: &Ledger, deferral: &Deferral) -> Option<String> {
+    let d = deferral.data();
+    let since = deferral.event.time;
+    let Some(issue) = model.issues.get(&deferral.issue_id) else {
+        return Some("the issue is unknown".into());
+    };
+    match issue.status.as_deref() {
+        Some("todo" | "in_progress") => {}
+        Some(status) => return Some(format!("the issue is {status}")),
+        None => return Some("the issue is unknown".into()),
+    }
+    if issue.assignee_user_id.is_some() || issue.assignee_agent_id != Some(d.agent_id.0) {
+        return Some("the issue was reassigned".into());
+    }
+    let started = model
+        .runs
+        .values()
+        .filter(|r| r.issue_id == Some(deferral.issue_id) && r.run_id != d.run.run_id.0)
+        .filter(|r| r.started_at.is_some_and(|t| t > since))
+        .min_by_key(|r| (r.started_at, r.run_id));
+    if let Some(run) = started {
+        return Some(format!("run {} of the issue started since", run.run_id));
+    }
+    if ledger
+        .human_comments
+        .get(&deferral.issue_id)
+        .is_some_and(|t| *t > since)
+    {
+        return Some("a person commented on the issue since".into());
+    }
+    None
 }
 
 /// Whether a run is `running` with the detached warning and no cancel request yet.
@@ -129,7 +185,9 @@ fn stranded_input(model: &Model, ledger: &Ledger, issue: &IssueRow) -> Option<St
             .wakeups
             .values()
             .any(|w| w.issue_id == Some(id) && w.status == "deferred_issue_execution")
-        || ledger.has_pending_run(id);
+        || ledger.has_pending_run(id)
+        || ledger.has_open_deferral(id)
+        || newest_run(model, id).is_some_and(|run| continuation_pending(model, ledger, run));
     let latest_run = newest_run(model, id).map(|run| LatestRun {
         run_id: RunId(run.run_id),
         status: run_status(run),
@@ -155,6 +213,26 @@ fn stranded_input(model: &Model, ledger: &Ledger, issue: &IssueRow) -> Option<St
         has_live_path,
         latest_run,
     })
+}
+
+/// Whether a classified run's continuation is still to come: a wakeup keyed to it is queued,
+/// deferred or claimed, or the reconciler's own is on its way.
+fn continuation_pending(model: &Model, ledger: &Ledger, run: &RunRow) -> bool {
+    if run.liveness_state.is_none() {
+        return false;
+    }
+    let Some(issue) = run.issue_id else {
+        return false;
+    };
+    let prefix = super::ended::continuation_key_prefix(issue, run.run_id);
+    let keyed = |key: &Option<String>| key.as_deref().is_some_and(|k| k.starts_with(&prefix));
+    model.wakeups.values().any(|w| {
+        keyed(&w.idempotency_key)
+            && matches!(
+                w.status.as_str(),
+                "queued" | "deferred_issue_execution" | "claimed"
+            )
+    }) || ledger.pending.iter().any(|p| keyed(&p.idempotency_key))
 }
 
 fn stranded_issues(model: &Model, ledger: &Ledger, em: &mut Emitter<'_>, policy: &Policy) {

@@ -403,39 +403,95 @@ async fn silent_detached_run_gets_a_cancel_request_end_to_end() {
 }
 
 #[tokio::test]
-async fn storm_ceiling_refusal_is_visible_end_to_end() {
-    let (h, w, phases) = run_alone("storm ceiling").await;
-    let lost = run_of(&phases[1]);
-    let issue = h.row("issues", "issue_id", w.issue.0).await;
-    assert_eq!(
-        issue["execution_run_id"],
-        Value::Null,
-        "the kept lock is released"
-    );
-    let activity = h
-        .json_rows(
-            "SELECT details FROM activity_log WHERE entity_id = $1 AND action = 'issue.follow_up_refused'",
-            w.issue.0,
-        )
-        .await;
-    assert_eq!(activity.len(), 1);
-    assert!(activity[0]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("ceiling 2"));
-    let timeline = h
-        .json_rows(
-            "SELECT to_jsonb(e) FROM run_events e WHERE run_id = $1 AND type = 'follow_up.refused'",
-            lost.0,
-        )
-        .await;
-    assert_eq!(timeline.len(), 1);
-    assert_eq!(timeline[0]["level"], "warn");
+async fn a_stranded_requeue_then_continuations_go_out_at_once_end_to_end() {
+    run_alone("a second apart: one stranded requeue").await;
 }
 
 #[tokio::test]
-async fn backoff_refusal_then_sweep_recovery_end_to_end() {
-    run_alone("backoff").await;
+async fn the_sweep_never_competes_with_a_deferred_continuation_end_to_end() {
+    run_alone("the sweep never competes").await;
+}
+
+#[tokio::test]
+async fn a_storm_is_deferred_and_refused_visibly_and_every_deferral_ends_end_to_end() {
+    let (h, w, phases) = run_alone("a storm").await;
+    let actions = |action: &'static str| {
+        let h = &h;
+        async move {
+            h.json_rows(
+                &format!(
+                    "SELECT details FROM activity_log WHERE entity_id = $1 AND action = '{action}' ORDER BY seq"
+                ),
+                w.issue.0,
+            )
+            .await
+        }
+    };
+    let deferred = actions("issue.follow_up_deferred").await;
+    assert_eq!(
+        deferred.len(),
+        6,
+        "every deferral is on the issue's activity"
+    );
+    assert!(deferred[0]["due_at"].is_string());
+    assert!(deferred[0]["reason"].as_str().unwrap().contains("back off"));
+    let closed = actions("issue.follow_up_deferral_closed").await;
+    let outcomes: Vec<&str> = closed
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["fired", "fired", "fired", "fired", "moot", "moot"]
+    );
+    let refused = actions("issue.follow_up_refused").await;
+    assert_eq!(refused.len(), 12);
+    let comments = h.comments(w.issue.0).await;
+    let paused: Vec<&Value> = comments
+        .iter()
+        .filter(|c| {
+            c["body"]
+                .as_str()
+                .unwrap()
+                .starts_with("Automatic follow-ups of this issue are paused")
+        })
+        .collect();
+    assert_eq!(
+        paused.len(),
+        1,
+        "one comment at the ceiling, not one per refusal"
+    );
+    assert_eq!(paused[0]["author_user_id"], Value::Null);
+    // the source run's timeline says its continuation waits, then that it went out
+    let source = match &phases[0].iter().find_map(|e| match &e.data {
+        events::EventData::IssueFollowUpDeferred(d) => d.run_id,
+        _ => None,
+    }) {
+        Some(run) => *run,
+        None => panic!("a deferral names its source run"),
+    };
+    let timeline = h
+        .json_rows(
+            "SELECT to_jsonb(type) FROM run_events e WHERE run_id = $1 AND type LIKE 'follow_up.%' ORDER BY seq",
+            source.0,
+        )
+        .await;
+    assert_eq!(
+        timeline,
+        [
+            json!("follow_up.deferred"),
+            json!("follow_up.deferral_closed")
+        ]
+    );
+    // the fired continuations are real wakeups and queued runs in the read models
+    let fired = h
+        .json_rows(
+            "SELECT to_jsonb(w) FROM wakeup_requests w
+             WHERE issue_id = $1 AND reason = 'run_liveness_continuation'",
+            w.issue.0,
+        )
+        .await;
+    assert_eq!(fired.len(), 2 + 4);
 }
 
 #[tokio::test]

@@ -48,6 +48,11 @@ pub fn line(event: &Event) -> String {
         }
         EventData::RunCancelRequested(_) => "cancel requested".into(),
         EventData::IssueFollowUpRefused(d) => format!("refused {}: {}", d.follow_up, d.reason),
+        EventData::IssueFollowUpDeferred(d) => format!("deferred {}: {}", d.follow_up, d.reason),
+        EventData::IssueFollowUpDeferralClosed(d) => match d.outcome {
+            issue::DeferralOutcome::Fired => "deferral fired".into(),
+            issue::DeferralOutcome::Moot => format!("deferral moot: {}", d.reason),
+        },
         other => other.event_type().to_string(),
     }
 }
@@ -855,30 +860,69 @@ fn run_comment_scenarios() -> Vec<Scenario> {
             no_check(),
         ),
         scenario(
-            "a missing-comment follow-up within a retry's backoff: refused, visibly",
+            "a missing-comment follow-up seconds after a retry goes out at once (bounded flows are never slowed)",
             vec![
                 main_run_lost(),
                 phase(
                     vec![
                         ADVANCED_BY_TOOL,
                         "summary r1",
-                        "refused issue_comment_missing: automatic wakeups of this issue back off: wakeup 2 within 1h must wait 30s after the previous one",
+                        "wakeup issue_comment_missing",
+                        "queued attempt=0 retries=0",
                     ],
                     |w, so_far| {
                         let run = queued_run(so_far);
                         let mut e = vec![w.started(run)];
-                            e.extend(works_silently(w, run));
-                            e
+                        e.extend(works_silently(w, run));
+                        e
                     },
                 ),
             ],
             Box::new(|w, phases| {
-                let refusal = refused(&phases[1]);
-                assert_eq!(refusal.issue_id, w.issue);
-                assert_eq!(refusal.run_id, Some(queued(&phases[0]).run_id));
-                assert_eq!(refusal.agent_id, Some(w.agent));
-                assert!(refusal.retry_after.is_some());
+                assert_eq!(wakeup(&phases[1]).payload["source_run_id"], json!(queued(&phases[0]).run_id));
+                assert_eq!(wakeup(&phases[1]).agent_id, w.agent);
                 assert_eq!(rules(&phases[1])[2], "missing_comment");
+            }),
+        ),
+        scenario(
+            "a second apart: plan, continuation 1, empty, continuation 2, plan, exhausted",
+            vec![
+                phase(with(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], &CONTINUATION), |w, _| {
+                    let mut e = running(w);
+                    e.push(w.says(main_run(w), PLAN_SENTENCE));
+                    e
+                }),
+                phase(
+                    vec![
+                        EMPTY,
+                        "summary r2",
+                        "wakeup run_liveness_continuation",
+                        "queued attempt=2 retries=0",
+                    ],
+                    |w, so_far| {
+                        let run = queued_run(so_far);
+                        vec![w.started(run), w.says(run, "")]
+                    },
+                ),
+                phase(
+                    vec![
+                        "liveness plan_only: Run described future work without concrete action evidence; continuation attempts exhausted",
+                        "summary r3",
+                        PLAN_COMMENT,
+                        "comment: Bounded liveness continuation exhausted",
+                    ],
+                    |w, so_far| {
+                        let run = queued_run(so_far);
+                        vec![w.started(run), w.says(run, PLAN_SENTENCE)]
+                    },
+                ),
+            ],
+            Box::new(|_, phases| {
+                let second = wakeup(&phases[1]);
+                assert_eq!(second.payload["continuation_attempt"], 2);
+                assert_eq!(second.payload["source_run_id"], json!(queued(&phases[0]).run_id));
+                let exhausted = comment_starting(&phases[2], "Bounded liveness continuation exhausted");
+                assert!(exhausted.body.contains("Attempts used: 2/2"), "{}", exhausted.body);
             }),
         ),
     ]
@@ -1123,83 +1167,111 @@ pub fn tick_scenarios() -> Vec<Scenario> {
                 assert!(cancel.reason.contains("silent for 15m"), "{}", cancel.reason);
             }),
         ),
-        Scenario {
-            policy: Policy {
-                storm: StormPolicy {
-                    ceiling: 2,
-                    ..StormPolicy::default()
-                },
-                ..Policy::default()
-            },
-            ..ticking(
-                "storm ceiling: the third automatic wakeup within the window is refused, visibly",
-                vec![
-                    phase(with(vec![PLAN_ONLY, "summary r1", PLAN_COMMENT], &CONTINUATION), |w, _| {
-                        let mut e = running(w);
-                        e.push(w.says(main_run(w), PLAN_SENTENCE));
-                        e
-                    }),
-                    phase(
-                        vec![
-                            PLAN_ONLY,
-                            "summary r2",
-                            PLAN_COMMENT,
-                            "wakeup run_liveness_continuation",
-                            "queued attempt=2 retries=0",
-                        ],
-                        |w, so_far| {
-                            w.advance(TimeDelta::minutes(10));
-                            let run = queued_run(so_far);
-                            vec![w.started(run), w.says(run, PLAN_SENTENCE)]
-                        },
-                    ),
-                    phase(
-                        vec![
-                            LOST,
-                            "refused process_lost_retry: 2 automatic wakeups of this issue in the last 1h (ceiling 2)",
-                        ],
-                        |w, so_far| {
-                            w.advance(TimeDelta::minutes(10));
-                            let run = queued_run(so_far);
-                            vec![w.started(run), w.lost(run)]
-                        },
-                    ),
-                ],
-                Box::new(|w, phases| {
-                    let refusal = refused(&phases[2]);
-                    assert_eq!(refusal.issue_id, w.issue);
-                    assert_eq!(refusal.run_id, Some(queued(&phases[1]).run_id));
-                    assert!(refusal.retry_after.is_some());
-                }),
-            )
-        },
         ticking(
-            "backoff: a continuation 3 s after a retry is refused; the sweep recovers later",
+            "a second apart: one stranded requeue, its plan-only run continued at once, no second requeue",
             vec![
-                main_run_lost(),
+                phase(FIRST_FAILED.to_vec(), |w, _| {
+                    stranded(w, IssueStatus::InProgress, None)
+                }),
+                phase(
+                    vec!["wakeup issue_continuation_needed", "queued attempt=0 retries=0"],
+                    tick_after(TimeDelta::seconds(1)),
+                ),
+                phase(
+                    with(vec![PLAN_ONLY, "summary r2", PLAN_COMMENT], &CONTINUATION),
+                    |w, so_far| {
+                        let run = queued_run(so_far);
+                        vec![w.started(run), w.says(run, PLAN_SENTENCE)]
+                    },
+                ),
+                phase(vec![], tick_after(TimeDelta::seconds(1))),
                 phase(
                     vec![
                         PLAN_ONLY,
-                        "summary r1",
+                        "summary r3",
                         PLAN_COMMENT,
-                        "refused run_liveness_continuation: automatic wakeups of this issue back off: wakeup 2 within 1h must wait 30s after the previous one",
+                        "wakeup run_liveness_continuation",
+                        "queued attempt=2 retries=0",
                     ],
                     |w, so_far| {
                         let run = queued_run(so_far);
                         vec![w.started(run), w.says(run, PLAN_SENTENCE)]
                     },
                 ),
+                phase(vec![], tick_after(TimeDelta::seconds(1))),
+            ],
+            Box::new(|_, phases| {
+                let recovery = queued(&phases[1]).run_id;
+                let wake = wakeup(&phases[2]);
+                assert_eq!(wake.payload["source_run_id"], json!(recovery));
+                assert_eq!(wake.payload["liveness_state"], "plan_only");
+                assert_eq!(wake.payload["continuation_attempt"], 1);
+                assert_eq!(wake.payload["instruction"], json!(liveness(&phases[2]).next_action));
+                assert_eq!(queued(&phases[2]).continuation_attempt, 1);
+            }),
+        ),
+        ticking(
+            "the sweep never competes with a deferred continuation: no requeue while it waits, then it fires",
+            vec![
                 phase(
-                    vec!["wakeup issue_continuation_needed", "queued attempt=0 retries=0"],
-                    tick_after(TimeDelta::minutes(2)),
+                    {
+                        let mut lines = Vec::new();
+                        for i in 1..=3 {
+                            lines.extend([PLAN_ONLY, ["summary r1", "summary r2", "summary r3"][i - 1], PLAN_COMMENT]);
+                            if i < 3 {
+                                lines.extend(CONTINUATION);
+                            }
+                        }
+                        lines.push("deferred run_liveness_continuation: automatic wakeups of this issue back off: wakeup 1 beyond the bounded flows within 1h waits 30s after the previous one");
+                        lines
+                    },
+                    |w, _| {
+                        let mut e = base(w);
+                        let runs: Vec<RunId> = (0..3).map(|_| RunId::new_random()).collect();
+                        for run in &runs {
+                            e.extend(w.start(*run));
+                        }
+                        for run in &runs {
+                            e.push(w.says(*run, PLAN_SENTENCE));
+                        }
+                        e
+                    },
                 ),
+                // The two continuation runs are cancelled before they start: no live run is left.
+                phase(
+                    vec![
+                        "liveness failed: Run ended with cancelled (cancelled)",
+                        "liveness failed: Run ended with cancelled (cancelled)",
+                    ],
+                    |w, so_far| {
+                        let queued: Vec<RunId> = so_far
+                            .iter()
+                            .filter_map(|e| match &e.data {
+                                EventData::RunQueued(q) => Some(q.run_id),
+                                _ => None,
+                            })
+                            .collect();
+                        queued
+                            .into_iter()
+                            .map(|run| w.finish(run, RunOutcome::Cancelled, json!({}), None))
+                            .collect()
+                    },
+                ),
+                phase(vec![], tick_after(TimeDelta::seconds(1))),
+                phase(FIRED.to_vec(), tick_after(TimeDelta::minutes(1))),
+                phase(vec![], tick_after(TimeDelta::minutes(1))),
             ],
             no_check(),
+        ),
+        ticking(
+            "a storm: 20 plan-only runs end within a minute; two continuations, six deferred, the rest refused with one comment",
+            storm_phases(),
+            Box::new(check_storm),
         ),
         Scenario {
             policy: Policy {
                 storm: StormPolicy {
-                    ceiling: 1,
+                    ceiling: 0,
                     ..StormPolicy::default()
                 },
                 ..Policy::default()
@@ -1207,25 +1279,21 @@ pub fn tick_scenarios() -> Vec<Scenario> {
             ..ticking(
                 "a sweep refusal is recorded once, not on every tick",
                 vec![
-                    main_run_lost(),
                     phase(
-                        vec!["liveness failed: Run ended with failed (adapter_failed)", "summary r1"],
-                        |w, so_far| {
-                            let run = queued_run(so_far);
-                            vec![
-                                w.started(run),
-                                w.finish(
-                                    run,
-                                    RunOutcome::Failed,
-                                    json!({}),
-                                    Some(("adapter_failed", "boom")),
-                                ),
-                            ]
+                        vec![
+                            LOST,
+                            "refused process_lost_retry: automatic wakeups are disabled (ceiling 0)",
+                            CEILING_COMMENT,
+                        ],
+                        |w, _| {
+                            let mut e = running(w);
+                            e.push(w.lost(main_run(w)));
+                            e
                         },
                     ),
                     phase(
                         vec![
-                            "refused issue_continuation_needed: 1 automatic wakeups of this issue in the last 1h (ceiling 1)",
+                            "refused issue_continuation_needed: automatic wakeups are disabled (ceiling 0)",
                         ],
                         tick_after(minute),
                     ),
@@ -1236,4 +1304,118 @@ pub fn tick_scenarios() -> Vec<Scenario> {
             )
         },
     ]
+}
+
+const CEILING_COMMENT: &str =
+    "comment: Automatic follow-ups of this issue are paused by storm control";
+/// Plan-only runs that end in the storm.
+pub const STORM_RUNS: usize = 20;
+
+/// The storm's lines: per run end its verdict, summary and result comment, then the first two
+/// continuations (the bounded flow), six deferrals backing off 30 s, 1 m, 2 m, 4 m, 8 m, 16 m,
+/// and refusals at the ceiling, the first with the one comment saying so.
+fn storm_lines() -> Vec<&'static str> {
+    let mut lines: Vec<&'static str> = Vec::new();
+    let gaps = ["30s", "1m", "2m", "4m", "8m", "16m"];
+    for i in 1..=STORM_RUNS {
+        lines.push(PLAN_ONLY);
+        lines.push(Box::leak(format!("summary r{i}").into_boxed_str()));
+        lines.push(PLAN_COMMENT);
+        match i {
+            1 | 2 => lines.extend(CONTINUATION),
+            3..=8 => lines.push(Box::leak(
+                format!(
+                    "deferred run_liveness_continuation: automatic wakeups of this issue back off: wakeup {} beyond the bounded flows within 1h waits {} after the previous one",
+                    i - 2,
+                    gaps[i - 3]
+                )
+                .into_boxed_str(),
+            )),
+            _ => {
+                lines.push("refused run_liveness_continuation: 6 automatic wakeups of this issue beyond the bounded flows in the last 1h (ceiling 6)");
+                if i == 9 {
+                    lines.push(CEILING_COMMENT);
+                }
+            }
+        }
+    }
+    lines
+}
+
+const FIRED: [&str; 3] = [
+    "wakeup run_liveness_continuation",
+    "queued attempt=1 retries=0",
+    "deferral fired",
+];
+
+fn storm_phases() -> Vec<Phase> {
+    let mut fired = Vec::new();
+    for _ in 0..4 {
+        fired.extend(FIRED);
+    }
+    vec![
+        // 20 runs of the issue start, then end one a second apart with only a plan.
+        phase(storm_lines(), |w, _| {
+            let mut e = base(w);
+            let runs: Vec<RunId> = (0..STORM_RUNS).map(|_| RunId::new_random()).collect();
+            for run in &runs {
+                e.extend(w.start(*run));
+            }
+            for run in &runs {
+                e.push(w.says(*run, PLAN_SENTENCE));
+            }
+            e
+        }),
+        // Ten minutes on, the first four deferrals are due (30 s, 1.5 min, 3.5 min and 7.5 min
+        // after the last continuation): each goes out exactly as deferred.
+        phase(fired, tick_after(TimeDelta::minutes(10))),
+        // A person speaks on the issue: the two deferrals still open are moot when due.
+        phase(vec![], |w, _| vec![w.person_comments()]),
+        phase(
+            vec![
+                "deferral moot: a person commented on the issue since",
+                "deferral moot: a person commented on the issue since",
+            ],
+            tick_after(TimeDelta::minutes(30)),
+        ),
+        phase(vec![], tick_after(TimeDelta::minutes(10))),
+    ]
+}
+
+/// Nothing is emitted twice, every deferral ends exactly once, and a fired follow-up is the
+/// deferred one: same ids, same data.
+fn check_storm(_: &World, phases: &[Vec<Event>]) {
+    let all: Vec<&Event> = phases.iter().flatten().collect();
+    let ids: std::collections::BTreeSet<EventId> = all.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), all.len(), "nothing is emitted twice");
+    let deferred: Vec<(&Event, &issue::IssueFollowUpDeferred)> = all
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::IssueFollowUpDeferred(d) => Some((*e, d)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deferred.len(), 6);
+    for (event, d) in &deferred {
+        let closed: Vec<&issue::IssueFollowUpDeferralClosed> = all
+            .iter()
+            .filter_map(|e| match &e.data {
+                EventData::IssueFollowUpDeferralClosed(c) if c.deferral_id == event.id => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed.len(), 1, "every deferral ends once");
+        let wakeup = all.iter().find(|e| e.id == d.wakeup_event_id);
+        let run = all.iter().find(|e| e.id == d.run_event_id);
+        match closed[0].outcome {
+            issue::DeferralOutcome::Fired => {
+                let (wakeup, run) = (wakeup.expect("fired wakeup"), run.expect("fired run"));
+                assert_eq!(wakeup.data, EventData::WakeupRequested((*d.wakeup).clone()));
+                assert_eq!(run.data, EventData::RunQueued((*d.run).clone()));
+                assert_eq!(run.extensions["rule"], "liveness_continuation");
+                assert!(wakeup.time >= d.due_at, "never before it is due");
+            }
+            issue::DeferralOutcome::Moot => assert!(wakeup.is_none() && run.is_none()),
+        }
+    }
 }

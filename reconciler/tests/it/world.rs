@@ -102,6 +102,20 @@ impl World {
         }))
     }
 
+    /// A comment on the issue by a person.
+    pub fn person_comments(&mut self) -> Event {
+        let issue = self.issue;
+        self.event(EventData::IssueCommentAdded(IssueCommentAdded {
+            comment_id: CommentId::new_random(),
+            issue_id: issue,
+            body: "Looking at this myself now.".into(),
+            author_agent_id: None,
+            author_user_id: Some("user-1".into()),
+            run_id: None,
+            extra: Map::new(),
+        }))
+    }
+
     pub fn issue(&mut self, status: IssueStatus) -> Event {
         self.issue_with(status, "Implement feature", None, None)
     }
