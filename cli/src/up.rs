@@ -30,15 +30,15 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = shutdown::on_signal();
-    let infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
-    let result = serve(&args, &infra, stop).await;
+    let mut infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
+    let result = serve(&args, &mut infra, stop).await;
     infra.stop().await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
 async fn serve(
     args: &Args,
-    infra: &infra::Infra,
+    infra: &mut infra::Infra,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut nats = args.nats.clone();
@@ -86,6 +86,7 @@ async fn serve(
         stop.clone(),
     )
     .await?;
+    infra.announce(args.http.addr)?;
     let projector = projector::Projector::start(pool, js, args.projector.settings(&args.stream)?)
         .await?
         .observe(move |report, took| metrics.record_projector_batch(report, took));
