@@ -19,20 +19,25 @@ pub struct ApiSettings {
     pub consumer: String,
     /// The JetStream stream the projector reads (for lag).
     pub stream: String,
-    /// How often the shared poller reads the projector position (SSE pushes follow it).
+    /// How often the shared poller reads the projector position (SSE pushes follow it) when it
+    /// is not woken by the projector's notifications.
     pub poll_interval: Duration,
+    /// How often it polls while it listens for those notifications: a fallback only.
+    pub fallback_poll: Duration,
     /// Longest a `?min_seq=` request waits for the projector before answering 503.
     pub min_seq_wait: Duration,
 }
 
 impl ApiSettings {
-    /// Defaults: the default projector consumer, 250 ms polling, 2 s `min_seq` wait.
+    /// Defaults: the default projector consumer, 250 ms polling (5 s while notified), 2 s
+    /// `min_seq` wait.
     pub fn new(tokens: Tokens, stream: &str) -> Self {
         Self {
             tokens,
             consumer: "runledger-projector".into(),
             stream: stream.to_owned(),
             poll_interval: Duration::from_millis(250),
+            fallback_poll: Duration::from_secs(5),
             min_seq_wait: Duration::from_secs(2),
         }
     }

@@ -90,6 +90,7 @@ pub async fn spawn_beside(
     let pool = db::pool(database_url, schema, 8)?;
     let mut state = api::ApiState::new(pool, nats, settings);
     state.metrics = metrics;
+    state.listen = Some(db::config(database_url)?);
     Ok(tokio::spawn(async move {
         if let Err(e) = api::serve(listener, state, stop).await {
             tracing::error!(error = %e, "read API stopped");
@@ -127,6 +128,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    api::serve(listener, api::ApiState::new(pool, nats, settings), stop).await?;
+    let mut state = api::ApiState::new(pool, nats, settings);
+    state.listen = Some(db::config(&args.db.url_or_default())?);
+    api::serve(listener, state, stop).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ mod columns;
 pub mod indexes;
 pub mod lease;
 pub mod migrate;
+pub mod notify;
 
 use crate::error::ProjectorError;
 use crate::fold::model::*;
