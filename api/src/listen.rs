@@ -103,7 +103,7 @@ async fn listen(
     while let Some(payload) = hear.recv().await {
         let ours = PositionMoved::parse(&payload)
             .is_some_and(|moved| moved.consumer == consumer && moved.schema == schema);
-        if ours && payload.is_empty() {
+        if ours {
             positions.wake();
         }
     }

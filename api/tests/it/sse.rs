@@ -219,14 +219,14 @@ async fn a_commit_wakes_the_stream_without_polling_even_after_the_listener_was_l
     h.publish(&events).await;
     h.drain().await;
     let base = format!("/v1/companies/{}/issues/{}", w.company, w.issue);
-    let deadline = Deadline::after(Duration::from_secs(30));
+    let within = || Deadline::after(Duration::from_secs(30));
     let mut stream = SseClient::connect(&h, &format!("{base}/runs/stream"), None).await;
-    assert_eq!(stream.next(deadline).await.unwrap().name, "ready");
+    assert_eq!(stream.next(within()).await.unwrap().name, "ready");
 
     h.publish(&[w.finished(runs[9], RunOutcome::Succeeded, None)])
         .await;
     h.drain().await;
-    let change = stream.next_named("ledger", deadline).await;
+    let change = stream.next_named("ledger", within()).await;
     assert_eq!(rows(&change)[0]["run_id"], json!(runs[9]));
 
     // The listening session is cut: the listener comes back, and commits wake streams again.
@@ -239,6 +239,6 @@ async fn a_commit_wakes_the_stream_without_polling_even_after_the_listener_was_l
     let new_run = RunId::new_random();
     h.publish(&[w.queued(new_run, 0)]).await;
     h.drain().await;
-    let change = stream.next_named("ledger", deadline).await;
+    let change = stream.next_named("ledger", within()).await;
     assert_eq!(rows(&change)[0]["run_id"], json!(new_run));
 }
