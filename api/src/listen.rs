@@ -82,13 +82,11 @@ async fn listen(
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
-            match message? {
-                AsyncMessage::Notification(n) => {
-                    if heard.send(n.payload().to_owned()).is_err() {
-                        break;
-                    }
+            // Notices and other messages are not for the listener.
+            if let AsyncMessage::Notification(n) = message? {
+                if heard.send(n.payload().to_owned()).is_err() {
+                    break;
                 }
-                _ => {}
             }
         }
         Ok::<_, tokio_postgres::Error>(())

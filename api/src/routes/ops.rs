@@ -46,7 +46,7 @@ pub const METRICS: Doc = Doc {
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn stream_last_seq(app: &Shared) -> Option<Result<i64, String>> {
+pub(super) async fn stream_last_seq(app: &Shared) -> Option<Result<i64, String>> {
     let client = app.nats.as_ref()?;
     let js = async_nats::jetstream::new(client.clone());
     let asked = projector::feed::stream_last_seq(&js, &app.settings.stream);
