@@ -9,4 +9,5 @@ mod freshness;
 mod helpers;
 mod ledger;
 mod openapi;
+mod overview;
 mod sse;
