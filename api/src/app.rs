@@ -21,6 +21,9 @@ pub struct ApiState {
     pub settings: ApiSettings,
     /// In-process metrics; the projector and reconciler tasks may feed the same registry.
     pub metrics: Arc<Registry>,
+    /// Where to LISTEN for the projector's commits ([`crate::listen`]); without it, SSE streams
+    /// and `min_seq` reads follow the poll alone.
+    pub listen: Option<tokio_postgres::Config>,
 }
 
 impl ApiState {
@@ -30,6 +33,7 @@ impl ApiState {
             nats,
             settings,
             metrics: Arc::new(Registry::default()),
+            listen: None,
         }
     }
 }
@@ -82,8 +86,18 @@ pub fn router(state: ApiState, shutdown: watch::Receiver<bool>) -> axum::Router 
         state.pool.clone(),
         state.settings.consumer.clone(),
         state.settings.poll_interval,
+        state.settings.fallback_poll,
         shutdown.clone(),
     );
+    if let Some(config) = state.listen {
+        crate::listen::spawn(
+            config,
+            state.pool.clone(),
+            state.settings.consumer.clone(),
+            positions.clone(),
+            shutdown.clone(),
+        );
+    }
     let app = Arc::new(App {
         pool: state.pool,
         nats: state.nats,

@@ -13,8 +13,9 @@ pub const PAGE: Doc = Doc {
     operation_id: "dashboard",
     tag: "dashboard",
     summary: "The live run-ledger dashboard (HTML)",
-    description: "Deep links: `#/c/<company>/i/<issue>`, `.../summary` (the handoff card, \
-        expanded and focused), `.../r/<run>` (the run's timeline).",
+    description: "Deep links: `#/c/<company>` (the company's overview, the landing page), \
+        `#/c/<company>/i/<issue>`, `.../summary` (the handoff card, expanded and focused), \
+        `.../r/<run>` (the run's timeline).",
     auth: false,
     fresh: false,
     query: crate::params::schema::<crate::params::NoParams>,

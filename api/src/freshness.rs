@@ -8,7 +8,9 @@
 //! projector has committed N, then reads; otherwise it gets 503 `not_reached`.
 //!
 //! One shared poller per server ([`Positions`]) reads the position every `poll_interval`, faster
-//! while someone waits for `min_seq`; SSE streams follow it instead of polling on their own.
+//! while someone waits for `min_seq`, and at once when the projector's commit notification wakes
+//! it ([`crate::listen`]; then it polls only every `fallback_poll`); SSE streams follow it
+//! instead of polling on their own.
 
 use crate::error::ApiError;
 use axum::http::{header, HeaderName, HeaderValue};
@@ -16,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deadpool_postgres::{Object, Pool, Transaction};
 use serde::Serialize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -37,20 +39,27 @@ pub struct Positions {
     tx: watch::Sender<i64>,
     hurry: Notify,
     waiters: AtomicUsize,
+    /// The listener hears the projector's commits: polling is only a fallback.
+    listening: AtomicBool,
+    interval: Duration,
 }
 
 impl Positions {
-    /// Starts the poller; it stops when `shutdown` turns true.
+    /// Starts the poller; it stops when `shutdown` turns true. It polls every `interval`, or
+    /// every `fallback` while [`Positions::set_listening`] says it is woken on commits.
     pub fn spawn(
         pool: Pool,
         consumer: String,
         interval: Duration,
+        fallback: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let positions = Arc::new(Self {
             tx: watch::channel(0).0,
             hurry: Notify::new(),
             waiters: AtomicUsize::new(0),
+            listening: AtomicBool::new(false),
+            interval,
         });
         let shared = positions.clone();
         tokio::spawn(async move {
@@ -76,6 +85,8 @@ impl Positions {
                 }
                 let pause = if shared.waiters.load(Ordering::Relaxed) > 0 {
                     HURRIED
+                } else if shared.listening.load(Ordering::Relaxed) {
+                    fallback
                 } else {
                     interval
                 };
@@ -91,6 +102,30 @@ impl Positions {
             }
         });
         positions
+    }
+
+    /// Reads the position now (the projector said it moved, or its listener reconnected).
+    pub fn wake(&self) {
+        self.hurry.notify_one();
+    }
+
+    /// Whether commits wake the poller; when they stop doing so, it polls at its interval again
+    /// from now on.
+    pub fn set_listening(&self, listening: bool) {
+        let was = self.listening.swap(listening, Ordering::Relaxed);
+        if was && !listening {
+            self.hurry.notify_one();
+        }
+    }
+
+    /// Whether commits wake the poller now.
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// The poll interval without notifications.
+    pub fn poll_interval(&self) -> Duration {
+        self.interval
     }
 
     /// The position last read.

@@ -9,7 +9,7 @@
 //! Layout: [`routes`] holds one file per resource plus the route table that both the router and
 //! the OpenAPI document ([`openapi`]) are built from; [`auth`] scopes every request to a company;
 //! [`freshness`] says which projector position a response reflects and waits for `?min_seq=`;
-//! [`sse`] pushes ledger changes; [`metrics`] renders Prometheus text; [`dashboard`] serves the page.
+//! [`listen`] wakes it when the projector commits; [`sse`] pushes ledger changes; [`metrics`] renders Prometheus text; [`dashboard`] serves the page.
 
 mod app;
 mod auth;
@@ -20,6 +20,7 @@ mod error;
 pub mod freshness;
 mod health;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

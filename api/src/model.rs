@@ -134,6 +134,12 @@ pub struct RunEvent {
     pub message: String,
     pub payload: Value,
     pub at: Time,
+    /// Who wrote it, for entries made by an issue write (a comment, a work product, a
+    /// document): `agent`, `user` or `system`; null for the run's own events.
+    pub actor_type: Option<String>,
+    /// The agent id, the user id, or for `system` the event's source (`runledger-reconciler`
+    /// for the reconciler's decisions).
+    pub actor_id: Option<String>,
 }
 
 /// A run's timeline, oldest first.

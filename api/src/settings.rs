@@ -22,8 +22,11 @@ pub struct ApiSettings {
     pub consumer: String,
     /// The JetStream stream the projector reads (for lag).
     pub stream: String,
-    /// How often the shared poller reads the projector position (SSE pushes follow it).
+    /// How often the shared poller reads the projector position (SSE pushes follow it) when it
+    /// is not woken by the projector's notifications.
     pub poll_interval: Duration,
+    /// How often it polls while it listens for those notifications: a fallback only.
+    pub fallback_poll: Duration,
     /// Longest a `?min_seq=` request waits for the projector before answering 503.
     pub min_seq_wait: Duration,
     /// Past this wait, an event not yet read or a follow-up not yet published is a stall
@@ -36,14 +39,15 @@ pub struct ApiSettings {
 }
 
 impl ApiSettings {
-    /// Defaults: the default projector consumer, 250 ms polling, 2 s `min_seq` wait, a stall
-    /// after 60 s, no reconciler.
+    /// Defaults: the default projector consumer, 250 ms polling (5 s while notified), 2 s
+    /// `min_seq` wait, a stall after 60 s, no reconciler.
     pub fn new(tokens: Tokens, stream: &str) -> Self {
         Self {
             tokens,
             consumer: "runledger-projector".into(),
             stream: stream.to_owned(),
             poll_interval: Duration::from_millis(250),
+            fallback_poll: Duration::from_secs(5),
             min_seq_wait: Duration::from_secs(2),
             stall_after: DEFAULT_STALL_AFTER,
             reconciler_schema: None,

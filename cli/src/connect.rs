@@ -4,11 +4,12 @@ use crate::settings::{NatsArgs, DEFAULT_NATS_URL};
 use anyhow::Context;
 
 impl NatsArgs {
-    /// The URL to use: the given one, else the default.
+    /// The URL to use: the given one, else the running `runledger up`'s of this directory,
+    /// else the default.
     pub fn url_or_default(&self) -> String {
         self.url
             .clone()
-            .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
+            .unwrap_or_else(|| crate::endpoints::nats_url_or(DEFAULT_NATS_URL))
     }
 
     /// Connects with every option given.

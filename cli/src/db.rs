@@ -6,7 +6,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
-fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+pub fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     url.parse()
         .with_context(|| "DATABASE_URL is not a valid PostgreSQL connection string".to_string())
 }

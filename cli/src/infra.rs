@@ -1,8 +1,11 @@
 //! The embedded default of `runledger up`: with no `NATS_URL`/`DATABASE_URL`, use the usual local
 //! servers; if nothing answers there and the server binaries are installed, start private ones
 //! under the data directory (`./.runledger/` by default) and stop them on exit. When a URL is
-//! given, it is used exactly and nothing is ever started.
+//! given, it is used exactly and nothing is ever started. Whenever it uses the embedded default,
+//! `up` holds the data directory's endpoints file ([`crate::endpoints`]): one `up` per directory,
+//! and the other subcommands find its servers there.
 
+use crate::endpoints::Claim;
 use crate::settings::{DbArgs, NatsArgs, DEFAULT_DATABASE_URL, DEFAULT_NATS_URL};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ pub struct EmbeddedArgs {
     #[arg(
         long = "data-dir",
         env = "RUNLEDGER_DATA_DIR",
-        default_value = ".runledger"
+        default_value = crate::endpoints::DEFAULT_DATA_DIR
     )]
     pub data_dir: PathBuf,
     #[arg(long, env = "RUNLEDGER_DEFAULT_NATS_URL", default_value = DEFAULT_NATS_URL, hide = true)]
@@ -39,12 +42,54 @@ struct Managed {
 pub struct Infra {
     pub nats_url: String,
     pub database_url: String,
+    /// The private PostgreSQL's database through its socket directory (`database_url` is TCP).
+    database_socket_url: Option<String>,
     managed: Vec<Managed>,
+    /// Held while the embedded default is in use (either URL not given).
+    claim: Option<Claim>,
+    nats_given: bool,
+    database_given: bool,
 }
 
 impl Infra {
+    /// Tells the other subcommands of this directory where the servers are (the ones taken from
+    /// the embedded default), and prints it with a ready-to-paste psql line.
+    pub fn announce(&mut self, http_addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let nats = (!self.nats_given).then(|| self.nats_url.clone());
+        let database = (!self.database_given).then(|| self.database_url.clone());
+        let http = (http_addr.port() != 0).then(|| format!("http://{http_addr}/"));
+        let private = if self.managed.is_empty() {
+            "servers"
+        } else {
+            "private servers"
+        };
+        println!("runledger up: {private} ready");
+        println!("  NATS_URL={}", crate::db::redact(&self.nats_url));
+        println!("  DATABASE_URL={}", crate::db::redact(&self.database_url));
+        if let Some(socket) = &self.database_socket_url {
+            println!("  (or through the socket directory: {socket})");
+        }
+        // Only when pasting it needs no secret.
+        if crate::db::redact(&self.database_url) == self.database_url {
+            println!("  psql '{}'", self.database_url);
+        }
+        if let Some(http) = &http {
+            println!("  dashboard {http}");
+        }
+        if let Some(claim) = &mut self.claim {
+            claim.publish(nats, database, self.database_socket_url.clone(), http)?;
+            println!(
+                "  other runledger commands run from this directory find them in {}",
+                claim.file().display()
+            );
+        }
+        Ok(())
+    }
+
     /// Stops the servers this process started, cleanly, newest first.
     pub async fn stop(mut self) {
+        // First, so that nothing new finds servers that are going away.
+        drop(self.claim.take());
         while let Some(mut m) = self.managed.pop() {
             if let Some(pid) = m.child.id() {
                 let _ =
@@ -64,7 +109,7 @@ impl Infra {
     }
 }
 
-fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
+pub(crate) fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
     let rest = url.split("://").nth(1).unwrap_or(url);
     let authority = rest.split(['/', '?']).next()?;
     let host_port = authority.rsplit('@').next()?;
@@ -125,10 +170,19 @@ pub async fn resolve(
     db: &DbArgs,
     embedded: &EmbeddedArgs,
 ) -> anyhow::Result<Infra> {
+    let claim = if nats.url.is_none() || db.url.is_none() {
+        Some(Claim::take(&embedded.data_dir).await?)
+    } else {
+        None
+    };
     let mut infra = Infra {
         nats_url: String::new(),
         database_url: String::new(),
+        database_socket_url: None,
         managed: Vec::new(),
+        claim,
+        nats_given: nats.url.is_some(),
+        database_given: db.url.is_some(),
     };
     infra.nats_url = match &nats.url {
         Some(url) => url.clone(),
@@ -136,9 +190,8 @@ pub async fn resolve(
             let url = embedded.default_nats_url.clone();
             let (host, port) = host_port(&url, 4222).context("default NATS URL")?;
             if !answers(&host, port).await {
-                infra
-                    .managed
-                    .push(start_nats(&embedded.data_dir, &host, port).await?);
+                let managed = start_nats(&embedded.data_dir, &host, port).await?;
+                infra.record(managed)?;
             }
             url
         }
@@ -152,14 +205,33 @@ pub async fn resolve(
                 crate::db::create_database_if_missing(&url).await?;
                 url
             } else {
-                let (managed, url) = start_postgres(&embedded.data_dir, port).await?;
-                infra.managed.push(managed);
-                crate::db::create_database_if_missing(&url).await?;
-                url
+                // Trust authentication is offered on a loopback address only.
+                let tcp = is_loopback(&host).then_some(host.as_str());
+                let (managed, socket_url) = start_postgres(&embedded.data_dir, tcp, port).await?;
+                infra.record(managed)?;
+                crate::db::create_database_if_missing(&socket_url).await?;
+                infra.database_socket_url = Some(socket_url.clone());
+                if tcp.is_some() {
+                    url
+                } else {
+                    socket_url
+                }
             }
         }
     };
     Ok(infra)
+}
+
+impl Infra {
+    /// Keeps a started server, recorded in the endpoints file first (a killed `up` leaves it
+    /// running; the next `up` stops it).
+    fn record(&mut self, managed: Managed) -> anyhow::Result<()> {
+        if let Some(claim) = &mut self.claim {
+            claim.record_server(managed.name, managed.child.id())?;
+        }
+        self.managed.push(managed);
+        Ok(())
+    }
 }
 
 async fn start_nats(data_dir: &Path, host: &str, port: u16) -> anyhow::Result<Managed> {
@@ -202,7 +274,22 @@ fn as_postgres_user(binary: &Path) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, String)> {
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Starts the private PostgreSQL on a socket in the data directory and, given `tcp_host`, on
+/// `tcp_host:port` too (where nothing answered); returns it with the socket URL of its
+/// `runledger` database. It trusts every local connection (`initdb --auth=trust`), which is why
+/// it listens on a loopback address only.
+async fn start_postgres(
+    data_dir: &Path,
+    tcp_host: Option<&str>,
+    port: u16,
+) -> anyhow::Result<(Managed, String)> {
     let (Some(initdb), Some(postgres)) = (find_binary("initdb"), find_binary("postgres")) else {
         bail!(
             "nothing answers at the default PostgreSQL address and initdb/postgres are not \
@@ -243,7 +330,9 @@ async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, 
         .arg(&cluster)
         .arg("-k")
         .arg(&socket)
-        .args(["-c", "listen_addresses=", "-p", &port.to_string()])
+        .arg("-c")
+        .arg(format!("listen_addresses={}", tcp_host.unwrap_or_default()))
+        .args(["-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
@@ -271,7 +360,7 @@ async fn start_postgres(data_dir: &Path, port: u16) -> anyhow::Result<(Managed, 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::info!(cluster = %cluster.display(), socket = %socket.display(), "nothing answered; started a private PostgreSQL");
+    tracing::info!(cluster = %cluster.display(), socket = %socket.display(), address = %tcp_host.map(|h| format!("{h}:{port}")).unwrap_or_default(), "nothing answered; started a private PostgreSQL");
     // SIGINT is PostgreSQL's "fast" shutdown: no waiting for clients.
     Ok((
         Managed {

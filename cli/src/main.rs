@@ -4,6 +4,7 @@
 mod bench;
 mod connect;
 mod db;
+mod endpoints;
 mod infra;
 mod logging;
 mod migrate;

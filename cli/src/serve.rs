@@ -157,11 +157,17 @@ impl Beside {
         let pool = db::pool(database_url, schema, 8)?;
         let mut state = api::ApiState::new(pool, nats, settings);
         state.metrics = metrics;
+        state.listen = Some(db::config(database_url)?);
         Ok(Self {
             listener: std::sync::Mutex::new(Some(listener)),
             addr,
             state,
         })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Serves until `stop`.
@@ -218,6 +224,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    api::serve(listener, api::ApiState::new(pool, nats, settings), stop).await?;
+    let mut state = api::ApiState::new(pool, nats, settings);
+    state.listen = Some(db::config(&args.db.url_or_default())?);
+    api::serve(listener, state, stop).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -94,10 +94,11 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
+    /// The given URL, else the running `runledger up`'s of this directory, else the default.
     pub fn url_or_default(&self) -> String {
         self.url
             .clone()
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+            .unwrap_or_else(|| crate::endpoints::database_url_or(DEFAULT_DATABASE_URL))
     }
 }
 

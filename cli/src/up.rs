@@ -35,15 +35,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Bad API tokens fail here, before any server starts or any migration runs.
     args.http
         .settings(&args.stream, &args.projector.position, None)?;
-    let infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
-    let result = serve(&args, &infra, stop).await;
+    let mut infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
+    let result = serve(&args, &mut infra, stop).await;
     infra.stop().await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
 async fn serve(
     args: &Args,
-    infra: &infra::Infra,
+    infra: &mut infra::Infra,
     signal: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut tasks = Supervisor::new(signal);
@@ -94,6 +94,7 @@ async fn serve(
         metrics.clone(),
     )
     .await?;
+    infra.announce(api.addr())?;
     tasks.spawn("api", move |stop| api.serve(stop));
 
     let watchdog_settings = args.watchdog.settings(&args.stream)?;

@@ -1,7 +1,10 @@
 //! `runledger up`. Its embedded default: with nothing answering at the default addresses and no
 //! NATS_URL/DATABASE_URL, it starts a private nats-server and PostgreSQL under its data
 //! directory, projects events into them, and stops them on SIGTERM. And its metrics: the projector
-//! and the reconciler it runs feed `/metrics` with what they folded and decided.
+//! and the reconciler it runs feed `/metrics` with what they folded and decided. And its
+//! endpoints file: the other subcommands run from the same directory find its private servers
+//! without any setting, a second `up` there refuses, and a killed `up`'s file is found stale and
+//! replaced.
 
 use events::{examples, Event, EventType, Subjects};
 use producers::{Publisher, PublisherSettings};
@@ -340,4 +343,208 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
     )
     .unwrap();
     assert!(up.wait().unwrap().success());
+}
+
+/// `runledger <args>` in `dir` with an empty environment: whatever it reaches, it found itself.
+fn runledger_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `runledger up` in `dir` with the embedded default on the given ports, its output in files.
+fn spawn_up(
+    dir: &std::path::Path,
+    nats_port: u16,
+    pg_port: u16,
+    name: &str,
+) -> std::process::Child {
+    let out = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
+    let err = std::fs::File::create(dir.join(format!("{name}.err"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("up")
+        .current_dir(dir)
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUNLEDGER_DATA_DIR")
+        .env(
+            "RUNLEDGER_DEFAULT_NATS_URL",
+            format!("nats://127.0.0.1:{nats_port}"),
+        )
+        .env(
+            "RUNLEDGER_DEFAULT_DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{pg_port}/runledger"),
+        )
+        .env("RUNLEDGER_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUNLEDGER_TICK_INTERVAL", "1h")
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// The endpoints file once `up` (started as `name`) has filled in its servers.
+fn wait_for_endpoints(
+    dir: &std::path::Path,
+    up: &mut std::process::Child,
+    name: &str,
+) -> serde_json::Value {
+    let deadline = Deadline::after(Duration::from_secs(90));
+    let file = dir.join(".runledger").join("endpoints.json");
+    loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            panic!(
+                "runledger up exited ({status}): {}",
+                std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default()
+            );
+        }
+        let read = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if let Some(endpoints) = read {
+            if endpoints["pid"] == up.id() && endpoints["nats_url"].is_string() {
+                return endpoints;
+            }
+        }
+        assert!(!deadline.passed(), "runledger up never wrote its endpoints");
+        std::thread::sleep(Duration::from_millis(50)); // poll interval
+    }
+}
+
+/// Kills what a failed test would leave running: the `up`s and the servers they recorded.
+struct Leftovers(std::path::PathBuf, Vec<u32>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        for pid in &self.1 {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        let file = self.0.join(".runledger").join("endpoints.json");
+        if let Some(endpoints) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        {
+            for server in endpoints["servers"].as_array().into_iter().flatten() {
+                if let Some(pid) = server["pid"].as_i64() {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn other_subcommands_find_the_private_servers_of_up_in_its_directory() {
+    let (nats_port, pg_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("rl-up-ep-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut leftovers = Leftovers(dir.clone(), Vec::new());
+    let mut up = spawn_up(&dir, nats_port, pg_port, "up");
+    leftovers.1.push(up.id());
+    let endpoints = wait_for_endpoints(&dir, &mut up, "up");
+    let database_url = format!("postgres://postgres@127.0.0.1:{pg_port}/runledger");
+    assert_eq!(
+        endpoints["nats_url"],
+        format!("nats://127.0.0.1:{nats_port}")
+    );
+    assert_eq!(endpoints["database_url"], database_url);
+    assert_eq!(endpoints["servers"].as_array().unwrap().len(), 2);
+    let printed = std::fs::read_to_string(dir.join("up.out")).unwrap();
+    assert!(
+        printed.contains(&format!("psql '{database_url}'")),
+        "{printed}"
+    );
+    // The private PostgreSQL answers over TCP, as printed.
+    assert!(answers(pg_port));
+
+    // publish, status and reconcile --dry-run, from the same directory, with no environment.
+    let published = runledger_in(
+        &dir,
+        &[
+            "publish",
+            "--type",
+            "agent.registered",
+            "--company",
+            "5f0c6a8e-1d2b-4c3a-9e8f-7a6b5c4d3e2f",
+            "--data",
+            r#"{"agent_id":"0b9e7c52-8a1f-4d6e-b3c2-1f0e9d8c7b6a","name":"CodexCoder","role":"engineer","adapter_type":"codex_local","adapter_config":{"timeout_sec":900},"status":"idle"}"#,
+        ],
+    );
+    assert!(published.status.success(), "{}", text(&published.stderr));
+    let log = text(&published.stderr);
+    assert!(
+        log.contains("NATS_URL not set: using the private server of runledger up"),
+        "{log}"
+    );
+    let deadline = Deadline::after(Duration::from_secs(60));
+    let status = loop {
+        let out = runledger_in(&dir, &["status", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let log = text(&out.stderr);
+        assert!(
+            log.contains("DATABASE_URL not set: using the private server of runledger up"),
+            "{log}"
+        );
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if status["stream_last_seq"].as_i64() >= Some(1)
+            && status["projector_position"] == status["stream_last_seq"]
+        {
+            break status;
+        }
+        assert!(!deadline.passed(), "never projected: {status}");
+        std::thread::sleep(Duration::from_millis(100)); // poll interval
+    };
+    assert_eq!(status["dead_letters"], 0, "{status}");
+    let dry = runledger_in(&dir, &["reconcile", "--dry-run"]);
+    let printed = text(&dry.stdout);
+    assert!(
+        printed.starts_with("dry run of causes 1..="),
+        "{printed}{}",
+        text(&dry.stderr)
+    );
+
+    // A second `up` in the same directory refuses, naming the first.
+    let second = runledger_in(&dir, &["up"]);
+    let said = text(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        said.contains(&format!("another runledger up (pid {},", up.id())),
+        "{said}"
+    );
+
+    // Killed, `up` leaves its file (and its servers): readers call it stale ...
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let out = runledger_in(&dir, &["status"]);
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("ignoring a stale endpoints file: the runledger up that wrote it"),
+        "{log}"
+    );
+    // ... and the next `up` stops the servers left behind and replaces it.
+    let mut again = spawn_up(&dir, nats_port, pg_port, "again");
+    leftovers.1.push(again.id());
+    let replaced = wait_for_endpoints(&dir, &mut again, "again");
+    assert_ne!(replaced["servers"], endpoints["servers"]);
+    let log = std::fs::read_to_string(dir.join("again.err")).unwrap();
+    assert!(log.contains("replacing a stale endpoints file"), "{log}");
+    assert!(log.contains("started a private PostgreSQL"), "{log}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(again.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(again.wait().unwrap().success());
+    assert!(!dir.join(".runledger").join("endpoints.json").exists());
+    assert!(!answers(nats_port) && !answers(pg_port));
 }

@@ -21,6 +21,7 @@ const state = {
   summaryOpen: false,
   drawerRun: null,
   reloading: null,
+  overview: null,
 };
 
 class ApiError extends Error {
@@ -143,12 +144,12 @@ async function route() {
   }
   const issue = target.issue;
   if (!issue) {
-    if (state.issues.length) {
-      location.replace(issueHash(company, state.issues[0].issue_id));
-    } else {
-      closeStream();
-      showEmpty('This company has no issues yet.');
-    }
+    // The landing page: the company at a glance.
+    closeStream();
+    closeDrawer();
+    state.issue = null;
+    renderIssues();
+    await showOverview();
     return;
   }
   if (issue !== state.issue) {
@@ -172,6 +173,7 @@ async function route() {
 
 function showEmpty(text) {
   $('issue').hidden = true;
+  $('overview').hidden = true;
   $('empty').hidden = false;
   $('empty-text').textContent = text;
 }
@@ -244,6 +246,9 @@ function renderIssues() {
   const filter = $('issue-search').value.trim().toLowerCase();
   const ul = $('issue-list');
   ul.textContent = '';
+  const overview = $('overview-link');
+  overview.href = issueHash(state.company);
+  if (state.issue) overview.removeAttribute('aria-current'); else overview.setAttribute('aria-current', 'page');
   const shown = state.issues.filter((i) =>
     !filter || ((i.identifier || '') + ' ' + (i.title || '')).toLowerCase().includes(filter));
   if (!shown.length) {
@@ -300,6 +305,8 @@ async function openIssue(issue) {
   applyLedger(ledger);
   state.summary = summary;
   $('empty').hidden = true;
+  $('overview').hidden = true;
+  document.body.dataset.view = 'issue';
   $('issue').hidden = false;
   renderIssueHead();
   renderLedger([]);
@@ -572,7 +579,8 @@ function renderFreshness() {
   const box = $('freshness');
   box.dataset.state = freshnessState;
   const where = state.position ? 'projected to #' + state.position.toLocaleString() : 'no events projected yet';
-  const label = freshnessState === 'live' ? 'live' : freshnessState === 'lost' ? 'reconnecting' : 'connecting';
+  const label = freshnessState === 'live' ? 'live' : freshnessState === 'lost' ? 'reconnecting'
+    : freshnessState === 'polled' ? 'refreshed every 5 s' : 'connecting';
   $('freshness-text').textContent = label + ' · ' + where;
 }
 
@@ -730,16 +738,163 @@ async function openRun(runId, quiet) {
   fact(facts, 'Result', run.result_summary !== null && run.result_summary !== undefined ? String(run.result_summary) : null);
   const list = $('timeline');
   list.textContent = '';
-  for (const entry of timeline.events) {
-    const li = el('li', entry.level === 'error' ? 'error' : entry.level === 'warn' ? 'warn' : '');
+  const entries = timeline.events.concat(followUps(run));
+  entries.sort((a, b) => (a.seq - b.seq) || ((a.ordinal || 0) - (b.ordinal || 0)));
+  for (const entry of entries) {
+    const decision = DECISIONS[entry.type] || (entry.actor_id === RECONCILER ? humanize(entry.type.split('.').pop()) : null);
+    const li = el('li', (entry.level === 'error' ? 'error' : entry.level === 'warn' ? 'warn' : '') + (decision ? ' decision' : ''));
     const head = el('div');
     const when = el('span', 'when', clock(entry.at));
     when.title = stamp(entry.at) + ' · seq ' + entry.seq;
-    head.append(when, el('span', 'type', entry.type));
+    head.append(when);
+    if (decision) head.append(el('span', 'decision-tag', 'Decision · ' + decision));
+    head.append(el('span', 'type', entry.type));
     li.append(head, el('div', 'msg', entry.message));
+    if (entry.link) {
+      const a = el('a', 'follow', 'Open run ' + shortId(entry.link));
+      a.href = issueHash(state.company, state.issue, 'r/' + entry.link);
+      li.append(a);
+    }
     list.append(li);
   }
-  if (!timeline.events.length) list.append(el('li', null, 'No timeline entries.'));
+  if (!entries.length) list.append(el('li', null, 'No timeline entries.'));
+}
+
+// The source of the reconciler's events: its writes on a run's timeline are decisions too.
+const RECONCILER = 'runledger-reconciler';
+
+// The reconciler's decisions about a run, as they appear on its timeline.
+const DECISIONS = {
+  'run.retried': 'retry',
+  'follow_up.refused': 'refused',
+  'run.liveness_classified': 'liveness verdict',
+  'run.cancel_requested': 'stop requested',
+  'run.continued': 'continuation',
+};
+
+// What followed a finished run in its issue's ledger: the next continuation, queued after it.
+function followUps(run) {
+  if (!run.finished_at) return [];
+  const next = state.rows
+    .filter((r) => r.run_id !== run.run_id && r.continuation_attempt > run.continuation_attempt
+      && r.queued_at && Date.parse(r.queued_at) >= Date.parse(run.finished_at))
+    .sort((a, b) => Date.parse(a.queued_at) - Date.parse(b.queued_at))[0];
+  if (!next) return [];
+  return [{
+    seq: next.last_seq, ordinal: 0, type: 'run.continued', level: 'info', at: next.queued_at,
+    message: 'Continued as run ' + shortId(next.run_id) + ' (continuation attempt ' + next.continuation_attempt + ')',
+    link: next.run_id,
+  }];
+}
+
+// ---------- company overview ----------
+
+async function showOverview() {
+  const company = state.company;
+  let overview;
+  try {
+    overview = await api('/v1/companies/' + company + '/overview');
+  } catch (e) {
+    if (e.status !== 401) showEmpty('Could not load the overview: ' + e.message);
+    return;
+  }
+  if (state.company !== company || state.issue) return; // navigated away meanwhile
+  state.overview = overview;
+  $('empty').hidden = true;
+  $('issue').hidden = true;
+  $('overview').hidden = false;
+  renderOverview();
+  setFreshness('polled');
+  document.body.dataset.view = 'overview';
+  document.body.dataset.ready = 'true';
+}
+
+function tile(id, value, bad) {
+  $(id).textContent = value === null || value === undefined ? '–' : Number(value).toLocaleString();
+  $(id).parentElement.classList.toggle('bad', Boolean(bad));
+}
+
+function renderOverview() {
+  const o = state.overview;
+  $('overview-company').textContent = shortId(o.company_id) + '…';
+  $('overview-company').title = o.company_id;
+  const meta = $('overview-meta');
+  meta.textContent = '';
+  meta.append(el('span', null, o.issues + ' issue' + (o.issues === 1 ? '' : 's')));
+  meta.append(el('span', null, 'as of projector position #' + o.position.toLocaleString()));
+  const attention = o.blocked_count + o.stranded_count;
+  tile('ov-live', o.live_run_count, false);
+  $('tile-live').classList.toggle('live', o.live_run_count > 0);
+  tile('ov-attention', attention, attention > 0);
+  $('ov-attention-label').textContent = (attention === 1 ? 'issue needs' : 'issues need') + ' a person'
+    + (attention ? ' (' + o.blocked_count + ' blocked, ' + o.stranded_count + ' stranded)' : '');
+  tile('ov-dead', o.dead_letters, o.dead_letters > 0);
+  tile('ov-lag', o.lag, o.lag > 1000);
+
+  const ul = $('attention-list');
+  ul.textContent = '';
+  $('attention-meta').textContent = attention > o.attention.length ? o.attention.length + ' of ' + attention : '';
+  for (const a of o.attention) {
+    const li = el('li');
+    const link = el('a', 'row-link');
+    link.href = issueHash(state.company, a.issue_id, a.last_run ? 'r/' + a.last_run.run_id : undefined);
+    const top = el('div', 'row-top');
+    top.append(el('span', 'pill s-' + a.reason, a.reason));
+    top.append(el('span', 'ident', a.identifier || shortId(a.issue_id)));
+    top.append(el('span', 'row-title', a.title || ''));
+    const when = relative(a.updated_at);
+    when.classList.add('row-when');
+    top.append(when);
+    link.append(top);
+    const detail = el('div', 'row-detail');
+    if (a.last_run) {
+      const r = a.last_run;
+      detail.append(el('span', null, 'Last run ' + shortId(r.run_id) + ' by ' + (r.agent_name || 'unknown agent') + ': '));
+      detail.append(el('strong', null, humanize(r.status) || 'pending'));
+      const code = r.error_code && humanize(r.error_code) !== r.stop_label ? ' · ' + r.error_code : '';
+      detail.append(el('span', null, ' · ' + r.stop_label + code));
+    } else {
+      detail.append(el('span', null, 'No run yet.'));
+    }
+    link.append(detail);
+    if (a.last_decision) {
+      const d = a.last_decision;
+      const why = el('div', 'row-decision');
+      why.append(el('span', 'decision-tag', 'Decision · ' + (DECISIONS[d.type] || d.type)));
+      why.append(el('span', null, d.message));
+      link.append(why);
+    }
+    li.append(link);
+    ul.append(li);
+  }
+  if (!o.attention.length) ul.append(el('li', 'none', 'Nothing is blocked or stranded.'));
+
+  const live = $('live-list');
+  live.textContent = '';
+  $('live-meta').textContent = o.live_run_count > o.live_runs.length ? o.live_runs.length + ' of ' + o.live_run_count : '';
+  for (const r of o.live_runs) {
+    const li = el('li');
+    const link = el('a', 'row-link');
+    if (r.issue_id) link.href = issueHash(state.company, r.issue_id, 'r/' + r.run_id);
+    const top = el('div', 'row-top');
+    const pill = el('span', 'pill s-' + (r.status || 'pending'));
+    pill.append(el('span', 'live-dot'), document.createTextNode(humanize(r.status) || 'pending'));
+    top.append(pill);
+    top.append(el('span', 'ident', r.issue_identifier || 'no issue'));
+    top.append(el('span', 'row-title', r.issue_title || ''));
+    const elapsed = el('span', 'row-when c-elapsed', duration(elapsedSeconds(r)));
+    if (r.status === 'running' && r.started_at) elapsed.dataset.since = r.started_at;
+    top.append(elapsed);
+    link.append(top);
+    const detail = el('div', 'row-detail');
+    detail.append(el('span', null, (r.agent_name || 'Unknown agent') + ' · run ' + shortId(r.run_id) + ' · '));
+    detail.append(el('span', null, r.last_useful_action_at ? 'last useful action ' + ago(r.last_useful_action_at) : r.last_useful_action_fallback));
+    if (r.continuation_attempt > 0) detail.append(el('span', 'chip attempt', 'Continuation attempt ' + r.continuation_attempt));
+    link.append(detail);
+    li.append(link);
+    live.append(li);
+  }
+  if (!o.live_runs.length) live.append(el('li', 'none', 'No run is queued or running.'));
 }
 
 // ---------- operations ----------
@@ -814,6 +969,7 @@ async function start() {
     window.addEventListener('hashchange', route);
     setInterval(tick, 1000);
     setInterval(refreshOps, 5000);
+    setInterval(() => { if (state.company && !state.issue && !$('overview').hidden) showOverview(); }, 5000);
     setInterval(() => { if (state.company) loadIssues().catch(() => {}); }, 15000);
   }
   await route();

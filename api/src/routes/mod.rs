@@ -9,6 +9,7 @@ mod companies;
 mod issues;
 mod ledger;
 mod ops;
+mod overview;
 pub(crate) mod runs;
 mod session;
 mod wakeups;
@@ -96,6 +97,7 @@ pub(crate) fn table() -> Vec<(&'static Doc, MethodRouter<Shared>)> {
         (&session::DELETE, delete(session::delete)),
         (&companies::LIST, get(companies::list)),
         (&companies::DEAD_LETTERS, get(companies::dead_letters)),
+        (&overview::GET, get(overview::get)),
         (&issues::LIST, get(issues::list)),
         (&issues::GET, get(issues::get)),
         (&issues::DOCUMENTS, get(issues::documents)),

@@ -226,10 +226,11 @@ pub(crate) async fn events(
     // One more than asked for says whether there is a next page.
     let entries = tx
         .prepare_cached(
-            "SELECT seq, ordinal, type, level, message, payload, at
-             FROM run_events
-             WHERE run_id = $1 AND company_id = $2 AND seq > $3
-             ORDER BY seq, ordinal
+            "SELECT e.seq, e.ordinal, e.type, e.level, e.message, e.payload, e.at,
+                    a.actor_type, a.actor_id
+             FROM run_events e LEFT JOIN activity_log a ON a.seq = e.seq
+             WHERE e.run_id = $1 AND e.company_id = $2 AND e.seq > $3
+             ORDER BY e.seq, e.ordinal
              LIMIT $4::bigint + 1",
         )
         .await?;
@@ -264,6 +265,8 @@ pub(crate) async fn events(
             message: r.get("message"),
             payload: r.get("payload"),
             at: r.get("at"),
+            actor_type: r.get("actor_type"),
+            actor_id: r.get("actor_id"),
         })
         .collect();
     // A page ends on a whole event (all entries of its last seq) so `after_seq` loses nothing.

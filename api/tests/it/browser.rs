@@ -5,6 +5,11 @@
 //! and the handoff card's deep link, and saves screenshots under `target/` (`dashboard.png`;
 //! `dashboard-live.png` before the finish, `dashboard-timeline.png`, `dashboard-summary.png`).
 //!
+//! A second test opens the company overview (the landing page) with a blocked and a stranded
+//! issue, follows the stranded one to its last run's timeline, where the reconciler's comment and
+//! refusal show inline as decisions, and saves each view at 1400×1000 and at a phone's 390 px width
+//! (`target/dashboard-{overview,issue,timeline}-{wide,phone}.png`, copied to docs/img/).
+//!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/services.sh installs them).
 
 use crate::helpers::{tokens, Harness, Projection, World};
@@ -379,4 +384,221 @@ async fn check_dashboard(browser: &Browser, w: &mut World, h: &mut Harness, runs
         "{card}"
     );
     browser.screenshot("dashboard-summary.png").await;
+}
+
+/// Saves the view at 1400×1000 and at a phone's width (390×844) as `<name>-wide.png` and
+/// `<name>-phone.png`, leaving the window wide.
+async fn both_widths(browser: &Browser, name: &str) {
+    for (suffix, width, height) in [("phone", 390, 844), ("wide", 1400, 1000)] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        // The layout follows the new width before the picture is taken.
+        browser
+            .wait_for(
+                "the new width",
+                &format!("window.innerWidth <= {width} && window.innerWidth > {width} - 40"),
+            )
+            .await;
+        let shot = browser.screenshot(&format!("{name}-{suffix}.png")).await;
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 5_000,
+            "a real screenshot"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_overview_shows_what_needs_a_person_and_the_timeline_its_decisions_in_chromium() {
+    let mut w = World::new();
+    let mut h = Harness::new(Projection::Live, tokens(&[(w.company, TOKEN)])).await;
+    let (mut events, _) = w.ten_runs();
+    let home = w.issue;
+    // A blocked issue, and a stranded one: assigned, its run lost, the retry refused.
+    let (blocked, stranded, lost_run) = (
+        IssueId::new_random(),
+        IssueId::new_random(),
+        RunId::new_random(),
+    );
+    events.push(w.issue_created(
+        blocked,
+        "PAP-9",
+        "Wire the payments sandbox",
+        IssueStatus::Blocked,
+        None,
+    ));
+    events.push(w.issue_created(
+        stranded,
+        "PAP-8",
+        "Migrate the billing exports",
+        IssueStatus::InProgress,
+        None,
+    ));
+    w.issue = stranded;
+    events.push(w.queued(lost_run, 0));
+    events.push(w.started(lost_run));
+    events.push(w.lost(lost_run));
+    // The reconciler's authorless comment on the run's result.
+    let mut note = w.event(EventData::IssueCommentAdded(issue::IssueCommentAdded {
+        comment_id: CommentId::new_random(),
+        issue_id: stranded,
+        body: "Run failed: the agent process was lost.".into(),
+        author_agent_id: None,
+        author_user_id: None,
+        run_id: Some(lost_run),
+        extra: Default::default(),
+    }));
+    note.source = "runledger-reconciler".into();
+    events.push(note);
+    let refused = w.event(EventData::IssueFollowUpRefused(
+        issue::IssueFollowUpRefused {
+            issue_id: stranded,
+            run_id: Some(lost_run),
+            agent_id: Some(w.agent),
+            follow_up: "process_lost_retry".into(),
+            reason: "6 automatic wakeups in the last 1h (ceiling 6)".into(),
+            retry_after: None,
+            extra: Default::default(),
+        },
+    ));
+    events.push(refused);
+    w.issue = home;
+    h.publish(&events).await;
+    let bad = format!("{}.{}.run.{}", h.ts.prefix, w.company, uuid::Uuid::new_v4());
+    let last = h.publish_raw(&bad, b"{\"specversion\": \"0.3\"}").await;
+    let overview = h
+        .ok(&format!(
+            "/v1/companies/{}/overview?min_seq={last}",
+            w.company
+        ))
+        .await;
+    assert_eq!(overview["live_run_count"], 1, "{overview}");
+    assert_eq!(overview["blocked_count"], 1, "{overview}");
+    assert_eq!(overview["stranded_count"], 1, "{overview}");
+    assert_eq!(overview["dead_letters"], 1, "{overview}");
+    assert_eq!(overview["attention"][0]["identifier"], "PAP-9");
+    assert_eq!(overview["attention"][1]["identifier"], "PAP-8");
+    assert_eq!(
+        overview["attention"][1]["last_decision"]["type"],
+        "follow_up.refused"
+    );
+
+    let browser = Browser::start().await;
+    let checked = AssertUnwindSafe(check_overview(&browser, &w, &h, stranded, lost_run))
+        .catch_unwind()
+        .await;
+    browser.close().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    h.shutdown().await;
+}
+
+async fn check_overview(browser: &Browser, w: &World, h: &Harness, stranded: IssueId, run: RunId) {
+    browser.goto(&format!("{}/", h.base)).await;
+    browser
+        .wait_for(
+            "the sign-in form",
+            "!document.getElementById('signin').hidden",
+        )
+        .await;
+    browser.type_into("#token", TOKEN).await;
+    browser.click("#signin-form button[type=submit]").await;
+    // The landing page is the company's overview.
+    browser
+        .wait_for(
+            "the overview",
+            "document.body.dataset.view === 'overview' && document.querySelectorAll('#attention-list li a').length === 2",
+        )
+        .await;
+    let tiles = browser
+        .script(
+            "return ['ov-live', 'ov-attention', 'ov-dead'].map(id => document.getElementById(id).innerText);",
+        )
+        .await;
+    assert_eq!(tiles, json!(["1", "2", "1"]));
+    let attention = browser
+        .script("return document.getElementById('attention-list').innerText;")
+        .await;
+    let attention = attention.as_str().unwrap();
+    for text in [
+        "blocked",
+        "PAP-9",
+        "Wire the payments sandbox",
+        "stranded",
+        "PAP-8",
+        "failed",
+        "Decision · refused",
+        "Automatic process_lost_retry refused: 6 automatic wakeups in the last 1h (ceiling 6)",
+    ] {
+        assert!(attention.contains(text), "`{text}` in: {attention}");
+    }
+    let live = browser
+        .script("return document.getElementById('live-list').innerText;")
+        .await;
+    assert!(
+        live.as_str().unwrap().contains("PAP-7") && live.as_str().unwrap().contains("CodexCoder"),
+        "{live}"
+    );
+    both_widths(browser, "dashboard-overview").await;
+
+    // The stranded issue's row opens its last run's timeline, the refusal inline.
+    browser
+        .click(&format!("#attention-list a[href*='{stranded}']"))
+        .await;
+    browser
+        .wait_for(
+            "the run timeline with its decision",
+            "!document.getElementById('drawer').hidden && document.querySelector('#timeline li.decision')",
+        )
+        .await;
+    let decisions = browser
+        .script("return Array.from(document.querySelectorAll('#timeline li.decision')).map(li => li.innerText);")
+        .await;
+    let decisions: Vec<&str> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    assert!(
+        decisions[0].contains("Decision · comment added")
+            && decisions[0].contains("Commented on the issue"),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions[1].contains("Decision · refused")
+            && decisions[1].contains("6 automatic wakeups in the last 1h"),
+        "{decisions:?}"
+    );
+    assert!(browser
+        .script(&format!(
+            "return location.hash.endsWith('/i/{stranded}/r/{run}');"
+        ))
+        .await
+        .as_bool()
+        .unwrap());
+    both_widths(browser, "dashboard-timeline").await;
+
+    // An issue's ledger, from the sidebar.
+    browser
+        .script(&format!(
+            "location.hash = '#/c/{}/i/{}'; return true;",
+            w.company, w.issue
+        ))
+        .await;
+    browser
+        .wait_for(
+            "the ledger",
+            "document.body.dataset.view === 'issue' && document.getElementById('drawer').hidden && document.querySelectorAll('#ledger-body tr').length === 8",
+        )
+        .await;
+    both_widths(browser, "dashboard-issue").await;
+    // Back to the overview from the sidebar.
+    browser.click("#overview-link").await;
+    browser
+        .wait_for(
+            "the overview again",
+            "document.body.dataset.view === 'overview' && !document.getElementById('overview').hidden",
+        )
+        .await;
 }

@@ -79,7 +79,8 @@ impl Harness {
         settings.poll_interval = Duration::from_millis(100);
         settings.min_seq_wait = Duration::from_secs(10);
         configure(&mut settings);
-        let state = ApiState::new(kit.pool.clone(), Some(kit.ts.client.clone()), settings);
+        let mut state = ApiState::new(kit.pool.clone(), Some(kit.ts.client.clone()), settings);
+        state.listen = Some(kit.db.url().parse().unwrap());
         let registry = state.metrics.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -11,4 +11,5 @@ mod helpers;
 mod ledger;
 mod limits;
 mod openapi;
+mod overview;
 mod sse;

@@ -1,5 +1,7 @@
 //! The Server-Sent Events stream: ledger changes arrive as the projector commits them, a
-//! reconnect with `Last-Event-ID` gets what it missed, and shutdown ends open streams.
+//! reconnect with `Last-Event-ID` gets what it missed, and shutdown ends open streams. The
+//! projector's commit notification wakes the stream (no poll needed), also after the listening
+//! session was lost and reconnected.
 
 use crate::helpers::{tokens, Harness, Projection, World, ADMIN};
 use events::*;
@@ -180,4 +182,63 @@ async fn the_stream_is_scoped_like_every_other_route() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+/// Waits until the API's listening session has run its LISTEN; returns its backend pid.
+async fn listener_pid(h: &Harness, not: Option<i32>) -> i32 {
+    let client = h.db.client().await.unwrap();
+    testsupport::eventually(Duration::from_secs(30), "the API to listen", || {
+        let client = &client;
+        async move {
+            client
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+                       AND application_name = $1 AND query LIKE 'LISTEN %' AND state = 'idle'
+                       AND pid <> $2",
+                    &[&api::listen::APPLICATION_NAME, &not.unwrap_or(0)],
+                )
+                .await
+                .unwrap()
+                .map(|row| row.get::<_, i32>(0))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_commit_wakes_the_stream_without_polling_even_after_the_listener_was_lost() {
+    let mut w = World::new();
+    // Polls an hour apart: within this test, only notifications move the stream.
+    let mut h = Harness::with_settings(Projection::Stepped, tokens(&[]), |s| {
+        s.poll_interval = Duration::from_secs(3600);
+        s.fallback_poll = Duration::from_secs(3600);
+    })
+    .await;
+    let first = listener_pid(&h, None).await;
+    let (events, runs) = w.ten_runs();
+    h.publish(&events).await;
+    h.drain().await;
+    let base = format!("/v1/companies/{}/issues/{}", w.company, w.issue);
+    let within = || Deadline::after(Duration::from_secs(30));
+    let mut stream = SseClient::connect(&h, &format!("{base}/runs/stream"), None).await;
+    assert_eq!(stream.next(within()).await.unwrap().name, "ready");
+
+    h.publish(&[w.finished(runs[9], RunOutcome::Succeeded, None)])
+        .await;
+    h.drain().await;
+    let change = stream.next_named("ledger", within()).await;
+    assert_eq!(rows(&change)[0]["run_id"], json!(runs[9]));
+
+    // The listening session is cut: the listener comes back, and commits wake streams again.
+    let client = h.db.client().await.unwrap();
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&first])
+        .await
+        .unwrap();
+    listener_pid(&h, Some(first)).await;
+    let new_run = RunId::new_random();
+    h.publish(&[w.queued(new_run, 0)]).await;
+    h.drain().await;
+    let change = stream.next_named("ledger", within()).await;
+    assert_eq!(rows(&change)[0]["run_id"], json!(new_run));
 }

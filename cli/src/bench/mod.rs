@@ -6,6 +6,7 @@ mod ceiling;
 mod cpu;
 mod ingest;
 mod ledger;
+mod live;
 mod reconcile;
 mod replay;
 mod scratch;
@@ -39,6 +40,8 @@ pub enum Workload {
     Reconcile(reconcile::Args),
     /// Read latency of an issue's run ledger (8 rows) through the HTTP API, for 10,000 runs.
     Ledger(ledger::Args),
+    /// Live updates: event published → delivered on an issue's SSE stream, under 1k events/s.
+    Live(live::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -49,6 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Workload::Watchdog(w) => watchdog::run(&args.nats, &args.db, w).await,
         Workload::Reconcile(w) => reconcile::run(&args.nats, &args.db, w).await,
         Workload::Ledger(w) => ledger::run(&args.nats, &args.db, repeat, w).await,
+        Workload::Live(w) => live::run(&args.nats, &args.db, w).await,
     }
 }
 

@@ -52,12 +52,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Publishes the benchmark workload at `rate` events per second until `stop` turns true.
-async fn background(
+pub(super) async fn background(
     publisher: Publisher,
     rate: usize,
+    seed: u64,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> usize {
-    let mut workload = Workload::new(&Mix::benchmark(usize::MAX / 64), 7);
+    let mut workload = Workload::new(&Mix::benchmark(usize::MAX / 64), seed);
     let per_tick = (rate / 100).max(1);
     let mut interval = tokio::time::interval(Duration::from_millis(10));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,7 +97,7 @@ async fn measure(nats: &NatsArgs, scratch: &Scratch, args: &Args) -> anyhow::Res
     let reconciler = Reconciler::start(pool.clone(), own, settings).await?;
     let reconciler_task = tokio::spawn(reconciler.run(stop_rx.clone()));
     let publisher = scratch.publisher();
-    let background_task = tokio::spawn(background(publisher.clone(), args.rate, stop_rx));
+    let background_task = tokio::spawn(background(publisher.clone(), args.rate, 7, stop_rx));
 
     let company = CompanyId::new_random();
     let agent = AgentId::new_random();

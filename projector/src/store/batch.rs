@@ -274,6 +274,15 @@ async fn apply_in_transaction(
     report.dead_lettered = dead.len();
     model.appends.dead_letters = dead;
     let last = fresh.last().map_or(position, |(m, _)| m.seq as i64);
+    // Live readers hear of the commit at once (a rebuild's scratch schema has none).
+    let notify = async {
+        match session.commit {
+            CommitMode::Synchronous => {
+                store::notify::position_moved(&tx, &target.consumer, last).await
+            }
+            CommitMode::Asynchronous => Ok(()),
+        }
+    };
     futures::try_join!(
         store::write(&tx, &model),
         ids.write(&tx),
@@ -285,6 +294,7 @@ async fn apply_in_transaction(
             report.applied as i64,
             report.dead_lettered as i64,
         ),
+        notify,
     )?;
     tx.commit().await?;
     cache.keep(model, last);

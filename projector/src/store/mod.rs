@@ -15,6 +15,7 @@ pub mod event_ids;
 pub mod indexes;
 pub mod lease;
 pub mod migrate;
+pub mod notify;
 
 use crate::error::ProjectorError;
 use crate::fold::model::*;
