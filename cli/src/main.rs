@@ -18,6 +18,7 @@ mod shutdown;
 mod status;
 mod up;
 mod watchdog;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -73,6 +74,9 @@ enum Command {
     Bench(bench::Args),
     /// Serve the HTTP read API and the live run-ledger dashboard (also part of `up`).
     Serve(serve::Args),
+    /// Run one instance of the partitioned projector and reconciler: instances share the
+    /// stream's partitions (RUNLEDGER_PARTITIONS) and take over a dead one's.
+    Worker(worker::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
         }
     });
     match result {

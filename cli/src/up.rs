@@ -26,6 +26,9 @@ pub struct Args {
     // Boxed: keeps the `Command` variants of similar size.
     #[command(flatten)]
     pub http: Box<crate::serve::HttpArgs>,
+    /// With partitions: how this instance shares them with other instances.
+    #[command(flatten)]
+    pub instance: crate::worker::InstanceArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -45,8 +48,14 @@ async fn serve(
     nats.url = Some(infra.nats_url.clone());
     let client = nats.connect("runledger up").await?;
     let js = async_nats::jetstream::new(client);
-    producers::ensure_stream(&js, &args.stream.settings()?).await?;
-    let pool = db::pool(&infra.database_url, &args.db.schema, 8)?;
+    args.stream.ensure(&js).await?;
+    let partitioned = args.stream.partitions > 1;
+    let size = if partitioned {
+        crate::worker::pool_size(args.stream.partitions) + 4
+    } else {
+        8
+    };
+    let pool = db::pool(&infra.database_url, &args.db.schema, size)?;
     let applied = {
         let mut client = pool.get().await?;
         projector::store::migrate::migrate(&mut client, &args.db.schema).await?
@@ -61,6 +70,32 @@ async fn serve(
     )?;
     // One registry: the projector and the reconciler feed it, the API serves it on /metrics.
     let metrics = std::sync::Arc::new(api::metrics::Registry::default());
+    if partitioned {
+        // The projector and the reconciler of the partitions this instance owns; other
+        // instances (`runledger up` or `runledger worker`) share the rest.
+        let api = crate::serve::spawn_beside(
+            &infra.database_url,
+            &args.db.schema,
+            Some(js.client()),
+            &args.http,
+            args.http.settings(&args.stream, &args.projector.position)?,
+            metrics.clone(),
+            stop.clone(),
+        )
+        .await?;
+        let instance = crate::worker::Instance {
+            pool,
+            js,
+            projector: args.projector.settings(&args.stream)?,
+            reconciler: args.reconciler.settings(&args.stream, &args.db)?,
+            args: args.instance.clone(),
+            metrics: Some(metrics),
+        };
+        instance.run(Default::default(), stop).await?;
+        let _ = watchdog.await;
+        let _ = api.await;
+        return Ok(());
+    }
     let reconciler = reconciler::Reconciler::start(
         pool.clone(),
         js.clone(),

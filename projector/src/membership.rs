@@ -178,3 +178,13 @@ fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown-host".into())
 }
+
+/// The position key (and durable consumer name) of `base`'s partition `partition`: `base`
+/// itself without partitions (today's names and layout), `<base>-p<partition>` with them.
+pub fn position_key(base: &str, subjects: &events::Subjects, partition: u32) -> String {
+    if subjects.is_partitioned() {
+        format!("{base}-p{partition}")
+    } else {
+        base.to_owned()
+    }
+}

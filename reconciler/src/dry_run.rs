@@ -115,6 +115,7 @@ async fn replay_and_compare(
         schema: plan.scratch_schema.clone(),
         policy: plan.policy.clone(),
         decide_from: plan.from_seq,
+        fence: None,
     };
     let mut causes: HashMap<EventId, u64> = HashMap::new();
     let mut in_stream: BTreeMap<EventId, FollowUp> = BTreeMap::new();

@@ -93,6 +93,28 @@ impl Drop for Feed {
 impl Feed {
     /// Opens a feed of the events after sequence `after` (0: from the beginning).
     pub async fn open(js: &Context, spec: FeedSpec, after: u64) -> Result<Self, FeedError> {
+        let filter = spec.subjects.all();
+        Self::open_filtered(js, spec, filter, after).await
+    }
+
+    /// Opens a feed of one partition's events after sequence `after` (with one partition, all
+    /// of them).
+    pub async fn open_partition(
+        js: &Context,
+        spec: FeedSpec,
+        partition: u32,
+        after: u64,
+    ) -> Result<Self, FeedError> {
+        let filter = spec.subjects.partition_filter(partition);
+        Self::open_filtered(js, spec, filter, after).await
+    }
+
+    async fn open_filtered(
+        js: &Context,
+        spec: FeedSpec,
+        filter: String,
+        after: u64,
+    ) -> Result<Self, FeedError> {
         let mut stream = js
             .get_stream(&spec.stream)
             .await
@@ -103,7 +125,6 @@ impl Feed {
             .map_err(|e| FeedError::Open(format!("stream `{}` info: {e}", spec.stream)))?
             .state
             .last_sequence;
-        let filter = spec.subjects.all();
         let consumer = Consumer::open(
             &stream,
             &spec.reader,

@@ -12,6 +12,7 @@
 use crate::error::ProjectorError;
 use crate::store::migrate::{apply, MigrationSet};
 use std::time::Duration;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
@@ -47,10 +48,14 @@ pub struct Fence {
 /// Checks, inside a batch's transaction, that `fence.owner` still owns the partition, and holds
 /// the lease row (share lock) until the transaction ends so it cannot change hands before then.
 pub async fn check(tx: &impl GenericClient, fence: &Fence) -> Result<(), ProjectorError> {
+    // Typed: one round trip, in the same flight as the batch's opening statements.
     let row = tx
-        .query_opt(
+        .query_typed_opt(
             "SELECT owner FROM runledger_cluster.leases WHERE role = $1 AND partition = $2 FOR SHARE",
-            &[&fence.role, &(fence.partition as i32)],
+            &[
+                (&fence.role, Type::TEXT),
+                (&(fence.partition as i32), Type::INT4),
+            ],
         )
         .await?;
     let owner: Option<Uuid> = row.and_then(|r| r.get(0));
