@@ -1,0 +1,412 @@
+//! Scale-out under failures: a three-node JetStream cluster holds an R3 stream split into eight
+//! partitions, and three `runledger worker` instances share them. While a workload of 100
+//! companies is ingested, the stream leader's node is killed with SIGKILL (and started again
+//! later) and so is one instance. At the end every read-model table equals a clean
+//! single-instance projection of the same stream, and the follow-ups the reconcilers published
+//! equal those of an uninterrupted single-instance run over the same input: none lost, none
+//! doubled. A second test freezes an instance (SIGSTOP) past its leases and proves that, once
+//! resumed, it commits nothing.
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::Context;
+use events::{Event, EventId, EventType, Subjects};
+use futures::StreamExt;
+use producers::workload::{Mix, Workload};
+use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
+use projector::feed::{Feed, FeedSpec, Reader};
+use projector::membership::position_key;
+use projector::store::checksum::checksums;
+use projector::{Projector, ProjectorSettings};
+use reconciler::engine::{Policy, SOURCE};
+use reconciler::{Outcome, Reconciler, ReconcilerSettings};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use testsupport::{Deadline, PrivateNats, TestDb, TestStream};
+
+const PARTITIONS: u32 = 8;
+const TICK: Duration = Duration::from_secs(1);
+
+fn subjects(prefix: &str) -> Subjects {
+    Subjects::new(prefix)
+        .unwrap()
+        .partitioned(PARTITIONS)
+        .unwrap()
+}
+
+/// A stream on the cluster, partitioned, with `replicas` copies.
+async fn stream(js: &Context, name: &str, prefix: &str, replicas: usize) {
+    let settings = StreamSettings {
+        name: name.to_owned(),
+        subjects: subjects(prefix),
+        duplicate_window: Duration::from_secs(120),
+        replicas,
+    };
+    ensure_stream(js, &settings).await.unwrap();
+}
+
+/// 100 companies' workloads interleaved one event at a time, each partition's clock ticking
+/// between them (ticks derived from interval, slot and partition, as the reconcilers derive
+/// them).
+fn workload(runs_per_company: usize) -> Vec<Event> {
+    let mut companies: Vec<Workload> = (0..100)
+        .map(|c| Workload::new(&Mix::varied(runs_per_company), 1000 + c))
+        .collect();
+    let mut events = Vec::new();
+    let mut round = 0;
+    loop {
+        let before = events.len();
+        for company in &mut companies {
+            events.extend(company.next());
+        }
+        if events.len() == before {
+            break;
+        }
+        round += 1;
+        if round % 40 == 0 {
+            let last = events.last().map(|e: &Event| e.time).unwrap();
+            let slot = reconciler::tick::slot_of(last, TICK);
+            for p in 0..PARTITIONS {
+                events.push(reconciler::tick::partition_tick(TICK, slot, Some(p)));
+            }
+        }
+    }
+    events
+}
+
+async fn publish(publisher: &Publisher, events: &[Event]) {
+    for chunk in events.chunks(2000) {
+        for result in publisher.publish_all(chunk).await {
+            result.expect("published (retried under the same id through a leader election)");
+        }
+    }
+}
+
+fn spawn_worker(nats: &str, db: &TestDb, stream: &str, prefix: &str, name: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("worker")
+        .env("NATS_URL", nats)
+        .env("DATABASE_URL", db.url())
+        .env("RUNLEDGER_STREAM", stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", prefix)
+        .env("RUNLEDGER_PARTITIONS", PARTITIONS.to_string())
+        .env("RUNLEDGER_STREAM_REPLICAS", "3")
+        .env("RUNLEDGER_TICK_INTERVAL", "0s")
+        .env("RUNLEDGER_INSTANCE_NAME", name)
+        .env("RUNLEDGER_LEASE_TTL", "3s")
+        .env("RUNLEDGER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runledger binary runs")
+}
+
+/// The last stream sequence among `filter`'s subjects (0: none).
+async fn last_in(js: &Context, stream: &str, filter: String) -> u64 {
+    let Ok(stream) = js.get_stream(stream).await else {
+        return u64::MAX;
+    };
+    let Ok(consumer) = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::Last,
+            ack_policy: AckPolicy::None,
+            filter_subject: filter,
+            inactive_threshold: Duration::from_secs(10),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+    else {
+        return u64::MAX;
+    };
+    let name = consumer.cached_info().name.clone();
+    let last = match consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+    {
+        Ok(mut batch) => match batch.next().await {
+            Some(Ok(message)) => message.info().map_or(u64::MAX, |i| i.stream_sequence),
+            _ => 0,
+        },
+        Err(_) => u64::MAX,
+    };
+    let _ = stream.delete_consumer(&name).await;
+    last
+}
+
+/// Whether every partition's projector and reconciler have read their partition to its end and
+/// published every follow-up.
+async fn settled(js: &Context, stream: &str, prefix: &str, db: &TestDb) -> bool {
+    let subjects = subjects(prefix);
+    let Ok(client) = db.client().await else {
+        return false;
+    };
+    for p in 0..PARTITIONS {
+        let last = last_in(js, stream, subjects.partition_filter(p)).await as i64;
+        let projector = client
+            .query_opt(
+                "SELECT last_seq FROM projector_positions WHERE consumer = $1",
+                &[&position_key("runledger-projector", &subjects, p)],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.get::<_, i64>(0));
+        let schema = format!("runledger_reconciler_p{p}");
+        let reconciler = client
+            .query_opt(
+                &format!("SELECT last_seq FROM {schema}.reconciler_positions"),
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.get::<_, i64>(0));
+        let unpublished: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {schema}.outbox WHERE NOT published"),
+                &[],
+            )
+            .await
+            .map_or(1, |r| r.get(0));
+        if projector < last || reconciler < last || unpublished > 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Every event of `stream`, in order.
+async fn history(js: &Context, stream: &str, prefix: &str) -> Vec<Event> {
+    let last = projector::feed::stream_last_seq(js, stream).await.unwrap();
+    let spec = FeedSpec {
+        stream: stream.to_owned(),
+        subjects: subjects(prefix),
+        reader: Reader::History,
+        batch_size: 2000,
+        linger: Duration::from_millis(5),
+    };
+    let mut feed = Feed::open(js, spec, 0).await.unwrap();
+    let mut events = Vec::new();
+    let mut seen = 0;
+    let deadline = Deadline::after(Duration::from_secs(60));
+    while seen < last {
+        assert!(!deadline.passed(), "history ended at {seen} before {last}");
+        let Some(batch) = feed.next(Duration::from_millis(200)).await.unwrap() else {
+            continue;
+        };
+        for (message, parsed) in batch.iter() {
+            seen = message.seq;
+            assert!(
+                parsed.event().is_some(),
+                "seq {} is not an event",
+                message.seq
+            );
+            events.extend(parsed.event().cloned());
+        }
+    }
+    events
+}
+
+/// The reconcilers' follow-ups (ticks excluded) as id → JSON, and how many copies there are.
+async fn follow_ups(js: &Context, stream: &str, prefix: &str) -> (BTreeMap<EventId, Value>, usize) {
+    let found: Vec<Event> = history(js, stream, prefix)
+        .await
+        .into_iter()
+        .filter(|e| e.source == SOURCE && e.event_type() != EventType::ReconcilerTicked)
+        .collect();
+    let copies = found.len();
+    (
+        found.into_iter().map(|e| (e.id, e.to_value())).collect(),
+        copies,
+    )
+}
+
+/// One in-process instance deciding every partition of `stream`, uninterrupted, until nothing
+/// is left to decide or publish.
+async fn uninterrupted_reconcilers(js: &Context, stream: &str, prefix: &str, db: &TestDb) {
+    let mut reconcilers = Vec::new();
+    for p in 0..PARTITIONS {
+        let mut settings = ReconcilerSettings::new(stream, subjects(prefix));
+        settings.consumer = position_key(&settings.consumer, &settings.subjects, p);
+        settings.schema = format!("{}_p{p}", settings.schema);
+        settings.partition = Some(p);
+        settings.tick_interval = None;
+        settings.policy = Policy::default();
+        reconcilers.push(
+            Reconciler::start(db.pool(), js.clone(), settings)
+                .await
+                .unwrap(),
+        );
+    }
+    let deadline = Deadline::after(Duration::from_secs(300));
+    loop {
+        assert!(
+            !deadline.passed(),
+            "the uninterrupted reconcilers did not settle"
+        );
+        let mut quiet = true;
+        for r in &mut reconcilers {
+            let stepped = r.step(Duration::from_millis(50)).await.unwrap();
+            let published = r.outbox().drain().await.unwrap();
+            quiet &= stepped == Outcome::Idle && published == 0;
+        }
+        if quiet && settled_reconcilers(js, stream, prefix, &reconcilers).await {
+            break;
+        }
+    }
+}
+
+async fn settled_reconcilers(
+    js: &Context,
+    stream: &str,
+    prefix: &str,
+    reconcilers: &[Reconciler],
+) -> bool {
+    for (p, r) in reconcilers.iter().enumerate() {
+        let last = last_in(js, stream, subjects(prefix).partition_filter(p as u32)).await;
+        if (r.position().await.unwrap() as u64) < last || r.outbox().backlog().await.unwrap() > 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through_kills() {
+    let (live_prefix, clean_prefix) = ("rlcl", "rlcc");
+    let mappings: Vec<(String, String)> = [live_prefix, clean_prefix]
+        .iter()
+        .map(|p| subjects(p).mapping().unwrap())
+        .collect();
+    let mut cluster = PrivateNats::start(3, &mappings).await.unwrap();
+    let js = TestStream::on(&cluster.url()).await.unwrap().jetstream();
+    let (live, clean) = ("RLCLUSTER", "RLCLEAN");
+    stream(&js, live, live_prefix, 3).await;
+    stream(&js, clean, clean_prefix, 3).await;
+    producers::check_partition_mapping(&js.client(), &subjects(live_prefix))
+        .await
+        .unwrap();
+
+    let events = workload(24);
+    assert!(events.len() >= 20_000, "{} events", events.len());
+    // The uninterrupted run's input: the same events on a stream of its own.
+    let clean_publisher = Publisher::new(
+        js.clone(),
+        subjects(clean_prefix),
+        PublisherSettings::default(),
+    );
+    publish(&clean_publisher, &events).await;
+
+    let db = TestDb::new().await.unwrap();
+    let url = cluster.url();
+    let mut instances: Vec<Child> = ["a", "b", "c"]
+        .iter()
+        .map(|name| spawn_worker(&url, &db, live, live_prefix, name))
+        .collect();
+    let publisher = Publisher::new(
+        js.clone(),
+        subjects(live_prefix),
+        PublisherSettings::default(),
+    );
+    let third = events.len() / 3;
+    publish(&publisher, &events[..third]).await;
+
+    // The stream leader's node dies mid-ingest; publishing goes on through the election.
+    let mut handle = js.get_stream(live).await.unwrap();
+    let info = handle.info().await.unwrap();
+    let leader = info
+        .cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .expect("the stream has a leader");
+    let node = cluster
+        .node_named(&leader)
+        .expect("the leader is one of the nodes");
+    cluster.kill(node);
+    publish(&publisher, &events[third..2 * third]).await;
+    // And so does an instance; the others take its partitions over.
+    instances[1].kill().unwrap();
+    instances[1].wait().unwrap();
+    publish(&publisher, &events[2 * third..]).await;
+    cluster.restart(node).await.unwrap();
+
+    let deadline = Deadline::after(Duration::from_secs(600));
+    while !settled(&js, live, live_prefix, &db).await {
+        assert!(!deadline.passed(), "the instances did not catch up");
+        for (i, child) in instances.iter_mut().enumerate() {
+            if i != 1 {
+                assert!(child.try_wait().unwrap().is_none(), "instance {i} exited");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await; // a poll interval
+    }
+    for (i, mut child) in instances.into_iter().enumerate() {
+        if i != 1 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    // Read models: equal to one clean projector reading the whole stream.
+    let reference = TestDb::new().await.unwrap();
+    projector::store::migrate::migrate(&mut reference.client().await.unwrap(), "public")
+        .await
+        .unwrap();
+    let mut projector = Projector::start(
+        reference.pool(),
+        js.clone(),
+        ProjectorSettings::new(live, subjects(live_prefix)),
+    )
+    .await
+    .unwrap();
+    let last = projector::feed::stream_last_seq(&js, live).await.unwrap() as i64;
+    let deadline = Deadline::after(Duration::from_secs(300));
+    while projector.position().await.unwrap() < last {
+        assert!(!deadline.passed(), "the clean projection did not catch up");
+        projector.step(Duration::from_millis(100)).await.unwrap();
+    }
+    let shared = checksums(&db.client().await.unwrap()).await.unwrap();
+    let single = checksums(&reference.client().await.unwrap()).await.unwrap();
+    assert_eq!(shared, single, "shared and single projections differ");
+    assert!(shared["runs"].0 >= 2400, "{shared:?}");
+
+    // Follow-ups: equal to an uninterrupted single instance's over the same input.
+    let uninterrupted = TestDb::new().await.unwrap();
+    uninterrupted_reconcilers(&js, clean, clean_prefix, &uninterrupted).await;
+    let (expected, expected_copies) = follow_ups(&js, clean, clean_prefix).await;
+    let (found, found_copies) = follow_ups(&js, live, live_prefix).await;
+    assert_eq!(
+        expected_copies,
+        expected.len(),
+        "the uninterrupted run published each once"
+    );
+    assert_eq!(
+        found_copies,
+        found.len(),
+        "the instances published each follow-up once"
+    );
+    let missing = expected.keys().filter(|k| !found.contains_key(k)).count();
+    let extra = found.keys().filter(|k| !expected.contains_key(k)).count();
+    assert!(
+        missing == 0 && extra == 0,
+        "follow-ups differ: {missing} missing, {extra} extra"
+    );
+    assert_eq!(expected, found, "same ids, types and data");
+    assert!(expected.len() > 100, "{} follow-ups", expected.len());
+    eprintln!(
+        "{} events, {} follow-ups, tables {:?}",
+        events.len(),
+        found.len(),
+        shared
+            .iter()
+            .map(|(t, (n, _))| (t.clone(), *n))
+            .collect::<Vec<_>>()
+    );
+}
