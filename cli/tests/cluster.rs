@@ -410,3 +410,225 @@ async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through
             .collect::<Vec<_>>()
     );
 }
+
+/// (role, partition) → owning instance's name, for every lease held.
+async fn owners(db: &TestDb) -> BTreeMap<(String, i32), String> {
+    let Ok(client) = db.client().await else {
+        return BTreeMap::new();
+    };
+    client
+        .query(
+            "SELECT l.role, l.partition, i.name FROM runledger_cluster.leases l
+               JOIN runledger_cluster.instances i ON i.instance = l.owner
+              WHERE l.expires_at > now()",
+            &[],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every partition's projector position row: consumer → (last_seq, writer).
+async fn projector_rows(db: &TestDb) -> BTreeMap<String, (i64, Option<uuid::Uuid>)> {
+    let client = db.client().await.unwrap();
+    client
+        .query(
+            "SELECT consumer, last_seq, writer FROM projector_positions",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+/// Waits until instance `name` owns all four leases (two partitions, two readers).
+async fn wait_owner(db: &TestDb, name: &str) {
+    let deadline = Deadline::after(Duration::from_secs(60));
+    loop {
+        let owners = owners(db).await;
+        if owners.len() == 4 && owners.values().all(|o| o == name) {
+            return;
+        }
+        assert!(
+            !deadline.passed(),
+            "{name} did not take every partition: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // a poll interval
+    }
+}
+
+/// Waits until both partitions' projector and reconciler have read everything.
+async fn wait_caught_up(js: &Context, stream: &str, prefix: &str, db: &TestDb) {
+    let deadline = Deadline::after(Duration::from_secs(120));
+    loop {
+        let subjects = Subjects::new(prefix).unwrap().partitioned(2).unwrap();
+        let mut done = true;
+        let rows = projector_rows(db).await;
+        let client = db.client().await.unwrap();
+        for p in 0..2 {
+            let last = last_in(js, stream, subjects.partition_filter(p)).await as i64;
+            let projector = rows
+                .get(&position_key("runledger-projector", &subjects, p))
+                .map_or(0, |r| r.0);
+            let reconciler: i64 = client
+                .query_opt(
+                    &format!("SELECT last_seq FROM runledger_reconciler_p{p}.reconciler_positions"),
+                    &[],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |r| r.get(0));
+            done &= projector >= last && reconciler >= last;
+        }
+        if done {
+            return;
+        }
+        assert!(!deadline.passed(), "the partitions did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await; // a poll interval
+    }
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+#[tokio::test]
+async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
+    let prefix = "rlfz";
+    let partitioned = Subjects::new(prefix).unwrap().partitioned(2).unwrap();
+    let nats = PrivateNats::start(1, &[partitioned.mapping().unwrap()])
+        .await
+        .unwrap();
+    let js = TestStream::on(&nats.url()).await.unwrap().jetstream();
+    let name = "RLFROZEN";
+    ensure_stream(
+        &js,
+        &StreamSettings {
+            name: name.into(),
+            subjects: partitioned.clone(),
+            duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let db = TestDb::new().await.unwrap();
+    let db_url = db.url().to_owned();
+    let spawn = |instance: &str| {
+        Command::new(env!("CARGO_BIN_EXE_runledger"))
+            .arg("worker")
+            .env("NATS_URL", nats.url())
+            .env("DATABASE_URL", db_url.clone())
+            .env("RUNLEDGER_STREAM", name)
+            .env("RUNLEDGER_SUBJECT_PREFIX", prefix)
+            .env("RUNLEDGER_PARTITIONS", "2")
+            .env("RUNLEDGER_TICK_INTERVAL", "0s")
+            .env("RUNLEDGER_INSTANCE_NAME", instance)
+            .env("RUNLEDGER_LEASE_TTL", "2s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("runledger binary runs")
+    };
+    let publisher = Publisher::new(
+        js.clone(),
+        partitioned.clone(),
+        PublisherSettings::default(),
+    );
+    let events: Vec<Event> = (0..6)
+        .flat_map(|c| Workload::new(&Mix::varied(20), 500 + c))
+        .collect();
+    let (first, rest) = events.split_at(events.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+
+    let mut frozen = spawn("frozen");
+    wait_owner(&db, "frozen").await;
+    publish(&publisher, first).await;
+    wait_caught_up(&js, name, prefix, &db).await;
+    signal(&frozen, nix::sys::signal::Signal::SIGSTOP);
+
+    let mut taker = spawn("taker");
+    wait_owner(&db, "taker").await;
+    publish(&publisher, second).await;
+    wait_caught_up(&js, name, prefix, &db).await;
+    let taken = projector_rows(&db).await;
+
+    // Resumed: the frozen instance's workers still believe they own the partitions until its
+    // next round; its batches and outbox rounds are fenced off meanwhile.
+    signal(&frozen, nix::sys::signal::Signal::SIGCONT);
+    let resumed = chrono::Utc::now();
+    publish(&publisher, third).await;
+    let deadline = Deadline::after(Duration::from_secs(60));
+    loop {
+        // The frozen instance has run a round since it was resumed: it knows what it lost.
+        let seen: Option<chrono::DateTime<chrono::Utc>> = db
+            .client()
+            .await
+            .unwrap()
+            .query_opt(
+                "SELECT seen_at FROM runledger_cluster.instances WHERE name = 'frozen'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if seen.is_some_and(|s| s > resumed) {
+            break;
+        }
+        assert!(!deadline.passed(), "the resumed instance ran no round");
+        tokio::time::sleep(Duration::from_millis(100)).await; // a poll interval
+    }
+    wait_caught_up(&js, name, prefix, &db).await;
+    assert_eq!(
+        owners(&db)
+            .await
+            .values()
+            .filter(|o| *o == "frozen")
+            .count(),
+        0
+    );
+    let after = projector_rows(&db).await;
+    for (consumer, (_, writer)) in &after {
+        assert_eq!(
+            taken[consumer].1, *writer,
+            "{consumer}: every commit after the takeover is the taker's"
+        );
+    }
+    assert!(
+        frozen.try_wait().unwrap().is_none(),
+        "the resumed instance runs on"
+    );
+    for child in [&mut frozen, &mut taker] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // And what was committed is exactly a clean projection.
+    let reference = TestDb::new().await.unwrap();
+    projector::store::migrate::migrate(&mut reference.client().await.unwrap(), "public")
+        .await
+        .unwrap();
+    let mut projector = Projector::start(
+        reference.pool(),
+        js.clone(),
+        ProjectorSettings::new(name, partitioned.clone()),
+    )
+    .await
+    .unwrap();
+    let last = projector::feed::stream_last_seq(&js, name).await.unwrap() as i64;
+    let deadline = Deadline::after(Duration::from_secs(120));
+    while projector.position().await.unwrap() < last {
+        assert!(!deadline.passed(), "the clean projection did not catch up");
+        projector.step(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(
+        checksums(&db.client().await.unwrap()).await.unwrap(),
+        checksums(&reference.client().await.unwrap()).await.unwrap()
+    );
+}
