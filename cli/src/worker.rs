@@ -39,6 +39,7 @@ pub struct Args {
 pub struct InstanceArgs {
     /// The instance's name in `runledger status` (with its host and pid).
     #[arg(
+        id = "instance_name",
         long = "instance-name",
         env = "RUNLEDGER_INSTANCE_NAME",
         default_value = "runledger"
