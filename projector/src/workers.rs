@@ -35,6 +35,8 @@ pub struct Role {
 struct Worker {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// The lease epoch it was started under.
+    epoch: i64,
 }
 
 impl Worker {
@@ -71,11 +73,14 @@ pub async fn run(
     while !*shutdown.borrow() {
         match membership.round().await {
             Ok(round) => {
-                // Lost (taken over while this instance was away): nothing of theirs can commit.
+                // Lost (taken over while this instance was away, perhaps taken back since):
+                // nothing of theirs can commit.
                 let lost: Vec<Part> = workers
-                    .keys()
-                    .filter(|p| !round.owned.contains(*p))
-                    .cloned()
+                    .iter()
+                    .filter(|(p, w)| {
+                        !round.owned.contains(*p) || membership.fence(&p.0, p.1).epoch != w.epoch
+                    })
+                    .map(|(p, _)| p.clone())
                     .collect();
                 for part in lost {
                     if let Some(worker) = workers.remove(&part) {
@@ -104,9 +109,10 @@ pub async fn run(
                     };
                     let (stop, stopped) = watch::channel(false);
                     let fence = membership.fence(&part.0, part.1);
-                    tracing::info!(role = %part.0, partition = part.1, "partition started");
+                    let epoch = fence.epoch;
+                    tracing::info!(role = %part.0, partition = part.1, epoch, "partition started");
                     let task = tokio::spawn((role.start)(fence, stopped));
-                    workers.insert(part.clone(), Worker { stop, task });
+                    workers.insert(part.clone(), Worker { stop, task, epoch });
                 }
                 if let Ok(mut shown) = running.lock() {
                     *shown = workers.keys().cloned().collect();
