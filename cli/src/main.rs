@@ -7,6 +7,7 @@ mod db;
 mod infra;
 mod logging;
 mod migrate;
+mod partitions;
 mod project;
 mod publish;
 mod reconcile;

@@ -7,10 +7,8 @@
 //! doubled. A second test freezes an instance (SIGSTOP) past its leases and proves that, once
 //! resumed, it commits nothing.
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::Context;
 use events::{Event, EventId, EventType, Subjects};
-use futures::StreamExt;
 use producers::workload::{Mix, Workload};
 use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
 use projector::feed::{Feed, FeedSpec, Reader};
@@ -103,41 +101,24 @@ fn spawn_worker(nats: &str, db: &TestDb, stream: &str, prefix: &str, name: &str)
         .expect("runledger binary runs")
 }
 
-/// The last stream sequence among `filter`'s subjects (0: none).
+/// The last stream sequence among `filter`'s subjects (0: none; unknown while the servers
+/// cannot say: the maximum, which nobody has read).
 async fn last_in(js: &Context, stream: &str, filter: String) -> u64 {
-    let Ok(stream) = js.get_stream(stream).await else {
-        return u64::MAX;
-    };
-    let Ok(consumer) = stream
-        .create_consumer(pull::Config {
-            deliver_policy: DeliverPolicy::Last,
-            ack_policy: AckPolicy::None,
-            filter_subject: filter,
-            inactive_threshold: Duration::from_secs(10),
-            num_replicas: 1,
-            memory_storage: true,
-            ..Default::default()
-        })
+    projector::feed::last_seq_of(js, stream, &filter)
         .await
-    else {
-        return u64::MAX;
-    };
-    let name = consumer.cached_info().name.clone();
-    let last = match consumer
-        .fetch()
-        .max_messages(1)
-        .expires(Duration::from_millis(500))
-        .messages()
-        .await
-    {
-        Ok(mut batch) => match batch.next().await {
-            Some(Ok(message)) => message.info().map_or(u64::MAX, |i| i.stream_sequence),
-            _ => 0,
-        },
-        Err(_) => u64::MAX,
-    };
-    let _ = stream.delete_consumer(&name).await;
-    last
+        .unwrap_or(u64::MAX)
+}
+
+/// Child processes killed (SIGKILL) when the test ends, however it ends.
+struct Reaped(Vec<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Whether every partition's projector and reconciler have read their partition to its end and
@@ -306,10 +287,12 @@ async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through
 
     let db = TestDb::new().await.unwrap();
     let url = cluster.url();
-    let mut instances: Vec<Child> = ["a", "b", "c"]
-        .iter()
-        .map(|name| spawn_worker(&url, &db, live, live_prefix, name))
-        .collect();
+    let mut instances = Reaped(
+        ["a", "b", "c"]
+            .iter()
+            .map(|name| spawn_worker(&url, &db, live, live_prefix, name))
+            .collect(),
+    );
     let publisher = Publisher::new(
         js.clone(),
         subjects(live_prefix),
@@ -332,27 +315,22 @@ async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through
     cluster.kill(node);
     publish(&publisher, &events[third..2 * third]).await;
     // And so does an instance; the others take its partitions over.
-    instances[1].kill().unwrap();
-    instances[1].wait().unwrap();
+    instances.0[1].kill().unwrap();
+    instances.0[1].wait().unwrap();
     publish(&publisher, &events[2 * third..]).await;
     cluster.restart(node).await.unwrap();
 
     let deadline = Deadline::after(Duration::from_secs(600));
     while !settled(&js, live, live_prefix, &db).await {
         assert!(!deadline.passed(), "the instances did not catch up");
-        for (i, child) in instances.iter_mut().enumerate() {
+        for (i, child) in instances.0.iter_mut().enumerate() {
             if i != 1 {
                 assert!(child.try_wait().unwrap().is_none(), "instance {i} exited");
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // a poll interval
     }
-    for (i, mut child) in instances.into_iter().enumerate() {
-        if i != 1 {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
+    drop(instances);
 
     // Read models: equal to one clean projector reading the whole stream.
     let reference = TestDb::new().await.unwrap();
@@ -548,7 +526,7 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
     let (first, rest) = events.split_at(events.len() / 3);
     let (second, third) = rest.split_at(rest.len() / 2);
 
-    let mut frozen = spawn("frozen");
+    let mut children = Reaped(vec![spawn("frozen")]);
     wait_owner(&db, "frozen").await;
     publish(&publisher, first).await;
     wait_caught_up(&js, name, prefix, &db).await;
@@ -575,9 +553,9 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
         )
         .await
         .unwrap();
-    signal(&frozen, nix::sys::signal::Signal::SIGSTOP);
+    signal(&children.0[0], nix::sys::signal::Signal::SIGSTOP);
 
-    let mut taker = spawn("taker");
+    children.0.push(spawn("taker"));
     wait_owner(&db, "taker").await;
     publish(&publisher, second).await;
     wait_caught_up(&js, name, prefix, &db).await;
@@ -585,7 +563,7 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
     // the partitions until its next round, and try.
     publish(&publisher, third).await;
     let resumed = chrono::Utc::now();
-    signal(&frozen, nix::sys::signal::Signal::SIGCONT);
+    signal(&children.0[0], nix::sys::signal::Signal::SIGCONT);
     let deadline = Deadline::after(Duration::from_secs(60));
     loop {
         // The frozen instance has run a round since it was resumed: it knows what it lost.
@@ -625,13 +603,10 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
         );
     }
     assert!(
-        frozen.try_wait().unwrap().is_none(),
+        children.0[0].try_wait().unwrap().is_none(),
         "the resumed instance runs on"
     );
-    for child in [&mut frozen, &mut taker] {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    drop(children);
     // And what was committed is exactly a clean projection.
     let reference = TestDb::new().await.unwrap();
     projector::store::migrate::migrate(&mut reference.client().await.unwrap(), "public")

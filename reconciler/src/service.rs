@@ -128,7 +128,15 @@ impl Reconciler {
         {
             let mut client = pool.get().await?;
             migrate(&mut client, &settings.schema).await?;
-            let head = projector::feed::stream_last_seq(&js, &settings.stream).await?;
+            // What an earlier incarnation can have published before this one started: up to
+            // the stream's head, or a partition's last event (its reader never reads further).
+            let head = match settings.partition {
+                Some(p) => {
+                    let filter = settings.subjects.partition_filter(p);
+                    projector::feed::last_seq_of(&js, &settings.stream, &filter).await?
+                }
+                None => projector::feed::stream_last_seq(&js, &settings.stream).await?,
+            };
             state::hold_unpublished(&**client, &settings.schema, head as i64).await?;
         }
         let feed = Self::open_feed(&pool, &js, &settings).await?;
