@@ -67,6 +67,7 @@ async fn print_dry_run(
         from_seq: from_seq.max(1),
         scratch_schema: format!("{}_dry_{}", settings.schema, &tag[..8]),
         batch_size: settings.batch_size,
+        partition: None,
     };
     let report = dry_run(pool, js, &plan).await?;
     println!(
