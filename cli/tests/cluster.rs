@@ -300,6 +300,25 @@ async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through
     // And so does an instance; the others take its partitions over.
     instances.0[1].kill().unwrap();
     instances.0[1].wait().unwrap();
+    let killed = std::time::Instant::now();
+    let deadline = Deadline::after(Duration::from_secs(30));
+    loop {
+        let owners = owners(&db).await;
+        if owners.len() == 2 * PARTITIONS as usize && owners.values().all(|o| o != "b") {
+            break;
+        }
+        assert!(
+            !deadline.passed(),
+            "b's partitions were not taken over: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // a poll interval
+    }
+    let takeover = killed.elapsed();
+    // Leases of 3 s, renewed every second: taken over within the lease and a round.
+    assert!(
+        takeover < Duration::from_secs(5),
+        "takeover took {takeover:?}"
+    );
     publish(&publisher, &events[2 * third..]).await;
     cluster.restart(node).await.unwrap();
 
@@ -361,7 +380,7 @@ async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through
     );
     assert!(found.len() > 100, "{} follow-ups", found.len());
     eprintln!(
-        "{} events, {} follow-ups, tables {:?}",
+        "takeover after kill -9 in {takeover:?}; {} events, {} follow-ups, tables {:?}",
         events.len(),
         found.len(),
         shared
