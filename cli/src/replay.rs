@@ -102,13 +102,6 @@ impl Reporter {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Each partition's live position differs; parity and the swap need every partition rebuilt
-    // to its own position under all their batch locks, which the rebuild does not do yet.
-    anyhow::ensure!(
-        args.stream.partitions == 1,
-        "replay rebuilds an unpartitioned stream only (RUNLEDGER_PARTITIONS={}); see docs/operations.md",
-        args.stream.partitions
-    );
     let nats = args.nats.connect("runledger replay").await?;
     let js = async_nats::jetstream::new(nats);
     let url = args.db.url_or_default();

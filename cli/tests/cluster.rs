@@ -607,6 +607,18 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
         children.0[0].try_wait().unwrap().is_none(),
         "the resumed instance runs on"
     );
+    // `runledger status` lists every partition of both readers with its owner, caught up.
+    let status = cli(&nats.url(), &db_url, name, prefix, &["status", "--json"]);
+    let partitions = status["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 4, "{status}");
+    for p in partitions {
+        assert_eq!(p["lag"], 0, "{p}");
+        let owner = p["owner"].as_str().unwrap_or_default();
+        assert!(
+            owner.starts_with("frozen@") || owner.starts_with("taker@"),
+            "{p}"
+        );
+    }
     drop(children);
     // And what was committed is exactly a clean projection.
     let reference = TestDb::new().await.unwrap();
@@ -630,4 +642,38 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
         checksums(&db.client().await.unwrap()).await.unwrap(),
         checksums(&reference.client().await.unwrap()).await.unwrap()
     );
+    // A replay rebuilds both partitions, each to its own position, and swaps once.
+    let replayed = cli(&nats.url(), &db_url, name, prefix, &["replay", "--json"]);
+    assert_eq!(replayed["outcome"], "swapped", "{replayed}");
+    for table in replayed["tables"].as_array().unwrap() {
+        assert_eq!(table["equal"], true, "{table}");
+    }
+    assert_eq!(
+        checksums(&db.client().await.unwrap()).await.unwrap(),
+        checksums(&reference.client().await.unwrap()).await.unwrap()
+    );
+}
+
+/// Runs a `runledger` command on the two-partition stream and returns its last line of JSON.
+fn cli(nats: &str, db: &str, stream: &str, prefix: &str, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args(args)
+        .env("NATS_URL", nats)
+        .env("DATABASE_URL", db)
+        .env("RUNLEDGER_STREAM", stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", prefix)
+        .env("RUNLEDGER_PARTITIONS", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON from {args:?}: {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
 }
