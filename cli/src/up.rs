@@ -33,7 +33,8 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = shutdown::on_signal();
-    let infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
+    let mapping = args.stream.subjects()?.mapping();
+    let infra = infra::resolve(&args.nats, &args.db, &args.embedded, mapping).await?;
     let result = serve(&args, &infra, stop).await;
     infra.stop().await;
     result.map(|()| ExitCode::SUCCESS)
