@@ -14,6 +14,10 @@ pub async fn cluster(js: &Context, stream: &str) -> anyhow::Result<Option<Value>
     let Some(cluster) = info.cluster else {
         return Ok(None);
     };
+    if cluster.name.is_none() && cluster.replicas.is_empty() {
+        // A single server reports itself as the leader of nothing.
+        return Ok(None);
+    }
     let replicas: Vec<Value> = cluster
         .replicas
         .iter()
