@@ -332,6 +332,28 @@ async fn three_instances_on_a_three_node_cluster_lose_and_double_nothing_through
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // a poll interval
     }
+    // `runledger status`: the cluster whole again, every partition with a live owner, caught up.
+    let status = cli_with(
+        &url,
+        db.url(),
+        live,
+        live_prefix,
+        PARTITIONS,
+        &["status", "--json"],
+    );
+    assert!(status["cluster"]["leader"].is_string(), "{status}");
+    assert_eq!(
+        status["cluster"]["replicas"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+    let partitions = status["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 2 * PARTITIONS as usize, "{status}");
+    for p in partitions {
+        assert_eq!(p["lag"], 0, "{p}");
+        let owner = p["owner"].as_str().unwrap_or_default();
+        assert!(owner.starts_with("a@") || owner.starts_with("c@"), "{p}");
+    }
     drop(instances);
 
     // Read models: equal to one clean projector reading the whole stream.
@@ -654,15 +676,27 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
     );
 }
 
-/// Runs a `runledger` command on the two-partition stream and returns its last line of JSON.
+/// Runs a `runledger` command on the two-partition stream; its last line of JSON.
 fn cli(nats: &str, db: &str, stream: &str, prefix: &str, args: &[&str]) -> Value {
+    cli_with(nats, db, stream, prefix, 2, args)
+}
+
+/// Runs a `runledger` command on a stream of `partitions` partitions; its last line of JSON.
+fn cli_with(
+    nats: &str,
+    db: &str,
+    stream: &str,
+    prefix: &str,
+    partitions: u32,
+    args: &[&str],
+) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
         .args(args)
         .env("NATS_URL", nats)
         .env("DATABASE_URL", db)
         .env("RUNLEDGER_STREAM", stream)
         .env("RUNLEDGER_SUBJECT_PREFIX", prefix)
-        .env("RUNLEDGER_PARTITIONS", "2")
+        .env("RUNLEDGER_PARTITIONS", partitions.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
