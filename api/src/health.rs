@@ -57,34 +57,39 @@ pub(crate) async fn check(app: &Shared) -> (Health, StatusCode) {
     };
     let last = stream_result.and_then(Result::ok);
     let stall_after = app.settings.stall_after.as_secs_f64();
+    let partitioned = app.settings.subjects.is_partitioned();
+    // With partitions a reader's lag in events is per partition (`runledger status` counts it);
+    // here the position is the lowest of the partitions' and the age the oldest of theirs.
+    let lag = |position: i64| {
+        (!partitioned)
+            .then(|| last.map(|l| (l - position).max(0)))
+            .flatten()
+    };
     let (projector, reconciler) = match &db {
         Err(_) => (None, None),
         Ok(read) => {
-            let projector = match read.projector {
-                None => None,
-                Some((position, applied, dead)) => {
-                    let age = unread_age(app, last, position).await;
-                    Some(ProjectorHealth {
-                        consumer: app.settings.consumer.clone(),
-                        position,
-                        events_applied: applied,
-                        dead_letters: dead,
-                        stream_last_seq: last,
-                        lag: last.map(|l| (l - position).max(0)),
-                        oldest_unread_age_s: age,
-                        stalled: age.is_some_and(|a| a > stall_after),
-                    })
-                }
-            };
+            let age = oldest_unread(app, last, &read.projector.positions).await;
+            let position = read.projector.lowest();
+            let projector = Some(ProjectorHealth {
+                consumer: app.settings.consumer.clone(),
+                position,
+                events_applied: read.projector.applied,
+                dead_letters: read.projector.dead_lettered,
+                stream_last_seq: last,
+                lag: lag(position),
+                oldest_unread_age_s: age,
+                stalled: age.is_some_and(|a| a > stall_after),
+            });
             let reconciler = match &read.reconciler {
                 None => None,
                 Some(r) => {
-                    let age = unread_age(app, last, r.position).await;
+                    let age = oldest_unread(app, last, &r.positions).await;
                     let outbox_stuck = r.outbox_oldest_age_s.is_some_and(|a| a > stall_after);
+                    let position = r.lowest();
                     Some(ReconcilerHealth {
                         schema: r.schema.clone(),
-                        position: r.position,
-                        lag: last.map(|l| (l - r.position).max(0)),
+                        position,
+                        lag: lag(position),
                         oldest_unread_age_s: age,
                         outbox_unpublished: r.outbox_unpublished,
                         outbox_oldest_age_s: r.outbox_oldest_age_s,
@@ -131,56 +136,98 @@ pub(crate) async fn stream_last_seq(app: &Shared) -> Option<Result<i64, String>>
     })
 }
 
-/// How long the first event after `position` has been in the stream, in seconds; `None` without
-/// lag or when NATS cannot say.
-async fn unread_age(app: &Shared, last: Option<i64>, position: i64) -> Option<f64> {
+/// How long the oldest event after its partition's position has been in the stream, in
+/// seconds, over every partition; `None` when every partition has read everything (or NATS
+/// cannot say).
+async fn oldest_unread(app: &Shared, last: Option<i64>, positions: &[i64]) -> Option<f64> {
     let last = last?;
-    if last <= position {
-        return None;
-    }
     let client = app.nats.as_ref()?;
     let js = async_nats::jetstream::new(client.clone());
-    let asked = async {
-        let stream = js.get_stream(&app.settings.stream).await.ok()?;
-        stream.get_raw_message((position + 1) as u64).await.ok()
-    };
-    let message = tokio::time::timeout(PROBE_TIMEOUT, asked).await.ok()??;
-    let stored_ns = message.time.unix_timestamp_nanos();
+    let stream = tokio::time::timeout(PROBE_TIMEOUT, js.get_stream(&app.settings.stream))
+        .await
+        .ok()?
+        .ok()?;
+    let subjects = &app.settings.subjects;
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
-    Some(((now_ns - stored_ns).max(0) as f64) / 1e9)
+    let mut oldest: Option<f64> = None;
+    for (partition, &position) in positions.iter().enumerate() {
+        if last <= position {
+            continue;
+        }
+        // The first message after the position: of the stream, or of the partition's subjects.
+        let mut asked = stream.raw_message_builder().sequence((position + 1) as u64);
+        if subjects.is_partitioned() {
+            asked = asked.next_by_subject(subjects.partition_filter(partition as u32));
+        }
+        let Ok(Ok(message)) = tokio::time::timeout(PROBE_TIMEOUT, asked.send()).await else {
+            continue;
+        };
+        let age = ((now_ns - message.time.unix_timestamp_nanos()).max(0) as f64) / 1e9;
+        oldest = Some(oldest.map_or(age, |o: f64| o.max(age)));
+    }
+    oldest
 }
 
 /// What PostgreSQL says about the readers.
 struct Positions {
-    /// (position, events applied, dead lettered) of the configured projector consumer.
-    projector: Option<(i64, i64, i64)>,
+    projector: ReaderRows,
     reconciler: Option<ReconcilerRead>,
+}
+
+/// A reader's positions, one per partition in partition order (0 where none is stored yet).
+struct ReaderRows {
+    positions: Vec<i64>,
+    applied: i64,
+    dead_lettered: i64,
+}
+
+impl ReaderRows {
+    fn lowest(&self) -> i64 {
+        self.positions.iter().copied().min().unwrap_or(0)
+    }
 }
 
 struct ReconcilerRead {
     schema: String,
-    position: i64,
+    positions: Vec<i64>,
     outbox_unpublished: i64,
     outbox_oldest_age_s: Option<f64>,
+}
+
+impl ReconcilerRead {
+    fn lowest(&self) -> i64 {
+        self.positions.iter().copied().min().unwrap_or(0)
+    }
 }
 
 async fn read_positions(app: &Shared) -> Result<Positions, String> {
     let probe = async {
         let client = app.pool.get().await.map_err(|e| e.to_string())?;
-        let row = client
-            .query_opt(
-                "SELECT last_seq, events_applied, dead_lettered FROM projector_positions WHERE consumer = $1",
-                &[&app.settings.consumer],
+        let subjects = &app.settings.subjects;
+        let keys: Vec<String> = (0..subjects.partitions())
+            .map(|p| projector::membership::position_key(&app.settings.consumer, subjects, p))
+            .collect();
+        let rows = client
+            .query(
+                "SELECT consumer, last_seq, events_applied, dead_lettered FROM projector_positions
+                  WHERE consumer = ANY($1)",
+                &[&keys],
             )
             .await
             .map_err(|e| e.to_string())?;
-        let projector = Some(row.map_or((0, 0, 0), |r| (r.get(0), r.get(1), r.get(2))));
-        let reconciler = match &app.settings.reconciler_schema {
-            None => None,
-            Some(schema) => read_reconciler(&client, schema).await?,
+        let position_of = |key: &String| {
+            rows.iter()
+                .find(|r| r.get::<_, String>(0) == *key)
+                .map_or(0, |r| r.get::<_, i64>(1))
         };
+        let projector = ReaderRows {
+            positions: keys.iter().map(position_of).collect(),
+            applied: rows.iter().map(|r| r.get::<_, i64>(2)).sum(),
+            dead_lettered: rows.iter().map(|r| r.get::<_, i64>(3)).sum(),
+        };
+        let reconciler = read_reconciler(&client, &app.settings.reconciler_schemas).await?;
         Ok(Positions {
             projector,
             reconciler,
@@ -191,47 +238,64 @@ async fn read_positions(app: &Shared) -> Result<Positions, String> {
         .unwrap_or_else(|_| Err("PostgreSQL did not answer within 2 s".into()))
 }
 
-/// The reconciler's lowest position and its outbox, when its schema is in this database. A
-/// follow-up held until the reconciler has read further (`hold_until_seq`) is waiting for the
-/// reconciler, not for the drainer, so only publishable rows count toward the outbox's age.
+/// The reconciler's positions (one schema per partition) and its outboxes, when its schemas are
+/// in this database. A follow-up held until the reconciler has read further (`hold_until_seq`)
+/// is waiting for the reconciler, not for the drainer, so only publishable rows count toward the
+/// outbox's age.
 async fn read_reconciler(
     client: &deadpool_postgres::Object,
-    schema: &str,
+    schemas: &[String],
 ) -> Result<Option<ReconcilerRead>, String> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
-            &[
-                &format!("{schema}.reconciler_positions"),
-                &format!("{schema}.outbox"),
-            ],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
-    if !exists {
+    let Some(first) = schemas.first() else {
         return Ok(None);
+    };
+    let mut read = ReconcilerRead {
+        schema: first.clone(),
+        positions: Vec::with_capacity(schemas.len()),
+        outbox_unpublished: 0,
+        outbox_oldest_age_s: None,
+    };
+    for schema in schemas {
+        let exists: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+                &[
+                    &format!("{schema}.reconciler_positions"),
+                    &format!("{schema}.outbox"),
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if !exists {
+            if schemas.len() == 1 {
+                return Ok(None);
+            }
+            read.positions.push(0);
+            continue;
+        }
+        // The schema name is a checked identifier (see the settings), never client input.
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH p AS (SELECT coalesce(min(last_seq), 0) AS position FROM {schema}.reconciler_positions)
+                     SELECT p.position,
+                            (SELECT count(*) FROM {schema}.outbox WHERE NOT published),
+                            (SELECT extract(epoch FROM now() - min(written_at))::float8
+                               FROM {schema}.outbox
+                              WHERE NOT published AND hold_until_seq <= p.position)
+                       FROM p"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        read.positions.push(row.get(0));
+        read.outbox_unpublished += row.get::<_, i64>(1);
+        if let Some(age) = row.get::<_, Option<f64>>(2) {
+            let age = age.max(0.0);
+            read.outbox_oldest_age_s = Some(read.outbox_oldest_age_s.map_or(age, |o| o.max(age)));
+        }
     }
-    // The schema name is a checked identifier (see the settings), never client input.
-    let row = client
-        .query_one(
-            &format!(
-                "WITH p AS (SELECT coalesce(min(last_seq), 0) AS position FROM {schema}.reconciler_positions)
-                 SELECT p.position,
-                        (SELECT count(*) FROM {schema}.outbox WHERE NOT published),
-                        (SELECT extract(epoch FROM now() - min(written_at))::float8
-                           FROM {schema}.outbox
-                          WHERE NOT published AND hold_until_seq <= p.position)
-                   FROM p"
-            ),
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Some(ReconcilerRead {
-        schema: schema.to_owned(),
-        position: row.get(0),
-        outbox_unpublished: row.get(1),
-        outbox_oldest_age_s: row.get::<_, Option<f64>>(2).map(|a| a.max(0.0)),
-    }))
+    Ok(Some(read))
 }

@@ -32,8 +32,11 @@ pub struct ApiSettings {
     /// Past this wait, an event not yet read or a follow-up not yet published is a stall
     /// (`/healthz` answers 503 `stalled`).
     pub stall_after: Duration,
-    /// The reconciler's schema, whose position and outbox `/healthz` reports when it exists.
-    pub reconciler_schema: Option<String>,
+    /// The stream's subjects (their partition count decides which position rows are read).
+    pub subjects: events::Subjects,
+    /// The reconciler's schemas (one, or one per partition, in partition order), whose
+    /// positions and outboxes `/healthz` reports when they exist.
+    pub reconciler_schemas: Vec<String>,
     /// Timeouts and limits per client and connection.
     pub limits: crate::limits::Limits,
 }
@@ -50,7 +53,8 @@ impl ApiSettings {
             fallback_poll: Duration::from_secs(5),
             min_seq_wait: Duration::from_secs(2),
             stall_after: DEFAULT_STALL_AFTER,
-            reconciler_schema: None,
+            subjects: events::Subjects::default(),
+            reconciler_schemas: Vec::new(),
             limits: crate::limits::Limits::default(),
         }
     }

@@ -164,11 +164,13 @@ async fn wait_until_answers(
     }
 }
 
-/// Decides which servers to use, starting private ones if needed.
+/// Decides which servers to use, starting private ones if needed; a private nats-server applies
+/// `mapping` (partitions: source and destination, `events::Subjects::mapping`).
 pub async fn resolve(
     nats: &NatsArgs,
     db: &DbArgs,
     embedded: &EmbeddedArgs,
+    mapping: Option<(String, String)>,
 ) -> anyhow::Result<Infra> {
     let claim = if nats.url.is_none() || db.url.is_none() {
         Some(Claim::take(&embedded.data_dir).await?)
@@ -190,7 +192,7 @@ pub async fn resolve(
             let url = embedded.default_nats_url.clone();
             let (host, port) = host_port(&url, 4222).context("default NATS URL")?;
             if !answers(&host, port).await {
-                let managed = start_nats(&embedded.data_dir, &host, port).await?;
+                let managed = start_nats(&embedded.data_dir, &host, port, mapping).await?;
                 infra.record(managed)?;
             }
             url
@@ -234,7 +236,12 @@ impl Infra {
     }
 }
 
-async fn start_nats(data_dir: &Path, host: &str, port: u16) -> anyhow::Result<Managed> {
+async fn start_nats(
+    data_dir: &Path,
+    host: &str,
+    port: u16,
+    mapping: Option<(String, String)>,
+) -> anyhow::Result<Managed> {
     let Some(binary) = find_binary("nats-server") else {
         bail!(
             "nothing answers at {host}:{port} and nats-server is not installed: install it \
@@ -244,7 +251,18 @@ async fn start_nats(data_dir: &Path, host: &str, port: u16) -> anyhow::Result<Ma
     let dir = data_dir.join("nats");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log = std::fs::File::create(data_dir.join("nats-server.log"))?;
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    if let Some((source, destination)) = mapping {
+        // Partitions need the server to map producers' subjects (flags cannot say it).
+        let conf = data_dir.join("nats-mapping.conf");
+        std::fs::write(
+            &conf,
+            format!("mappings = {{\n  \"{source}\": \"{destination}\"\n}}\n"),
+        )
+        .with_context(|| format!("writing {}", conf.display()))?;
+        command.arg("-c").arg(conf);
+    }
+    let mut child = command
         .args(["-a", host, "-p", &port.to_string(), "-js", "-sd"])
         .arg(&dir)
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@ mod endpoints;
 mod infra;
 mod logging;
 mod migrate;
+mod partitions;
 mod project;
 mod publish;
 mod reconcile;
@@ -20,6 +21,7 @@ mod status;
 mod supervise;
 mod up;
 mod watchdog;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +77,9 @@ enum Command {
     Bench(bench::Args),
     /// Serve the HTTP read API and the live run-ledger dashboard (also part of `up`).
     Serve(serve::Args),
+    /// Run one instance of the partitioned projector and reconciler: instances share the
+    /// stream's partitions (RUNLEDGER_PARTITIONS) and take over a dead one's.
+    Worker(worker::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,6 +102,7 @@ fn main() -> std::process::ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
         }
     });
     match result {

@@ -18,10 +18,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::worker::unpartitioned(&args.stream, "project")?;
     let stop = shutdown::on_signal();
     let client = args.nats.connect("runledger project").await?;
     let js = async_nats::jetstream::new(client);
-    producers::ensure_stream(&js, &args.stream.settings()?).await?;
+    args.stream.ensure(&js).await?;
     let pool = db::pool(&args.db.url_or_default(), &args.db.schema, 4)?;
     {
         let mut client = pool.get().await?;

@@ -29,10 +29,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::worker::unpartitioned(&args.stream, "reconcile")?;
     let settings = args.reconciler.settings(&args.stream, &args.db)?;
     let client = args.nats.connect("runledger reconcile").await?;
     let js = async_nats::jetstream::new(client);
-    producers::ensure_stream(&js, &args.stream.settings()?).await?;
+    args.stream.ensure(&js).await?;
     let pool = db::pool(&args.db.url_or_default(), &args.db.schema, 4)?;
     if args.dry_run {
         return print_dry_run(&pool, &js, settings, args.from_seq).await;
@@ -66,6 +67,7 @@ async fn print_dry_run(
         from_seq: from_seq.max(1),
         scratch_schema: format!("{}_dry_{}", settings.schema, &tag[..8]),
         batch_size: settings.batch_size,
+        partition: None,
     };
     let report = dry_run(pool, js, &plan).await?;
     println!(

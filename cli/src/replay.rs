@@ -123,7 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         into: into.clone(),
         consumer: args.projector.name.clone(),
         stream: args.stream.stream.clone(),
-        subjects: events::Subjects::new(&args.stream.prefix)?,
+        subjects: args.stream.subjects()?,
         from_seq: args.from_seq,
         to_seq: args.to_seq,
         batch_size: args.batch_size.max(1),

@@ -6,7 +6,7 @@ use crate::settings::{parse_duration, NatsArgs, StreamArgs};
 use crate::shutdown;
 use crate::watchdog::HostArgs;
 use anyhow::Context;
-use events::{AgentId, CompanyId, IssueId, RunId, Subjects};
+use events::{AgentId, CompanyId, IssueId, RunId};
 use producers::supervisor::{Supervisor, SupervisorSettings};
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -106,12 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
     ];
     let run = settings.run;
-    let supervisor = Supervisor::new(
-        js,
-        &stream.name,
-        Subjects::new(&args.stream.prefix)?,
-        settings,
-    );
+    let supervisor = Supervisor::new(js, &stream.name, args.stream.subjects()?, settings);
     let report = supervisor.run(stop).await?;
     if report.exit.is_none() {
         if let Some(error) = &report.finished.error {

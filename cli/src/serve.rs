@@ -66,7 +66,13 @@ impl HttpArgs {
         settings.consumer = projector.name.clone();
         settings.min_seq_wait = self.min_seq_wait;
         settings.stall_after = self.stall_after;
-        settings.reconciler_schema = reconciler_schema.map(str::to_owned);
+        settings.subjects = stream.subjects()?;
+        settings.reconciler_schemas = match reconciler_schema {
+            None => Vec::new(),
+            Some(base) => (0..settings.subjects.partitions())
+                .map(|p| crate::worker::reconciler_schema(base, &settings.subjects, p))
+                .collect(),
+        };
         anyhow::ensure!(
             self.max_connections > 0,
             "--http-max-connections (RUNLEDGER_HTTP_MAX_CONNECTIONS) must be at least 1"

@@ -55,16 +55,43 @@ pub struct StreamArgs {
     /// Duplicate window of the stream: a re-publish of the same event id within it is stored once.
     #[arg(long = "duplicate-window", env = "RUNLEDGER_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     pub duplicate_window: Duration,
+    /// Partitions the stream's work is split into, by company (fixed when the stream is set
+    /// up; above 1 the NATS servers must map subjects into them: docs/operations.md). Instances
+    /// (`runledger worker`, `runledger up`) share the partitions.
+    #[arg(long, env = "RUNLEDGER_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(events::MAX_PARTITIONS)))]
+    pub partitions: u32,
+    /// Copies of the stream in a JetStream cluster: 1 on a single server, 3 to survive the
+    /// loss of any one node.
+    #[arg(long = "stream-replicas", env = "RUNLEDGER_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
 }
 
 impl StreamArgs {
+    /// The subjects of the stream, with its partitions.
+    pub fn subjects(&self) -> anyhow::Result<events::Subjects> {
+        Ok(events::Subjects::new(&self.prefix)?.partitioned(self.partitions)?)
+    }
+
     pub fn settings(&self) -> anyhow::Result<producers::StreamSettings> {
         Ok(producers::StreamSettings {
             name: self.stream.clone(),
-            subjects: events::Subjects::new(&self.prefix)?,
+            subjects: self.subjects()?,
             duplicate_window: self.duplicate_window,
-            replicas: 1,
+            replicas: usize::from(self.replicas),
         })
+    }
+
+    /// Creates or updates the stream and checks what the servers applied; with partitions,
+    /// also that the servers map producers' subjects into them (the error says what to add to
+    /// the server configuration).
+    pub async fn ensure(
+        &self,
+        js: &async_nats::jetstream::Context,
+    ) -> anyhow::Result<async_nats::jetstream::stream::Info> {
+        let settings = self.settings()?;
+        let info = producers::ensure_stream(js, &settings).await?;
+        producers::check_partition_mapping(&js.client(), &settings.subjects).await?;
+        Ok(info)
     }
 }
 
@@ -117,10 +144,7 @@ pub struct ProjectorArgs {
 
 impl ProjectorArgs {
     pub fn settings(&self, stream: &StreamArgs) -> anyhow::Result<projector::ProjectorSettings> {
-        let mut settings = projector::ProjectorSettings::new(
-            &stream.stream,
-            events::Subjects::new(&stream.prefix)?,
-        );
+        let mut settings = projector::ProjectorSettings::new(&stream.stream, stream.subjects()?);
         settings.batch_size = self.batch_size as usize;
         settings.linger = self.batch_linger;
         settings.consumer = self.position.name.clone();
@@ -246,10 +270,7 @@ impl ReconcilerArgs {
         stream: &StreamArgs,
         db: &DbArgs,
     ) -> anyhow::Result<reconciler::ReconcilerSettings> {
-        let mut settings = reconciler::ReconcilerSettings::new(
-            &stream.stream,
-            events::Subjects::new(&stream.prefix)?,
-        );
+        let mut settings = reconciler::ReconcilerSettings::new(&stream.stream, stream.subjects()?);
         settings.schema = self.state.schema.schema_beside(db)?.to_owned();
         settings.consumer = self.state.name.clone();
         settings.batch_size = self.batch_size as usize;

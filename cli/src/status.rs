@@ -1,6 +1,7 @@
 //! `runledger status`: where the stream is, where the projector and the reconciler are, their lag
 //! behind the stream, how many events were dead-lettered and how many of the reconciler's
-//! follow-ups are still waiting in its outbox.
+//! follow-ups are still waiting in its outbox; on a cluster the stream's leader and replicas,
+//! and with partitions every partition's owner instance, position and lag.
 
 use crate::db;
 use crate::settings::{DbArgs, NatsArgs, ProjectorNameArgs, ReconcilerStateArgs, StreamArgs};
@@ -46,6 +47,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lag = lag(last, position);
     let progress =
         reconciler::state::progress(&pg, reconciler_schema, &args.reconciler.name).await?;
+    let cluster = crate::partitions::cluster(&js, &args.stream.stream).await?;
+    let subjects = args.stream.subjects()?;
+    let partitions = if subjects.is_partitioned() {
+        crate::partitions::partitions(
+            &js,
+            &pg,
+            &args.stream.stream,
+            &subjects,
+            schema,
+            &args.projector.name,
+            (reconciler_schema, &args.reconciler.name),
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
     if args.json {
         println!(
             "{}",
@@ -57,6 +74,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "events_applied": applied,
                 "dead_letters": dead,
                 "reconciler": reconciler_json(&args.reconciler, &progress, last),
+                "cluster": cluster,
+                "partitions": partitions,
             })
         );
     } else {
@@ -64,11 +83,31 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "stream              {} (last sequence {last})",
             args.stream.stream
         );
-        println!("projector position  {position}");
-        println!("lag                 {lag}");
+        if !subjects.is_partitioned() {
+            println!("projector position  {position}");
+            println!("lag                 {lag}");
+        }
         println!("events applied      {applied}");
         println!("dead letters        {dead}");
-        print_reconciler(&args, &progress, last);
+        if !subjects.is_partitioned() {
+            print_reconciler(&args, &progress, last);
+        }
+        if let Some(cluster) = &cluster {
+            println!(
+                "cluster             {}",
+                crate::partitions::describe_cluster(cluster)
+            );
+        }
+        for p in &partitions {
+            println!(
+                "{:<10} p{:<3}  owner {:<32} position {:<10} lag {}",
+                p["reader"].as_str().unwrap_or_default(),
+                p["partition"],
+                p["owner"].as_str().unwrap_or("none"),
+                p["position"],
+                p["lag"]
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

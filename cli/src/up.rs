@@ -28,6 +28,9 @@ pub struct Args {
     // Boxed: keeps the `Command` variants of similar size.
     #[command(flatten)]
     pub http: Box<crate::serve::HttpArgs>,
+    /// With partitions: how this instance shares them with other instances.
+    #[command(flatten)]
+    pub instance: crate::worker::InstanceArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,7 +38,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Bad API tokens fail here, before any server starts or any migration runs.
     args.http
         .settings(&args.stream, &args.projector.position, None)?;
-    let mut infra = infra::resolve(&args.nats, &args.db, &args.embedded).await?;
+    let mapping = args.stream.subjects()?.mapping();
+    let mut infra = infra::resolve(&args.nats, &args.db, &args.embedded, mapping).await?;
     let result = serve(&args, &mut infra, stop).await;
     infra.stop().await;
     result.map(|()| ExitCode::SUCCESS)
@@ -56,7 +60,6 @@ async fn serve(
     };
     tasks.observe(health.clone());
     // Settings first: a wrong one fails at once, before any server is asked.
-    let stream_settings = args.stream.settings()?;
     let reconciler_settings = args.reconciler.settings(&args.stream, &args.db)?;
     let projector_settings = args.projector.settings(&args.stream)?;
     let api_settings = args.http.settings(
@@ -68,12 +71,18 @@ async fn serve(
     nats.url = Some(infra.nats_url.clone());
     let client = nats.connect("runledger up").await?;
     let js = async_nats::jetstream::new(client);
-    let pool = db::pool(&infra.database_url, &args.db.schema, 8)?;
+    let partitioned = args.stream.partitions > 1;
+    let size = if partitioned {
+        crate::worker::pool_size(args.stream.partitions) + 4
+    } else {
+        8
+    };
+    let pool = db::pool(&infra.database_url, &args.db.schema, size)?;
     // The stream and the read models, tried again while a server is unreachable.
     const SETUP: &str = "setup";
     let Some(ready) = tasks
         .until_ready(SETUP, || async {
-            producers::ensure_stream(&js, &stream_settings).await?;
+            args.stream.ensure(&js).await?;
             let mut client = pool.get().await?;
             Ok(projector::store::migrate::migrate(&mut client, &args.db.schema).await?)
         })
@@ -110,6 +119,24 @@ async fn serve(
             Ok(())
         })
     });
+
+    if partitioned {
+        // The projector and the reconciler of the partitions this instance owns; other
+        // instances (`runledger up` or `runledger worker`) share the rest.
+        let instance = args.instance.clone();
+        tasks.spawn("partitions", move |stop| {
+            let instance = crate::worker::Instance {
+                pool: pool.clone(),
+                js: js.clone(),
+                projector: projector_settings.clone(),
+                reconciler: reconciler_settings.clone(),
+                args: instance.clone(),
+                metrics: Some(metrics.clone()),
+            };
+            Box::pin(instance.run(Default::default(), stop))
+        });
+        return tasks.wait().await;
+    }
 
     let (reconciler_pool, reconciler_js) = (pool.clone(), js.clone());
     let (reconciler_metrics, reconciler_health) = (metrics.clone(), health.clone());

@@ -50,11 +50,8 @@ pub struct WatchdogArgs {
 
 impl WatchdogArgs {
     pub fn settings(&self, stream: &StreamArgs) -> anyhow::Result<WatchdogSettings> {
-        let mut settings = WatchdogSettings::new(
-            self.host.host_id(),
-            &stream.stream,
-            events::Subjects::new(&stream.prefix)?,
-        );
+        let mut settings =
+            WatchdogSettings::new(self.host.host_id(), &stream.stream, stream.subjects()?);
         settings.interval = self.interval.max(Duration::from_millis(10));
         Ok(settings)
     }
@@ -76,7 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = shutdown::on_signal();
     let client = args.nats.connect("runledger watchdog").await?;
     let js = async_nats::jetstream::new(client);
-    producers::ensure_stream(&js, &args.stream.settings()?).await?;
+    args.stream.ensure(&js).await?;
     let pool = db::pool(&args.db.url_or_default(), &args.db.schema, 2)?;
     let mut watchdog = Watchdog::new(pool, js, args.watchdog.settings(&args.stream)?);
     // The first sweep fails fast on a wrong database; later failures are logged and retried.

@@ -29,5 +29,5 @@ pub use error::ContractError;
 pub use event_type::{Entity, EventType};
 pub use ids::*;
 pub use payload::EventData;
-pub use subject::{InvalidPrefix, Subjects, DEFAULT_PREFIX};
+pub use subject::{InvalidPrefix, Subjects, DEFAULT_PREFIX, MAX_PARTITIONS};
 pub use vocab::*;

@@ -128,10 +128,11 @@ impl Subjects {
         }
     }
 
-    /// What the reader of partition `p` reads.
+    /// What the reader of partition `p` reads: its five-token subjects (a filter with `>`
+    /// is not a subset of the stream's `<prefix>.*.*.*.*` for nats-server 2.9, which refuses it).
     pub fn partition_filter(&self, partition: u32) -> String {
         if self.is_partitioned() {
-            format!("{}.{partition}.>", self.prefix)
+            format!("{}.{partition}.*.*.*", self.prefix)
         } else {
             self.all()
         }
@@ -267,7 +268,7 @@ mod tests {
     fn the_mapping_is_what_the_servers_need() {
         let subjects = Subjects::new("rl").unwrap().partitioned(8).unwrap();
         assert_eq!(subjects.all(), "rl.*.*.*.*");
-        assert_eq!(subjects.partition_filter(5), "rl.5.>");
+        assert_eq!(subjects.partition_filter(5), "rl.5.*.*.*");
         assert_eq!(
             subjects.mapping(),
             Some((

@@ -1,7 +1,9 @@
 //! [`Publisher`]: validated, deduplicated, pipelined publishing.
 
 use crate::error::PublishError;
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::{
+    GetStreamByNameErrorKind, PublishAckFuture, PublishErrorKind,
+};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::Context;
@@ -9,6 +11,10 @@ use bytes::Bytes;
 use events::{ContractError, Event, Subjects, MAX_EVENT_BYTES};
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::time::Duration;
+
+/// How long a publish waits for a stream between leaders (a JetStream cluster elects a new one
+/// within seconds of losing a node).
+const LEADER_WAIT: Duration = Duration::from_secs(20);
 
 /// How a [`Publisher`] behaves.
 #[derive(Clone, Debug)]
@@ -175,6 +181,18 @@ impl Publisher {
             .collect()
     }
 
+    /// Whether a stream captures the publisher's subjects (or the servers cannot say now, which
+    /// during a leader election is likely too).
+    async fn stream_exists(&self) -> bool {
+        match self.js.stream_by_subject(self.subjects.all()).await {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                GetStreamByNameErrorKind::NotFound | GetStreamByNameErrorKind::InvalidSubject
+            ),
+        }
+    }
+
     /// Turns the first attempt's result into the event's result, retrying timeouts with the
     /// same id and payload (within the duplicate window the stream stores it once).
     async fn settle(
@@ -184,6 +202,7 @@ impl Publisher {
     ) -> Result<PublishOutcome, PublishError> {
         let mut attempt = 1;
         let mut outcome = first;
+        let started = tokio::time::Instant::now();
         loop {
             let err = match outcome {
                 Ok(ack) => {
@@ -203,6 +222,21 @@ impl Publisher {
                     | PublishErrorKind::BrokenPipe
                     | PublishErrorKind::MaxAckPending
             );
+            // Nobody answered: either no stream captures the subject (rejected at once), or
+            // the stream is between leaders (a cluster node died): retried under the same id
+            // until a new leader answers, for at most `LEADER_WAIT`.
+            let leaderless = err.kind() == PublishErrorKind::StreamNotFound
+                && started.elapsed() < LEADER_WAIT
+                && self.stream_exists().await;
+            if leaderless {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10)))).await;
+                attempt += 1;
+                outcome = match self.send(p).await {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                };
+                continue;
+            }
             if !retryable {
                 return Err(PublishError::Rejected(err.to_string()));
             }

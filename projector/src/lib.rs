@@ -5,7 +5,7 @@
 //! writes, the exactly-once [`store::batch`] transaction that runs load → fold → write →
 //! position, migrations, checksums); [`feed`] reads the stream. [`live`] (the live projector)
 //! and [`replay`] (rebuilds) join the three; [`membership`] shares partitions between
-//! instances. PostgreSQL, not the JetStream consumer, owns the position.
+//! instances and [`workers`] runs a worker per owned partition. PostgreSQL, not the JetStream consumer, owns the position.
 
 mod error;
 pub mod feed;
@@ -14,6 +14,7 @@ pub mod live;
 pub mod membership;
 pub mod replay;
 pub mod store;
+pub mod workers;
 
 pub use error::{refused_data, ProjectorError};
 pub use feed::Incoming;

@@ -12,6 +12,7 @@ use crate::error::ProjectorError;
 use crate::feed::{Feed, FeedSpec, Reader};
 use crate::store;
 use crate::store::batch::{apply, BatchReport, CommitMode, Session, Target};
+use crate::store::lease::{self, Fence};
 use async_nats::jetstream::Context;
 use deadpool_postgres::Pool;
 use events::Subjects;
@@ -29,6 +30,11 @@ pub struct ProjectorSettings {
     pub batch_size: usize,
     /// How long a batch waits for events the server says are on their way.
     pub linger: Duration,
+    /// The one partition this projector folds (`None`: the whole stream). Its position row and
+    /// consumer are named for it ([`crate::membership::position_key`]).
+    pub partition: Option<u32>,
+    /// The lease a shared partition's batches must still hold to commit.
+    pub fence: Option<Fence>,
 }
 
 impl ProjectorSettings {
@@ -39,6 +45,8 @@ impl ProjectorSettings {
             subjects,
             batch_size: 5000,
             linger: Duration::from_millis(20),
+            partition: None,
+            fence: None,
         }
     }
 
@@ -97,12 +105,16 @@ impl Projector {
         js: Context,
         settings: ProjectorSettings,
     ) -> Result<Self, ProjectorError> {
+        let session = match &settings.fence {
+            Some(fence) => Session::new(CommitMode::Synchronous).fenced(fence.clone()),
+            None => Session::new(CommitMode::Synchronous),
+        };
         let mut projector = Self {
             pool,
             js,
             settings,
             feed: None,
-            session: Session::new(CommitMode::Synchronous),
+            session,
             observer: None,
             task_observer: None,
         };
@@ -114,6 +126,11 @@ impl Projector {
         let position = {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
+            // A writer that lost its partition must not even replace the consumer the new
+            // owner reads with.
+            if let Some(fence) = &self.settings.fence {
+                lease::check(&*tx, fence).await?;
+            }
             let position =
                 store::lock_position(&tx, &self.settings.consumer, &self.settings.stream)
                     .await?
@@ -121,7 +138,11 @@ impl Projector {
             tx.commit().await?;
             position
         };
-        Ok(Feed::open(&self.js, self.settings.feed(), position.max(0) as u64).await?)
+        let after = position.max(0) as u64;
+        Ok(match self.settings.partition {
+            Some(p) => Feed::open_partition(&self.js, self.settings.feed(), p, after).await?,
+            None => Feed::open(&self.js, self.settings.feed(), after).await?,
+        })
     }
 
     /// Calls `observer` with every committed batch and how long it took (for metrics).
@@ -185,7 +206,8 @@ impl Projector {
         Ok(Outcome::Applied(report))
     }
 
-    /// Steps until `shutdown` turns true. A failed step (a batch rolled back, the feed broken,
+    /// Steps until `shutdown` turns true, or until a batch finds the partition fenced off
+    /// ([`ProjectorError::Fenced`], returned: the partition is another instance's now). A failed step (a batch rolled back, the feed broken,
     /// the database or NATS away) is tried again from the stored position after a pause that
     /// doubles up to 5 s while the failures last.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectorError> {
@@ -212,6 +234,10 @@ impl Projector {
                     );
                 }
                 Ok(Outcome::Idle) => backoff.reset(),
+                Err(e @ ProjectorError::Fenced { .. }) => {
+                    tracing::warn!(error = %e, "projector stopped: its partition has another owner");
+                    return Err(e);
+                }
                 Err(e) => {
                     let pause = backoff.pause();
                     tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "projector step failed; resuming from the stored position");

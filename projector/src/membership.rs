@@ -9,7 +9,7 @@
 use crate::error::ProjectorError;
 use crate::store::lease::{self, Fence};
 use deadpool_postgres::Pool;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -60,6 +60,9 @@ pub struct Membership {
     pool: Pool,
     instance: Uuid,
     settings: MembershipSettings,
+    /// The epoch of every lease held at the last round (a std mutex: never held across an
+    /// await).
+    epochs: std::sync::Mutex<BTreeMap<Part, i64>>,
 }
 
 impl Membership {
@@ -83,6 +86,7 @@ impl Membership {
             pool,
             instance,
             settings,
+            epochs: Default::default(),
         })
     }
 
@@ -95,12 +99,21 @@ impl Membership {
         &self.settings
     }
 
-    /// The fence a batch of `role`'s partition `partition` passes when written by this instance.
+    /// The fence a batch of `role`'s partition `partition` passes when written by this instance
+    /// under the lease it held at the last round (none held: a fence nothing passes).
     pub fn fence(&self, role: &str, partition: u32) -> Fence {
+        let part = (role.to_owned(), partition);
+        let epoch = self
+            .epochs
+            .lock()
+            .ok()
+            .and_then(|epochs| epochs.get(&part).copied())
+            .unwrap_or(-1);
         Fence {
             role: role.to_owned(),
             partition,
             owner: self.instance,
+            epoch,
         }
     }
 
@@ -116,10 +129,12 @@ impl Membership {
             std::process::id(),
         )
         .await?;
-        let mut owned: BTreeSet<Part> = lease::renew(&**client, self.instance, ttl)
+        let mut epochs: BTreeMap<Part, i64> = lease::renew(&**client, self.instance, ttl)
             .await?
             .into_iter()
+            .map(|(role, p, epoch)| ((role, p), epoch))
             .collect();
+        let mut owned: BTreeSet<Part> = epochs.keys().cloned().collect();
         let live = lease::live_instances(&**client, ttl).await?;
         let mut excess = Vec::new();
         for (role, partitions) in &self.settings.roles {
@@ -140,7 +155,10 @@ impl Membership {
                     ttl,
                 )
                 .await?;
-                owned.extend(taken.into_iter().map(|p| (role.clone(), p)));
+                for (p, epoch) in taken {
+                    owned.insert((role.clone(), p));
+                    epochs.insert((role.clone(), p), epoch);
+                }
             } else if held > share {
                 // The highest go: a stable choice, so instances do not trade partitions back
                 // and forth.
@@ -151,6 +169,9 @@ impl Membership {
                         .map(|p| (role.clone(), *p)),
                 );
             }
+        }
+        if let Ok(mut kept) = self.epochs.lock() {
+            *kept = epochs;
         }
         Ok(Round {
             owned,
@@ -177,4 +198,14 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// The position key (and durable consumer name) of `base`'s partition `partition`: `base`
+/// itself without partitions (today's names and layout), `<base>-p<partition>` with them.
+pub fn position_key(base: &str, subjects: &events::Subjects, partition: u32) -> String {
+    if subjects.is_partitioned() {
+        format!("{base}-p{partition}")
+    } else {
+        base.to_owned()
+    }
 }

@@ -7,7 +7,8 @@
 //! holds the live projector's batch lock: the live schema is renamed away and the scratch schema
 //! renamed into its place; the live projector's next batch resolves its tables in the new schema
 //! and continues from the same position. Dashboards see the old model or the new one, never half.
-//! While it catches up, the scratch schema has no reader-only indexes ([`crate::store::indexes`]): they
+//! With partitions each partition is rebuilt to its own live position, and all are compared
+//! and swapped at once. While it catches up, the scratch schema has no reader-only indexes ([`crate::store::indexes`]): they
 //! are built once at the end, before parity is checked.
 
 use crate::error::ProjectorError;
@@ -120,7 +121,32 @@ async fn live_position(
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Rebuilds `plan.into` from history and then does what `plan.mode` says.
+/// One reader rebuilt: the whole stream, or with partitions one partition (its own feed and
+/// position row, as the live partition has).
+struct Lane {
+    partition: Option<u32>,
+    target: Target,
+    spec: FeedSpec,
+    feed: Feed,
+    session: Session,
+    progress: Progress,
+}
+
+async fn open_feed(
+    js: &Context,
+    spec: &FeedSpec,
+    partition: Option<u32>,
+    after: u64,
+) -> Result<Feed, ProjectorError> {
+    Ok(match partition {
+        Some(p) => Feed::open_partition(js, spec.clone(), p, after).await?,
+        None => Feed::open(js, spec.clone(), after).await?,
+    })
+}
+
+/// Rebuilds `plan.into` from history and then does what `plan.mode` says. With partitions every
+/// partition is rebuilt to its own live position, and they are compared and swapped once,
+/// under all the partitions' batch locks.
 pub async fn replay(
     live: &Pool,
     scratch: &Pool,
@@ -135,127 +161,149 @@ pub async fn replay(
             "replay must build into a schema other than the live one".into(),
         ));
     }
+    let partitioned = plan.subjects.is_partitioned();
+    if partitioned && (plan.to_seq.is_some() || plan.from_seq.is_some()) {
+        return Err(ProjectorError::Config(
+            "a partitioned stream is rebuilt whole, to each partition's live position: \
+             --from-seq and --to-seq do not apply"
+                .into(),
+        ));
+    }
     let mut client = scratch.get().await?;
     migrate(&mut client, &plan.into).await?;
     indexes::defer(&mut client, &plan.into).await?;
-    let target = Target {
-        consumer: plan.consumer.clone(),
-        stream: plan.stream.clone(),
-        subjects: plan.subjects.clone(),
+    let partitions: Vec<Option<u32>> = if partitioned {
+        (0..plan.subjects.partitions()).map(Some).collect()
+    } else {
+        vec![None]
     };
-    let position = store::position(&client, &plan.consumer).await?.unwrap_or(0);
-    if let Some(from) = plan.from_seq {
-        if from as i64 > position + 1 {
+    let fixed_target = plan.to_seq.map(|s| s as i64);
+    if fixed_target.is_none() && plan.mode != ReplayMode::BuildOnly {
+        let mut found = false;
+        for p in &partitions {
+            let key = lane_key(plan, *p);
+            found |= live_position(live, &plan.live_schema, &key)
+                .await?
+                .is_some();
+        }
+        if !found {
             return Err(ProjectorError::Config(format!(
-                "schema `{}` is at sequence {position}; starting at {from} would skip events {}..{}: \
-                 use --from-seq {} or less",
-                plan.into,
-                position + 1,
-                from - 1,
-                position + 1
+                "schema `{}` has no projection to compare with; use --to-seq to only build",
+                plan.live_schema
             )));
         }
     }
-    let fixed_target = plan.to_seq.map(|s| s as i64);
-    let read_target = || async {
-        match fixed_target {
-            Some(t) => Ok::<i64, ProjectorError>(t),
-            None => Ok(live_position(live, &plan.live_schema, &plan.consumer)
-                .await?
-                .unwrap_or(0)),
-        }
-    };
-    if fixed_target.is_none()
-        && plan.mode != ReplayMode::BuildOnly
-        && live_position(live, &plan.live_schema, &plan.consumer)
-            .await?
-            .is_none()
-    {
-        return Err(ProjectorError::Config(format!(
-            "schema `{}` has no projection to compare with; use --to-seq to only build",
-            plan.live_schema
-        )));
-    }
-    let spec = FeedSpec {
-        stream: plan.stream.clone(),
-        subjects: plan.subjects.clone(),
-        reader: Reader::History,
-        batch_size: plan.batch_size,
-        linger: Duration::from_millis(20),
-    };
-    let mut feed = Feed::open(js, spec.clone(), position as u64).await?;
-    // Nobody reads the scratch schema before the swap: its batches need not wait for the disk.
-    let mut session = Session::new(CommitMode::Asynchronous);
     let started = Instant::now();
-    let mut progress = Progress {
-        position,
-        target: read_target().await?,
-        applied: 0,
-        elapsed: Duration::ZERO,
-    };
-    on_progress(&progress);
-    catch_up(
-        &mut client,
-        js,
-        &spec,
-        &mut feed,
-        &target,
-        &mut session,
-        &mut progress,
-        started,
-        &read_target,
-        &mut on_progress,
-    )
-    .await?;
+    let mut lanes = Vec::new();
+    for partition in partitions {
+        let key = lane_key(plan, partition);
+        let target = Target {
+            consumer: key.clone(),
+            stream: plan.stream.clone(),
+            subjects: plan.subjects.clone(),
+        };
+        let position = store::position(&client, &key).await?.unwrap_or(0);
+        if let Some(from) = plan.from_seq {
+            if from as i64 > position + 1 {
+                return Err(ProjectorError::Config(format!(
+                    "schema `{}` is at sequence {position}; starting at {from} would skip events {}..{}: \
+                     use --from-seq {} or less",
+                    plan.into,
+                    position + 1,
+                    from - 1,
+                    position + 1
+                )));
+            }
+        }
+        let spec = FeedSpec {
+            stream: plan.stream.clone(),
+            subjects: plan.subjects.clone(),
+            reader: Reader::History,
+            batch_size: plan.batch_size,
+            linger: Duration::from_millis(20),
+        };
+        let feed = open_feed(js, &spec, partition, position as u64).await?;
+        lanes.push(Lane {
+            partition,
+            target,
+            spec,
+            feed,
+            // Nobody reads the scratch schema before the swap: its batches need not wait for
+            // the disk.
+            session: Session::new(CommitMode::Asynchronous),
+            progress: Progress {
+                position,
+                target: 0,
+                applied: 0,
+                elapsed: Duration::ZERO,
+            },
+        });
+    }
+    for lane in &mut lanes {
+        let key = lane.target.consumer.clone();
+        let read_target = || async {
+            match fixed_target {
+                Some(t) => Ok::<i64, ProjectorError>(t),
+                None => Ok(live_position(live, &plan.live_schema, &key)
+                    .await?
+                    .unwrap_or(0)),
+            }
+        };
+        lane.progress.target = read_target().await?;
+        on_progress(&lane.progress);
+        catch_up(
+            &mut client,
+            js,
+            lane,
+            started,
+            &read_target,
+            &mut on_progress,
+        )
+        .await?;
+    }
     // Before anything compares, swaps or reports the build, it has every index again.
     indexes::restore(&mut client, &plan.into).await?;
+    let position = lanes.iter().map(|l| l.progress.position).max().unwrap_or(0);
     if fixed_target.is_some() || plan.mode == ReplayMode::BuildOnly {
         // The batches committed asynchronously; the build is reported once it is on disk.
-        store::flush_position(&mut client, &plan.consumer).await?;
+        for lane in &lanes {
+            store::flush_position(&mut client, &lane.target.consumer).await?;
+        }
         return Ok(ReplayOutcome::Built {
-            position: progress.position,
+            position,
             schema: plan.into.clone(),
         });
     }
 
-    // Parity at one position: hold the live projector's batch lock, finish the last stretch.
+    // Parity at one position per partition: hold the live projector's batch locks (in one
+    // order), finish the last stretch of each.
     let mut live_client = live.get().await?;
     let tx = live_client.transaction().await?;
     // This transaction waits while the rebuild finishes its last stretch: not idle in the sense
     // of the sessions' idle timeout.
     tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
         .await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || $1::text || '.' || $2::text))",
-        &[&plan.live_schema, &plan.consumer],
-    )
-    .await?;
-    let live_at: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT last_seq FROM {}.projector_positions WHERE consumer = $1",
-                plan.live_schema
-            ),
-            &[&plan.consumer],
+    for lane in &mut lanes {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || $1::text || '.' || $2::text))",
+            &[&plan.live_schema, &lane.target.consumer],
         )
-        .await?
-        .get(0);
-    let fixed = move || async move { Ok::<i64, ProjectorError>(live_at) };
-    catch_up(
-        &mut client,
-        js,
-        &spec,
-        &mut feed,
-        &target,
-        &mut session,
-        &mut progress,
-        started,
-        &fixed,
-        &mut on_progress,
-    )
-    .await?;
+        .await?;
+        let live_at: i64 = tx
+            .query_opt(
+                &format!(
+                    "SELECT last_seq FROM {}.projector_positions WHERE consumer = $1",
+                    plan.live_schema
+                ),
+                &[&lane.target.consumer],
+            )
+            .await?
+            .map_or(0, |r| r.get(0));
+        let fixed = move || async move { Ok::<i64, ProjectorError>(live_at) };
+        catch_up(&mut client, js, lane, started, &fixed, &mut on_progress).await?;
+    }
     let tables = compare(&tx, &plan.live_schema, &plan.into).await?;
-    let position = progress.position;
+    let position = lanes.iter().map(|l| l.progress.position).max().unwrap_or(0);
     match plan.mode {
         ReplayMode::DryRun => {
             tx.rollback().await?;
@@ -288,15 +336,18 @@ pub async fn replay(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The position key a lane rebuilds: the live projector's, or its partition's.
+fn lane_key(plan: &ReplayPlan, partition: Option<u32>) -> String {
+    match partition {
+        Some(p) => crate::membership::position_key(&plan.consumer, &plan.subjects, p),
+        None => plan.consumer.clone(),
+    }
+}
+
 async fn catch_up<F, Fut>(
     client: &mut deadpool_postgres::Object,
     js: &Context,
-    spec: &FeedSpec,
-    feed: &mut Feed,
-    target: &Target,
-    session: &mut Session,
-    progress: &mut Progress,
+    lane: &mut Lane,
     started: Instant,
     read_target: &F,
     on_progress: &mut impl FnMut(&Progress),
@@ -305,6 +356,14 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<i64, ProjectorError>>,
 {
+    let Lane {
+        partition,
+        target,
+        spec,
+        feed,
+        session,
+        progress,
+    } = lane;
     let mut idle_rounds = 0;
     loop {
         progress.target = read_target().await?;
@@ -321,7 +380,7 @@ where
                     target = progress.target,
                     "history feed stalled; reopening it"
                 );
-                *feed = Feed::open(js, spec.clone(), progress.position as u64).await?;
+                *feed = open_feed(js, spec, *partition, progress.position as u64).await?;
             }
             if idle_rounds > 20 {
                 return Err(ProjectorError::JetStream(format!(

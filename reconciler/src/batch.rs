@@ -22,6 +22,7 @@ use projector::feed::{Batch, Incoming, Parsed};
 use projector::fold::{self, Touched};
 use projector::store;
 use projector::store::event_ids::{FoldedIds, Verdict};
+use projector::store::lease::{self, Fence};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -40,6 +41,8 @@ pub struct BatchTarget {
     pub policy: Policy,
     /// Triggers below this sequence are folded but decide nothing (dry runs from a sequence).
     pub decide_from: u64,
+    /// The lease a shared partition's batches must still hold to commit (`None`: unshared).
+    pub fence: Option<Fence>,
 }
 
 /// What a batch did.
@@ -170,6 +173,11 @@ async fn process_in_transaction(
     let tx = client.transaction().await?;
     let position =
         state::begin_batch(&tx, &target.schema, &target.consumer, &target.stream).await?;
+    // A shared partition's decider proves it still owns the partition; the lease row stays
+    // share-locked until the commit, so it cannot change hands before.
+    if let Some(fence) = &target.fence {
+        lease::check(&*tx, fence).await?;
+    }
     let parsed: Vec<(&Incoming, &Parsed)> = batch
         .iter()
         .filter(|(m, _)| m.seq as i64 > position)

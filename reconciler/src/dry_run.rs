@@ -31,6 +31,9 @@ pub struct DryRunPlan {
     /// Throwaway schema (dropped before and after).
     pub scratch_schema: String,
     pub batch_size: usize,
+    /// Only this partition's events, decided as its own reconciler decides them (`None`: the
+    /// whole, unpartitioned stream).
+    pub partition: Option<u32>,
 }
 
 /// One follow-up, as decided or as found in the stream.
@@ -107,7 +110,13 @@ async fn replay_and_compare(
     plan: &DryRunPlan,
 ) -> Result<DryRunReport, ReconcilerError> {
     migrate(client, &plan.scratch_schema).await?;
-    let head = projector::feed::stream_last_seq(js, &plan.stream).await?;
+    let head = match plan.partition {
+        Some(p) => {
+            let filter = plan.subjects.partition_filter(p);
+            projector::feed::last_seq_of(js, &plan.stream, &filter).await?
+        }
+        None => projector::feed::stream_last_seq(js, &plan.stream).await?,
+    };
     let target = BatchTarget {
         consumer: "runledger-reconciler-dry-run".into(),
         stream: plan.stream.clone(),
@@ -115,6 +124,7 @@ async fn replay_and_compare(
         schema: plan.scratch_schema.clone(),
         policy: plan.policy.clone(),
         decide_from: plan.from_seq,
+        fence: None,
     };
     let mut causes: HashMap<EventId, u64> = HashMap::new();
     let mut in_stream: BTreeMap<EventId, FollowUp> = BTreeMap::new();
@@ -125,7 +135,10 @@ async fn replay_and_compare(
         batch_size: plan.batch_size.max(1),
         linger: Duration::from_millis(20),
     };
-    let mut feed = Feed::open(js, spec, 0).await?;
+    let mut feed = match plan.partition {
+        Some(p) => Feed::open_partition(js, spec, p, 0).await?,
+        None => Feed::open(js, spec, 0).await?,
+    };
     let mut position = 0;
     while position < head {
         let Some(mut batch) = feed.next(Duration::from_secs(2)).await? else {

@@ -28,6 +28,10 @@ pub enum ReconcilerError {
     /// the same id (deduplicated by JetStream): drain again later.
     #[error("publishing a follow-up: {0}")]
     Publish(#[from] producers::PublishError),
+    /// This instance no longer owns the partition it was deciding (another took it over after
+    /// its lease ran out): nothing was committed; stop deciding the partition.
+    #[error("the lease of `{role}` partition {partition} is no longer this instance's")]
+    Fenced { role: String, partition: u32 },
     /// Settings or stored state do not fit together; fix the configuration.
     #[error("configuration: {0}")]
     Config(String),
@@ -42,6 +46,14 @@ impl ReconcilerError {
             Self::Projector(e) => e.refused_data(),
             _ => None,
         }
+    }
+
+    /// A fenced-off partition, whether the reconciler's own check or the private fold's found it.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            Self::Fenced { .. } | Self::Projector(projector::ProjectorError::Fenced { .. })
+        )
     }
 }
 

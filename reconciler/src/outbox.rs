@@ -8,6 +8,7 @@
 use crate::error::ReconcilerError;
 use deadpool_postgres::Pool;
 use producers::{Encoded, Publisher};
+use projector::store::lease::{self, Fence};
 use uuid::Uuid;
 
 /// Publishes the outbox of one reconciler schema.
@@ -19,6 +20,8 @@ pub struct Outbox {
     publisher: Publisher,
     /// Rows published per round.
     pub batch: i64,
+    /// The lease a shared partition's drainer must still hold (`None`: unshared).
+    fence: Option<Fence>,
 }
 
 impl Outbox {
@@ -36,14 +39,22 @@ impl Outbox {
             consumer: consumer.to_owned(),
             publisher,
             batch: 256,
+            fence: None,
         })
+    }
+
+    /// The drainer of a shared partition: each round proves it still owns the partition, and
+    /// holds the lease (share lock) while it publishes and marks, so an instance that lost the
+    /// partition publishes and marks nothing.
+    pub fn fenced(self, fence: Option<Fence>) -> Self {
+        Self { fence, ..self }
     }
 
     /// Publishes every publishable follow-up (unpublished, and held no further than the
     /// position); returns how many were published. On a publish failure, the ones before it
     /// are marked and the error is returned; the rest stay for the next drain.
     pub async fn drain(&self) -> Result<usize, ReconcilerError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
         let schema = &self.schema;
         let select = format!(
             "SELECT event_id, subject, payload FROM {schema}.outbox
@@ -54,10 +65,13 @@ impl Outbox {
         let mark = format!("UPDATE {schema}.outbox SET published = true WHERE event_id = ANY($1)");
         let mut total = 0;
         loop {
-            let rows = client
-                .query(&select, &[&self.consumer, &self.batch])
-                .await?;
+            let tx = client.transaction().await?;
+            if let Some(fence) = &self.fence {
+                lease::check(&*tx, fence).await?;
+            }
+            let rows = tx.query(&select, &[&self.consumer, &self.batch]).await?;
             if rows.is_empty() {
+                tx.commit().await?;
                 return Ok(total);
             }
             let ids: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
@@ -81,8 +95,9 @@ impl Outbox {
                     }
                 }
             }
-            let statement = client.prepare_cached(&mark).await?;
-            client.execute(&statement, &[&published]).await?;
+            let statement = tx.prepare_cached(&mark).await?;
+            tx.execute(&statement, &[&published]).await?;
+            tx.commit().await?;
             total += published.len();
             if let Some(e) = failure {
                 return Err(e.into());

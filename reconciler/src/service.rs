@@ -22,6 +22,7 @@ use producers::{Publisher, PublisherSettings};
 use projector::feed::{Feed, FeedSpec, Reader};
 use projector::live::Backoff;
 use projector::live::TaskObserver;
+use projector::store::lease::{self, Fence};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -44,6 +45,11 @@ pub struct ReconcilerSettings {
     pub policy: Policy,
     /// Clock interval (`None`: publish no ticks; another reconciler or clock does).
     pub tick_interval: Option<Duration>,
+    /// The one partition this reconciler decides, with its own clock (`None`: the whole
+    /// stream). Its schema, position row and consumer are the partition's own.
+    pub partition: Option<u32>,
+    /// The lease a shared partition's batches and outbox must still hold.
+    pub fence: Option<Fence>,
 }
 
 impl ReconcilerSettings {
@@ -59,6 +65,8 @@ impl ReconcilerSettings {
             linger: Duration::from_millis(2),
             policy: Policy::default(),
             tick_interval: Some(Duration::from_secs(30)),
+            partition: None,
+            fence: None,
         }
     }
 
@@ -81,6 +89,7 @@ impl ReconcilerSettings {
             schema: self.schema.clone(),
             policy: self.policy.clone(),
             decide_from: 0,
+            fence: self.fence.clone(),
         }
     }
 }
@@ -122,7 +131,15 @@ impl Reconciler {
         {
             let mut client = pool.get().await?;
             migrate(&mut client, &settings.schema).await?;
-            let head = projector::feed::stream_last_seq(&js, &settings.stream).await?;
+            // What an earlier incarnation can have published before this one started: up to
+            // the stream's head, or a partition's last event (its reader never reads further).
+            let head = match settings.partition {
+                Some(p) => {
+                    let filter = settings.subjects.partition_filter(p);
+                    projector::feed::last_seq_of(&js, &settings.stream, &filter).await?
+                }
+                None => projector::feed::stream_last_seq(&js, &settings.stream).await?,
+            };
             state::hold_unpublished(&**client, &settings.schema, head as i64).await?;
         }
         let feed = Self::open_feed(&pool, &js, &settings).await?;
@@ -136,7 +153,8 @@ impl Reconciler {
             &settings.schema,
             &settings.consumer,
             publisher,
-        )?;
+        )?
+        .fenced(settings.fence.clone());
         Ok(Self {
             pool,
             js,
@@ -172,10 +190,19 @@ impl Reconciler {
             let position =
                 state::begin_batch(&tx, &settings.schema, &settings.consumer, &settings.stream)
                     .await?;
+            // A decider that lost its partition must not even replace the consumer the new
+            // owner reads with.
+            if let Some(fence) = &settings.fence {
+                lease::check(&*tx, fence).await?;
+            }
             tx.commit().await?;
             position
         };
-        Ok(Feed::open(js, settings.feed(), position.max(0) as u64).await?)
+        let after = position.max(0) as u64;
+        Ok(match settings.partition {
+            Some(p) => Feed::open_partition(js, settings.feed(), p, after).await?,
+            None => Feed::open(js, settings.feed(), after).await?,
+        })
     }
 
     /// The settings.
@@ -245,13 +272,26 @@ impl Reconciler {
             consumer = %self.settings.consumer,
             "reconciler started"
         );
+        // The clock and the drainer stop with the reconciler: at shutdown, or when its
+        // partition turns out to be another instance's.
+        let (stop_beside, beside) = watch::channel(false);
+        let stop_beside = Arc::new(stop_beside);
+        let forward = {
+            let stop = stop_beside.clone();
+            let mut outer = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = outer.wait_for(|stop| *stop).await;
+                stop.send_replace(true);
+            })
+        };
         let ticker = self.settings.tick_interval.map(|interval| {
             let publisher = Publisher::new(
                 self.js.clone(),
                 self.settings.subjects.clone(),
                 PublisherSettings::default(),
             );
-            tokio::spawn(Ticker::new(publisher, interval).run(shutdown.clone()))
+            let ticker = Ticker::new(publisher, interval).for_partition(self.settings.partition);
+            tokio::spawn(ticker.run(beside.clone()))
         });
         // The drainer publishes concurrently, woken after every batch that decided follow-ups
         // and at least once a second (rows held while catching up become publishable as the
@@ -261,7 +301,7 @@ impl Reconciler {
             self.outbox.clone(),
             wake.clone(),
             self.task_observer.clone(),
-            shutdown.clone(),
+            beside.clone(),
         ));
         let mut backoff = Backoff::default();
         while !*shutdown.borrow() {
@@ -291,6 +331,16 @@ impl Reconciler {
                     );
                 }
                 Ok(Outcome::Idle) => backoff.reset(),
+                Err(e) if e.is_fenced() => {
+                    tracing::warn!(error = %e, "reconciler stopped: its partition has another owner");
+                    stop_beside.send_replace(true);
+                    forward.abort();
+                    let _ = drainer.await;
+                    if let Some(ticker) = ticker {
+                        let _ = ticker.await;
+                    }
+                    return Err(e);
+                }
                 Err(e) => {
                     // The next step opens a new feed at the stored position.
                     let pause = backoff.pause();
@@ -302,6 +352,8 @@ impl Reconciler {
                 }
             }
         }
+        stop_beside.send_replace(true);
+        forward.abort();
         let _ = drainer.await;
         if let Some(ticker) = ticker {
             let _ = ticker.await;

@@ -2,6 +2,9 @@
 //! This is the only place the reconciler reads the wall clock; everything else takes time from
 //! events. A slot's tick has an id derived from the interval and the slot number, so several
 //! reconcilers (or a restart within a slot) publish the same event and the stream stores it once.
+//! With partitions each partition has its own clock: its ticks carry the partition, their ids
+//! are derived from the interval, the slot and the partition, and they are stored on the
+//! partition's subject, so whichever instance owns the partition publishes the same events.
 
 use crate::engine::SOURCE;
 use chrono::{DateTime, Utc};
@@ -28,11 +31,18 @@ pub fn slot_of(now: DateTime<Utc>, interval: Duration) -> i64 {
 
 /// The tick of `slot`: the same event for every publisher.
 pub fn tick(interval: Duration, slot: i64) -> Event {
+    partition_tick(interval, slot, None)
+}
+
+/// The tick of `slot` on `partition`'s clock (`None`: the one clock of an unpartitioned
+/// stream, [`tick`]).
+pub fn partition_tick(interval: Duration, slot: i64, partition: Option<u32>) -> Event {
     let ms = millis(interval);
-    let tick_id = TickId(Uuid::new_v5(
-        &TICK_NAMESPACE,
-        format!("{ms}:{slot}").as_bytes(),
-    ));
+    let name = match partition {
+        None => format!("{ms}:{slot}"),
+        Some(p) => format!("{ms}:{slot}:{p}"),
+    };
+    let tick_id = TickId(Uuid::new_v5(&TICK_NAMESPACE, name.as_bytes()));
     let at = DateTime::from_timestamp_millis(slot.saturating_mul(ms)).unwrap_or_default();
     Event::with_id(
         EventId::derived(EventId(tick_id.0), "reconciler.ticked"),
@@ -42,7 +52,7 @@ pub fn tick(interval: Duration, slot: i64) -> Event {
         EventData::ReconcilerTicked(ReconcilerTicked {
             tick_id,
             at,
-            partition: None,
+            partition,
             extra: Default::default(),
         }),
     )
@@ -52,6 +62,7 @@ pub fn tick(interval: Duration, slot: i64) -> Event {
 pub struct Ticker {
     publisher: Publisher,
     interval: Duration,
+    partition: Option<u32>,
 }
 
 impl Ticker {
@@ -59,12 +70,19 @@ impl Ticker {
         Self {
             publisher,
             interval,
+            partition: None,
         }
+    }
+
+    /// Ticks `partition`'s clock instead of the unpartitioned one.
+    pub fn for_partition(self, partition: Option<u32>) -> Self {
+        Self { partition, ..self }
     }
 
     /// Publishes the tick of the current slot (by the wall clock).
     pub async fn tick_now(&self) -> Result<Event, PublishError> {
-        let event = tick(self.interval, slot_of(Utc::now(), self.interval));
+        let slot = slot_of(Utc::now(), self.interval);
+        let event = partition_tick(self.interval, slot, self.partition);
         self.publisher.publish(&event).await?;
         Ok(event)
     }

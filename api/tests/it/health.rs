@@ -10,7 +10,7 @@ use std::time::Duration;
 async fn a_stalled_projector_or_outbox_is_a_503_and_a_failing_task_is_degraded() {
     let mut h = Harness::with_settings(Projection::Stepped, Tokens::default(), |s| {
         s.stall_after = Duration::from_secs(1);
-        s.reconciler_schema = Some(reconciler::migrate::DEFAULT_SCHEMA.to_owned());
+        s.reconciler_schemas = vec![reconciler::migrate::DEFAULT_SCHEMA.to_owned()];
     })
     .await;
     let mut w = World::new();

@@ -93,17 +93,43 @@ impl Drop for Feed {
 impl Feed {
     /// Opens a feed of the events after sequence `after` (0: from the beginning).
     pub async fn open(js: &Context, spec: FeedSpec, after: u64) -> Result<Self, FeedError> {
+        let filter = spec.subjects.all();
+        Self::open_filtered(js, spec, filter, after).await
+    }
+
+    /// Opens a feed of one partition's events after sequence `after` (with one partition, all
+    /// of them).
+    pub async fn open_partition(
+        js: &Context,
+        spec: FeedSpec,
+        partition: u32,
+        after: u64,
+    ) -> Result<Self, FeedError> {
+        let filter = spec.subjects.partition_filter(partition);
+        Self::open_filtered(js, spec, filter, after).await
+    }
+
+    async fn open_filtered(
+        js: &Context,
+        spec: FeedSpec,
+        filter: String,
+        after: u64,
+    ) -> Result<Self, FeedError> {
         let mut stream = js
             .get_stream(&spec.stream)
             .await
             .map_err(|e| FeedError::Open(format!("stream `{}`: {e}", spec.stream)))?;
-        let head = stream
-            .info()
-            .await
-            .map_err(|e| FeedError::Open(format!("stream `{}` info: {e}", spec.stream)))?
-            .state
-            .last_sequence;
-        let filter = spec.subjects.all();
+        let head = if filter == spec.subjects.all() {
+            stream
+                .info()
+                .await
+                .map_err(|e| FeedError::Open(format!("stream `{}` info: {e}", spec.stream)))?
+                .state
+                .last_sequence
+        } else {
+            // A partition's reader can reach its partition's last event, not the stream's.
+            last_seq_of(js, &spec.stream, &filter).await?
+        };
         let consumer = Consumer::open(
             &stream,
             &spec.reader,
@@ -315,6 +341,91 @@ pub async fn stream_last_seq(js: &Context, stream: &str) -> Result<u64, FeedErro
         .map_err(|e| FeedError::Open(format!("stream `{stream}` info: {e}")))?
         .state
         .last_sequence)
+}
+
+/// The last sequence among `filter`'s subjects in `stream` (0: none): what a reader of those
+/// subjects alone has read once it is caught up.
+pub async fn last_seq_of(js: &Context, stream: &str, filter: &str) -> Result<u64, FeedError> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use futures::StreamExt;
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| FeedError::Open(format!("stream `{stream}`: {e}")))?;
+    let consumer = handle
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::Last,
+            ack_policy: AckPolicy::None,
+            filter_subject: filter.to_owned(),
+            inactive_threshold: Duration::from_secs(5),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| FeedError::Open(format!("the last of `{filter}`: {e}")))?;
+    let name = consumer.cached_info().name.clone();
+    let last = if consumer.cached_info().num_pending == 0 {
+        Ok(0)
+    } else {
+        let read = async {
+            let mut messages = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_secs(5))
+                .messages()
+                .await
+                .map_err(|e| FeedError::Open(format!("the last of `{filter}`: {e}")))?;
+            match messages.next().await {
+                Some(Ok(message)) => message
+                    .info()
+                    .map(|info| info.stream_sequence)
+                    .map_err(|e| FeedError::Open(format!("the last of `{filter}`: {e}"))),
+                Some(Err(e)) => Err(FeedError::Open(format!("the last of `{filter}`: {e}"))),
+                None => Err(FeedError::Open(format!(
+                    "the last of `{filter}`: nothing came"
+                ))),
+            }
+        };
+        read.await
+    };
+    let _ = handle.delete_consumer(&name).await;
+    last
+}
+
+/// How many events of `filter`'s subjects `stream` holds after sequence `after` (a reader's lag
+/// in events): the server counts them for a throwaway consumer.
+pub async fn pending_after(
+    js: &Context,
+    stream: &str,
+    filter: &str,
+    after: u64,
+) -> Result<u64, FeedError> {
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| FeedError::Open(format!("stream `{stream}`: {e}")))?;
+    let consumer = handle
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            deliver_policy: match after {
+                0 => async_nats::jetstream::consumer::DeliverPolicy::All,
+                seq => async_nats::jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: seq + 1,
+                },
+            },
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            filter_subject: filter.to_owned(),
+            inactive_threshold: Duration::from_secs(5),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| FeedError::Open(format!("counting `{filter}` after {after}: {e}")))?;
+    let info = consumer.cached_info();
+    let pending = info.num_pending;
+    let _ = handle.delete_consumer(&info.name).await;
+    Ok(pending)
 }
 
 /// Messages one pull request asks for: a batch's worth, at most 2,000 (the next request goes

@@ -11,6 +11,7 @@ use crate::fold::{self, Touched};
 use crate::store;
 use crate::store::cache::RowCache;
 use crate::store::event_ids::{FoldedIds, Verdict};
+use crate::store::lease::{self, Fence};
 use events::Subjects;
 use std::collections::BTreeMap;
 use tokio_postgres::types::Type;
@@ -55,6 +56,9 @@ pub enum CommitMode {
 pub struct Session {
     pub cache: RowCache,
     pub commit: CommitMode,
+    /// The lease this writer must still own for a batch to commit (`None`: an unshared
+    /// writer, e.g. a replay or a single projector). Checked inside every batch's transaction.
+    pub fence: Option<Fence>,
 }
 
 impl Session {
@@ -65,6 +69,15 @@ impl Session {
         Self {
             cache: RowCache::new(Self::CACHE_ROWS),
             commit,
+            fence: None,
+        }
+    }
+
+    /// The same writer, fenced: every batch first proves it still owns `fence`'s partition.
+    pub fn fenced(self, fence: Fence) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self
         }
     }
 
@@ -73,6 +86,7 @@ impl Session {
         Self {
             cache: RowCache::new(0),
             commit: CommitMode::Synchronous,
+            fence: None,
         }
     }
 }
@@ -199,7 +213,15 @@ async fn apply_in_transaction(
         }
         Ok::<_, tokio_postgres::Error>(())
     };
-    let (_, _, locked) = futures::try_join!(
+    // A shared partition's writer proves, in this transaction, that it still owns the partition;
+    // the lease row stays share-locked until the commit, so it cannot change hands before.
+    let fenced = async {
+        match &session.fence {
+            Some(fence) => lease::check(&tx, fence).await,
+            None => Ok(()),
+        }
+    };
+    let (_, _, _, locked) = futures::try_join!(
         async {
             tx.execute_typed(
                 "SELECT pg_advisory_xact_lock(hashtext('runledger.projector.' || current_schema() || '.' || $1::text))",
@@ -209,6 +231,7 @@ async fn apply_in_transaction(
             .map_err(ProjectorError::from)
         },
         async { commit_mode.await.map_err(ProjectorError::from) },
+        fenced,
         store::lock_position(&tx, &target.consumer, &target.stream),
     )?;
     let position = locked.last_seq;

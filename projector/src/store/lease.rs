@@ -12,6 +12,7 @@
 use crate::error::ProjectorError;
 use crate::store::migrate::{apply, MigrationSet};
 use std::time::Duration;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
@@ -42,19 +43,26 @@ pub struct Fence {
     pub partition: u32,
     /// The instance that believes it owns the partition.
     pub owner: Uuid,
+    /// The lease's epoch when the instance took it (every taking counts one up): a worker
+    /// started before its instance lost the partition and took it back is fenced off too.
+    pub epoch: i64,
 }
 
 /// Checks, inside a batch's transaction, that `fence.owner` still owns the partition, and holds
 /// the lease row (share lock) until the transaction ends so it cannot change hands before then.
 pub async fn check(tx: &impl GenericClient, fence: &Fence) -> Result<(), ProjectorError> {
+    // Typed: one round trip, in the same flight as the batch's opening statements.
     let row = tx
-        .query_opt(
-            "SELECT owner FROM runledger_cluster.leases WHERE role = $1 AND partition = $2 FOR SHARE",
-            &[&fence.role, &(fence.partition as i32)],
+        .query_typed_opt(
+            "SELECT owner, epoch FROM runledger_cluster.leases WHERE role = $1 AND partition = $2 FOR SHARE",
+            &[
+                (&fence.role, Type::TEXT),
+                (&(fence.partition as i32), Type::INT4),
+            ],
         )
         .await?;
-    let owner: Option<Uuid> = row.and_then(|r| r.get(0));
-    if owner == Some(fence.owner) {
+    let held = row.map(|r| (r.get::<_, Option<Uuid>>(0), r.get::<_, i64>(1)));
+    if held == Some((Some(fence.owner), fence.epoch)) {
         Ok(())
     } else {
         Err(ProjectorError::Fenced {
@@ -88,12 +96,12 @@ fn millis(ttl: Duration) -> f64 {
 }
 
 /// The instance is alive: refreshes it and renews its leases for `ttl`; returns the leases it
-/// still owns (a lease taken over in the meantime is not among them).
+/// still owns, with their epochs (a lease taken over in the meantime is not among them).
 pub async fn renew(
     client: &impl GenericClient,
     instance: Uuid,
     ttl: Duration,
-) -> Result<Vec<(String, u32)>, ProjectorError> {
+) -> Result<Vec<(String, u32, i64)>, ProjectorError> {
     client
         .execute(
             "UPDATE runledger_cluster.instances SET seen_at = now() WHERE instance = $1",
@@ -105,13 +113,13 @@ pub async fn renew(
             "UPDATE runledger_cluster.leases
                 SET expires_at = now() + $2 * interval '1 millisecond'
               WHERE owner = $1
-              RETURNING role, partition",
+              RETURNING role, partition, epoch",
             &[&instance, &millis(ttl)],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1) as u32))
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1) as u32, r.get(2)))
         .collect())
 }
 
@@ -131,7 +139,7 @@ pub async fn live_instances(
 }
 
 /// Takes up to `max` free (expired or released) partitions of `role` (out of `partitions`) for
-/// `instance` for `ttl`, lowest first; returns those it took. Rows being taken or checked by
+/// `instance` for `ttl`, lowest first; returns those it took, with their new epochs. Rows being taken or checked by
 /// others are skipped, never waited for.
 pub async fn claim(
     client: &impl GenericClient,
@@ -140,7 +148,7 @@ pub async fn claim(
     partitions: u32,
     max: u32,
     ttl: Duration,
-) -> Result<Vec<u32>, ProjectorError> {
+) -> Result<Vec<(u32, i64)>, ProjectorError> {
     if max == 0 {
         return Ok(Vec::new());
     }
@@ -164,7 +172,7 @@ pub async fn claim(
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
                 AND l.expires_at < now()
-              RETURNING l.partition",
+              RETURNING l.partition, l.epoch",
             &[
                 &instance,
                 &role,
@@ -174,7 +182,10 @@ pub async fn claim(
             ],
         )
         .await?;
-    let mut taken: Vec<u32> = rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
+    let mut taken: Vec<(u32, i64)> = rows
+        .iter()
+        .map(|r| (r.get::<_, i32>(0) as u32, r.get(1)))
+        .collect();
     taken.sort_unstable();
     Ok(taken)
 }
