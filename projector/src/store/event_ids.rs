@@ -54,9 +54,19 @@ impl FoldedIds {
         let ids: Vec<Uuid> = events.into_iter().map(|e| e.id.0).collect();
         let mut known = HashMap::new();
         if !ids.is_empty() {
+            // One index probe per id, whatever the planner thinks of the table: during a
+            // rebuild it grows from empty faster than statistics follow, and `= ANY($1)` with
+            // thousands of ids was planned as a scan of the whole table per batch (quadratic:
+            // a 1,000,000-event replay spent most of its time there). `OFFSET 0` keeps the
+            // lateral subquery from being flattened into a join the planner could hash.
             let rows = tx
                 .query_typed(
-                    "SELECT event_id, digest, seq FROM folded_events WHERE event_id = ANY($1)",
+                    "SELECT f.event_id, f.digest, f.seq
+                       FROM unnest($1::uuid[]) AS asked(id)
+                       CROSS JOIN LATERAL (
+                           SELECT event_id, digest, seq FROM folded_events
+                            WHERE event_id = asked.id OFFSET 0
+                       ) f",
                     &[(&ids, Type::UUID_ARRAY)],
                 )
                 .await?;
