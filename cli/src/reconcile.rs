@@ -1,7 +1,8 @@
 //! `runledger reconcile`: the reconciler alone (its own consumer, schema, outbox and clock), or
 //! with `--dry-run --from-seq N` a replay of history through the rules into a throwaway schema
 //! that publishes nothing and prints how the follow-ups it would emit differ from the ones the
-//! stream already holds (exit code 1 when they differ, like `diff`).
+//! stream already holds (exit code 1 when they differ, like `diff`); with partitions, one dry run
+//! per partition.
 
 use crate::settings::{DbArgs, NatsArgs, ReconcilerArgs, StreamArgs};
 use crate::{db, shutdown};
@@ -29,7 +30,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::worker::unpartitioned(&args.stream, "reconcile")?;
+    if !args.dry_run {
+        // Partitions are decided by `runledger worker`/`up` instances; a dry run covers them all.
+        crate::worker::unpartitioned(&args.stream, "reconcile")?;
+    }
     let settings = args.reconciler.settings(&args.stream, &args.db)?;
     let client = args.nats.connect("runledger reconcile").await?;
     let js = async_nats::jetstream::new(client);
@@ -53,12 +57,37 @@ fn print_rows(mark: char, what: &str, rows: &[FollowUp]) {
     }
 }
 
+/// The dry run of every partition (one, without partitions), each decided as its own reconciler
+/// decides it; exit code 1 when any differs.
 async fn print_dry_run(
     pool: &deadpool_postgres::Pool,
     js: &async_nats::jetstream::Context,
     settings: reconciler::ReconcilerSettings,
     from_seq: u64,
 ) -> anyhow::Result<ExitCode> {
+    let partitioned = settings.subjects.is_partitioned();
+    let mut clean = true;
+    for partition in 0..settings.subjects.partitions() {
+        if partitioned {
+            println!("partition {partition}:");
+        }
+        let partition = partitioned.then_some(partition);
+        clean &= print_one_dry_run(pool, js, &settings, from_seq, partition).await?;
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn print_one_dry_run(
+    pool: &deadpool_postgres::Pool,
+    js: &async_nats::jetstream::Context,
+    settings: &reconciler::ReconcilerSettings,
+    from_seq: u64,
+    partition: Option<u32>,
+) -> anyhow::Result<bool> {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let plan = DryRunPlan {
         stream: settings.stream.clone(),
@@ -67,7 +96,7 @@ async fn print_dry_run(
         from_seq: from_seq.max(1),
         scratch_schema: format!("{}_dry_{}", settings.schema, &tag[..8]),
         batch_size: settings.batch_size,
-        partition: None,
+        partition,
     };
     let report = dry_run(pool, js, &plan).await?;
     println!(
@@ -89,9 +118,5 @@ async fn print_dry_run(
             found.data
         );
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(report.is_clean())
 }

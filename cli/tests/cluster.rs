@@ -675,6 +675,26 @@ async fn an_instance_frozen_past_its_leases_commits_nothing_once_resumed() {
         checksums(&db.client().await.unwrap()).await.unwrap(),
         checksums(&reference.client().await.unwrap()).await.unwrap()
     );
+    // The dry run decides every partition as its reconciler did: nothing missing or extra.
+    let dry = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args(["reconcile", "--dry-run"])
+        .env("NATS_URL", nats.url())
+        .env("DATABASE_URL", &db_url)
+        .env("RUNLEDGER_STREAM", name)
+        .env("RUNLEDGER_SUBJECT_PREFIX", prefix)
+        .env("RUNLEDGER_PARTITIONS", "2")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "the dry run differs: {printed}\n{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    for partition in ["partition 0:", "partition 1:"] {
+        assert!(printed.contains(partition), "{printed}");
+    }
+    assert_eq!(printed.matches("dry run of causes").count(), 2, "{printed}");
 }
 
 /// Runs a `runledger` command on the two-partition stream; its last line of JSON.

@@ -88,10 +88,7 @@ pub async fn begin_batch(
     let select_params = [(&consumer as &(dyn ToSql + Sync), Type::TEXT)];
     let (_, _, _, row) = try_join!(
         tx.batch_execute(&set),
-        tx.execute_typed(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &lock_params,
-        ),
+        tx.execute_typed("SELECT pg_advisory_xact_lock(hashtext($1))", &lock_params,),
         tx.execute_typed(
             "INSERT INTO reconciler_positions (consumer, stream, last_seq)
              VALUES ($1, $2, 0) ON CONFLICT (consumer) DO NOTHING",
