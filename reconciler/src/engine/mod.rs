@@ -16,6 +16,7 @@
 //! `reconciler.ticked` ([`sweep`]: deferrals due, silent detached runs, stranded assigned issues).
 
 mod ended;
+mod explain;
 pub mod ledger;
 mod sweep;
 
@@ -165,6 +166,15 @@ pub fn decide(
         cause: event,
         now: trigger.now(event),
         decision: Decision::default(),
+        facts: explain::Facts {
+            model,
+            ledger,
+            storm: &policy.storm,
+            trigger_run: match trigger {
+                Trigger::RunEnded { run_id, .. } => Some(run_id),
+                Trigger::Tick { .. } => None,
+            },
+        },
     };
     match trigger {
         Trigger::RunEnded { run_id, lost } => {
@@ -172,7 +182,23 @@ pub fn decide(
         }
         Trigger::Tick { now } => sweep::tick(model, ledger, &mut emitter, policy, now),
     }
-    emitter.decision
+    // Every follow-up carries its explanation, read from the state the rules decided on.
+    let Emitter {
+        cause,
+        now,
+        mut decision,
+        facts,
+    } = emitter;
+    for event in &mut decision.follow_ups {
+        let rule = event
+            .extensions
+            .get(RULE_ATTRIBUTE)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        explain::explain(&facts, cause, now, &rule, event).attach(event);
+    }
+    decision
 }
 
 /// Builds the follow-ups of one cause with deterministic ids.
@@ -180,6 +206,8 @@ pub(crate) struct Emitter<'a> {
     cause: &'a Event,
     now: DateTime<Utc>,
     decision: Decision,
+    /// What the explanation of each follow-up reads.
+    facts: explain::Facts<'a>,
 }
 
 /// A derived entity id: the same follow-up always names the same wakeup, run, comment...
@@ -223,6 +251,8 @@ impl Emitter<'_> {
             .insert(RULE_ATTRIBUTE.into(), Value::String(rule.to_owned()));
         event
     }
+
+
 
     /// The `wakeup.requested` and the `run.queued` serving it, with their event ids; `scope`
     /// distinguishes several wakeups of one rule and cause (a tick recovers many issues).

@@ -1,0 +1,234 @@
+//! The explanation the engine puts on every follow-up it emits ([`events::decision`]): the rule,
+//! the cause, what the rule looked at and the outcome in a sentence.
+//!
+//! The inputs are read from the same state the rule decided on (the read models as of the cause,
+//! the ledger, the storm policy), so they are the rule's facts, and a replay (or the simulator)
+//! computes the same explanation byte for byte.
+
+use super::rule;
+use crate::engine::ledger::Ledger;
+use crate::storm::StormPolicy;
+use chrono::{DateTime, SecondsFormat, Utc};
+use events::decision::{Cause, Decision};
+use events::{Event, EventData};
+use projector::fold::model::{Model, RunRow};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// What an explanation reads besides the follow-up.
+pub(crate) struct Facts<'a> {
+    pub model: &'a Model,
+    pub ledger: &'a Ledger,
+    pub storm: &'a StormPolicy,
+    /// The run whose end triggered the decision (none for a tick).
+    pub trigger_run: Option<Uuid>,
+}
+
+fn uuid_at(data: &Value, key: &str) -> Option<Uuid> {
+    data.get(key)?.as_str()?.parse().ok()
+}
+
+fn text(data: &Value, key: &str) -> String {
+    data.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The issue and the run a follow-up is about. A queued run or a wakeup is about the run that
+/// led to it (the lost run it retries, the ended run it continues, the stranded issue's newest
+/// run), not about the run it creates.
+pub(crate) fn subject(facts: &Facts<'_>, follow_up: &Event) -> (Option<Uuid>, Option<Uuid>) {
+    let data = serde_json::to_value(&follow_up.data).unwrap_or(Value::Null);
+    let own_run = match follow_up.data {
+        EventData::RunQueued(_) | EventData::WakeupRequested(_) => {
+            uuid_at(&data, "retry_of_run_id")
+        }
+        _ => uuid_at(&data, "run_id"),
+    };
+    let mut issue = uuid_at(&data, "issue_id");
+    let run = own_run.or(facts.trigger_run).or_else(|| {
+        issue.and_then(|i| super::sweep::newest_run(facts.model, i).map(|r| r.run_id))
+    });
+    if issue.is_none() {
+        issue = run.and_then(|r| facts.model.runs.get(&r)).and_then(|r| r.issue_id);
+    }
+    (issue, run)
+}
+
+/// The explanation of `follow_up`, decided by `rule` on `cause` at `now`.
+pub(crate) fn explain(
+    facts: &Facts<'_>,
+    cause: &Event,
+    now: DateTime<Utc>,
+    rule: &str,
+    follow_up: &Event,
+) -> Decision {
+    let (issue, run) = subject(facts, follow_up);
+    let mut inputs = Map::new();
+    let issue_row = issue.and_then(|i| facts.model.issues.get(&i));
+    if let Some(issue) = issue {
+        inputs.insert("issue_id".into(), issue.to_string().into());
+    }
+    inputs.insert(
+        "issue_status".into(),
+        issue_row.and_then(|i| i.status.clone()).into(),
+    );
+    let run_row = run.and_then(|r| facts.model.runs.get(&r));
+    if let Some(run) = run {
+        inputs.insert("run_id".into(), run.to_string().into());
+    }
+    if let Some(r) = run_row {
+        inputs.insert("run_status".into(), r.status.clone().into());
+        inputs.insert("run_error_code".into(), r.error_code.clone().into());
+        inputs.insert("liveness".into(), r.liveness_state.clone().into());
+        inputs.insert(
+            "continuation_attempt".into(),
+            r.continuation_attempt.into(),
+        );
+        inputs.insert(
+            "process_loss_retries".into(),
+            r.process_loss_retry_count.into(),
+        );
+    }
+    if let Some(issue) = issue {
+        let since = now - facts.storm.window;
+        let grants = facts
+            .ledger
+            .grants_of(issue)
+            .iter()
+            .filter(|(at, _)| *at > since)
+            .count();
+        inputs.insert("storm_wakeups_in_window".into(), grants.into());
+        inputs.insert(
+            "storm_deferred".into(),
+            facts.ledger.deferred_of(issue).len().into(),
+        );
+        inputs.insert("storm_ceiling".into(), facts.storm.ceiling.into());
+    }
+    if let Some(deferral) = follow_up.extensions.get(super::DEFERRAL_ATTRIBUTE) {
+        inputs.insert("deferral_id".into(), deferral.clone());
+    }
+    let sentence = sentence(rule, follow_up, run_row, &inputs);
+    Decision {
+        rule: rule.to_owned(),
+        cause: Cause {
+            id: cause.id,
+            event_type: cause.event_type().as_str().to_owned(),
+            time: cause.time,
+        },
+        inputs,
+        sentence,
+    }
+}
+
+/// "failed with process_lost", "succeeded", "unknown".
+fn ended(run: Option<&RunRow>) -> String {
+    match run {
+        None => "unknown".to_owned(),
+        Some(r) => {
+            let status = r.status.as_deref().unwrap_or("unknown");
+            match &r.error_code {
+                Some(code) => format!("{status} with {code}"),
+                None => status.to_owned(),
+            }
+        }
+    }
+}
+
+fn recoveries(n: i64) -> String {
+    match n {
+        0 => "no recovery used yet".to_owned(),
+        1 => "1 recovery used".to_owned(),
+        n => format!("{n} recoveries used"),
+    }
+}
+
+/// Why the rule acted, in a clause.
+fn why(rule_name: &str, run: Option<&RunRow>, inputs: &Map<String, Value>) -> String {
+    let last = ended(run);
+    let int = |k: &str| inputs.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let issue_status = inputs
+        .get("issue_status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let liveness = run
+        .and_then(|r| r.liveness_state.as_deref())
+        .unwrap_or("unclassified");
+    match rule_name {
+        rule::PROCESS_LOST_RETRY => format!(
+            "last run {last}; {}",
+            recoveries(int("process_loss_retries"))
+        ),
+        rule::CONTINUATION => format!(
+            "last run ended {liveness}; {} continuation(s) used before",
+            int("continuation_attempt")
+        ),
+        rule::CONTINUATION_EXHAUSTED => format!(
+            "last run ended {liveness}; continuations exhausted after {}",
+            int("continuation_attempt")
+        ),
+        rule::STRANDED_DISPATCH | rule::STRANDED_CONTINUATION | rule::STRANDED_ESCALATION => {
+            format!(
+                "issue {issue_status} with no live run; last run {last}; {}",
+                recoveries(int("process_loss_retries") + int("continuation_attempt"))
+            )
+        }
+        rule::MISSING_COMMENT | rule::RESULT_COMMENT => {
+            format!("last run {last} and left no comment on the issue")
+        }
+        rule::SILENCE_TIMEOUT => format!("detached run silent too long (run {last})"),
+        rule::STORM_CEILING => format!(
+            "{} automatic wakeups in the window, ceiling {}",
+            int("storm_wakeups_in_window"),
+            int("storm_ceiling")
+        ),
+        _ => format!("last run {last}"),
+    }
+}
+
+/// The outcome in a sentence: what was done, then why.
+fn sentence(
+    rule_name: &str,
+    follow_up: &Event,
+    run: Option<&RunRow>,
+    inputs: &Map<String, Value>,
+) -> String {
+    let data = serde_json::to_value(&follow_up.data).unwrap_or(Value::Null);
+    let why = why(rule_name, run, inputs);
+    let fired = inputs.contains_key("deferral_id");
+    let what = match &follow_up.data {
+        EventData::RunQueued(_) if rule_name == rule::PROCESS_LOST_RETRY => "requeued once".into(),
+        EventData::RunQueued(_) if fired => "run queued when its deferral fell due".into(),
+        EventData::RunQueued(_) => "run queued".into(),
+        EventData::WakeupRequested(_) if fired => "agent woken when its deferral fell due".into(),
+        EventData::WakeupRequested(_) => "agent woken".into(),
+        EventData::IssueFollowUpDeferred(d) => format!(
+            "{} deferred until {}: {}",
+            d.follow_up,
+            d.due_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            d.reason
+        ),
+        EventData::IssueFollowUpRefused(d) => {
+            format!("{} refused: {}", d.follow_up, d.reason)
+        }
+        EventData::IssueFollowUpDeferralClosed(d) => format!(
+            "deferred {} {}: {}",
+            d.follow_up,
+            match d.outcome {
+                events::issue::DeferralOutcome::Fired => "fired",
+                events::issue::DeferralOutcome::Moot => "dropped as moot",
+            },
+            d.reason
+        ),
+        EventData::IssueCommentAdded(_) => "commented on the issue".into(),
+        EventData::IssueUpdated(_) => format!("issue set to {}", text(&data, "status")),
+        EventData::RunLivenessClassified(d) => {
+            format!("run classified {} ({})", text(&data, "state"), d.reason)
+        }
+        EventData::RunCancelRequested(_) => "cancel requested".into(),
+        EventData::DocumentRevised(_) => "continuation summary revised".into(),
+        other => other.event_type().as_str().to_owned(),
+    };
+    format!("{what}: {why}")
+}
