@@ -83,11 +83,12 @@ pub struct DecisionList {
     pub next_before_seq: Option<i64>,
 }
 
-/// The query behind the route and `runledger explain`: newest first, one more than `$5` rows.
+/// The query behind the route and `runledger explain`: company (`$1`), issue (`$2`) and run (`$3`)
+/// filters (NULL: any), before sequence `$4`, newest first, one more than `$5` rows.
 pub const SQL: &str = "SELECT d.event_id, d.event_type, d.seq, d.rule, d.issue_id, d.run_id,
         d.cause_id, d.cause_type, f.seq AS cause_seq, d.cause_time, d.inputs, d.sentence, d.at
      FROM decisions d LEFT JOIN folded_events f ON f.event_id = d.cause_id
-     WHERE d.company_id = $1
+     WHERE ($1::uuid IS NULL OR d.company_id = $1)
        AND ($2::uuid IS NULL OR d.issue_id = $2)
        AND ($3::uuid IS NULL OR d.run_id = $3)
        AND d.seq < $4
@@ -134,7 +135,10 @@ pub(crate) async fn list(
         super::ledger_issue_exists(&tx, company, issue),
         async {
             Ok::<_, ApiError>(
-                tx.query(&statement, &[&company, &Some(issue), &run, &before, &limit])
+                tx.query(
+                    &statement,
+                    &[&Some(company), &Some(issue), &run, &before, &limit],
+                )
                     .await?,
             )
         },
