@@ -46,8 +46,22 @@ pub(crate) fn subject(facts: &Facts<'_>, follow_up: &Event) -> (Option<Uuid>, Op
         }
         _ => uuid_at(&data, "run_id"),
     };
+    let deferred_from = follow_up
+        .extensions
+        .get(super::DEFERRAL_ATTRIBUTE)
+        .and_then(Value::as_str)
+        .and_then(|id| {
+            facts
+                .ledger
+                .deferrals
+                .iter()
+                .find(|d| d.event.id.to_string() == id)
+        })
+        .and_then(|d| d.data().run_id.map(|r| r.0));
     let mut issue = uuid_at(&data, "issue_id");
-    let run = own_run.or(facts.trigger_run).or_else(|| {
+    let run = deferred_from
+        .or(own_run)
+        .or(facts.trigger_run).or_else(|| {
         issue.and_then(|i| super::sweep::newest_run(facts.model, i).map(|r| r.run_id))
     });
     if issue.is_none() {
@@ -63,6 +77,7 @@ pub(crate) fn explain(
     now: DateTime<Utc>,
     rule: &str,
     follow_up: &Event,
+    classified: &[(Uuid, String)],
 ) -> Decision {
     let (issue, run) = subject(facts, follow_up);
     let mut inputs = Map::new();
@@ -81,7 +96,15 @@ pub(crate) fn explain(
     if let Some(r) = run_row {
         inputs.insert("run_status".into(), r.status.clone().into());
         inputs.insert("run_error_code".into(), r.error_code.clone().into());
-        inputs.insert("liveness".into(), r.liveness_state.clone().into());
+        // A classification decided with this follow-up is what the rule went by.
+        let liveness = classified
+            .iter()
+            .find(|(id, _)| *id == r.run_id)
+            .map(|(_, state)| state.clone())
+            .or_else(|| r.liveness_state.clone());
+        inputs.insert("liveness".into(), liveness.into());
+        let retry_reason = r.context.get("retry_reason").and_then(Value::as_str);
+        inputs.insert("run_retry_reason".into(), retry_reason.into());
         inputs.insert(
             "continuation_attempt".into(),
             r.continuation_attempt.into(),
@@ -152,27 +175,29 @@ fn why(rule_name: &str, run: Option<&RunRow>, inputs: &Map<String, Value>) -> St
         .get("issue_status")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    let liveness = run
-        .and_then(|r| r.liveness_state.as_deref())
+    let liveness = inputs
+        .get("liveness")
+        .and_then(Value::as_str)
         .unwrap_or("unclassified");
+    let recovery = match inputs.get("run_retry_reason").and_then(Value::as_str) {
+        Some(reason) => format!("it was already a recovery ({reason})"),
+        None => "no recovery tried yet".to_owned(),
+    };
     match rule_name {
         rule::PROCESS_LOST_RETRY => format!(
             "last run {last}; {}",
             recoveries(int("process_loss_retries"))
         ),
         rule::CONTINUATION => format!(
-            "last run ended {liveness}; {} continuation(s) used before",
-            int("continuation_attempt")
+            "last run ended {liveness}; continuation attempt {} of the chain",
+            int("continuation_attempt") + 1
         ),
         rule::CONTINUATION_EXHAUSTED => format!(
             "last run ended {liveness}; continuations exhausted after {}",
             int("continuation_attempt")
         ),
         rule::STRANDED_DISPATCH | rule::STRANDED_CONTINUATION | rule::STRANDED_ESCALATION => {
-            format!(
-                "issue {issue_status} with no live run; last run {last}; {}",
-                recoveries(int("process_loss_retries") + int("continuation_attempt"))
-            )
+            format!("issue {issue_status} with no live run; last run {last}; {recovery}")
         }
         rule::MISSING_COMMENT | rule::RESULT_COMMENT => {
             format!("last run {last} and left no comment on the issue")
@@ -204,16 +229,16 @@ fn sentence(
         EventData::WakeupRequested(_) if fired => "agent woken when its deferral fell due".into(),
         EventData::WakeupRequested(_) => "agent woken".into(),
         EventData::IssueFollowUpDeferred(d) => format!(
-            "{} deferred until {}: {}",
+            "{} deferred until {} ({})",
             d.follow_up,
             d.due_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             d.reason
         ),
         EventData::IssueFollowUpRefused(d) => {
-            format!("{} refused: {}", d.follow_up, d.reason)
+            format!("{} refused ({})", d.follow_up, d.reason)
         }
         EventData::IssueFollowUpDeferralClosed(d) => format!(
-            "deferred {} {}: {}",
+            "deferred {} {} ({})",
             d.follow_up,
             match d.outcome {
                 events::issue::DeferralOutcome::Fired => "fired",

@@ -189,6 +189,14 @@ pub fn decide(
         mut decision,
         facts,
     } = emitter;
+    let classified: Vec<(Uuid, String)> = decision
+        .follow_ups
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::RunLivenessClassified(d) => Some((d.run_id.0, d.state.to_string())),
+            _ => None,
+        })
+        .collect();
     for event in &mut decision.follow_ups {
         let rule = event
             .extensions
@@ -196,7 +204,7 @@ pub fn decide(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        explain::explain(&facts, cause, now, &rule, event).attach(event);
+        explain::explain(&facts, cause, now, &rule, event, &classified).attach(event);
     }
     decision
 }
