@@ -6,12 +6,12 @@
 //! computes the same explanation byte for byte.
 
 use super::rule;
-use crate::engine::ledger::Ledger;
+use crate::engine::ledger::{Deferral, Ledger};
 use crate::storm::StormPolicy;
 use chrono::{DateTime, SecondsFormat, Utc};
 use events::decision::{Cause, Decision};
 use events::{Event, EventData};
-use projector::fold::model::{Model, RunRow};
+use projector::fold::model::Model;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -46,18 +46,7 @@ pub(crate) fn subject(facts: &Facts<'_>, follow_up: &Event) -> (Option<Uuid>, Op
         }
         _ => uuid_at(&data, "run_id"),
     };
-    let deferred_from = follow_up
-        .extensions
-        .get(super::DEFERRAL_ATTRIBUTE)
-        .and_then(Value::as_str)
-        .and_then(|id| {
-            facts
-                .ledger
-                .deferrals
-                .iter()
-                .find(|d| d.event.id.to_string() == id)
-        })
-        .and_then(|d| d.data().run_id.map(|r| r.0));
+    let deferred_from = deferral_of(facts, follow_up).and_then(|d| d.data().run_id.map(|r| r.0));
     let mut issue = uuid_at(&data, "issue_id");
     let run = deferred_from
         .or(own_run)
@@ -69,6 +58,34 @@ pub(crate) fn subject(facts: &Facts<'_>, follow_up: &Event) -> (Option<Uuid>, Op
     }
     (issue, run)
 }
+
+/// The open deferral a follow-up fires or closes.
+fn deferral_of<'a>(facts: &Facts<'a>, follow_up: &Event) -> Option<&'a Deferral> {
+    let id = match &follow_up.data {
+        EventData::IssueFollowUpDeferralClosed(d) => d.deferral_id.to_string(),
+        _ => follow_up
+            .extensions
+            .get(super::DEFERRAL_ATTRIBUTE)?
+            .as_str()?
+            .to_owned(),
+    };
+    facts
+        .ledger
+        .deferrals
+        .iter()
+        .find(|d| d.event.id.to_string() == id)
+}
+
+/// The inputs about the run a rule looked at.
+const RUN_INPUTS: [&str; 7] = [
+    "run_status",
+    "run_error_code",
+    "liveness",
+    "continuation_attempt",
+    "process_loss_retries",
+    "run_retry_reason",
+    "run_id",
+];
 
 /// The explanation of `follow_up`, decided by `rule` on `cause` at `now`.
 pub(crate) fn explain(
@@ -85,13 +102,26 @@ pub(crate) fn explain(
     if let Some(issue) = issue {
         inputs.insert("issue_id".into(), issue.to_string().into());
     }
-    inputs.insert(
-        "issue_status".into(),
-        issue_row.and_then(|i| i.status.clone()).into(),
-    );
-    let run_row = run.and_then(|r| facts.model.runs.get(&r));
+    // An escalation already decided is in effect for the rules before the fold sees it.
+    let status = match issue {
+        Some(i) if facts.ledger.has_pending_escalation(i) => Some("blocked".to_owned()),
+        _ => issue_row.and_then(|i| i.status.clone()),
+    };
+    inputs.insert("issue_status".into(), status.into());
+    // A deferred follow-up fired or closed goes by the facts its deferral was decided on.
+    let deferred = deferral_of(facts, follow_up).and_then(|d| Decision::of(&d.event));
+    let run_row = run
+        .filter(|_| deferred.is_none())
+        .and_then(|r| facts.model.runs.get(&r));
     if let Some(run) = run {
         inputs.insert("run_id".into(), run.to_string().into());
+    }
+    if let Some(deferred) = &deferred {
+        for key in RUN_INPUTS {
+            if let Some(value) = deferred.inputs.get(key) {
+                inputs.insert(key.into(), value.clone());
+            }
+        }
     }
     if let Some(r) = run_row {
         inputs.insert("run_status".into(), r.status.clone().into());
@@ -122,7 +152,7 @@ pub(crate) fn explain(
             .iter()
             .filter(|(at, _)| *at > since)
             .count();
-        inputs.insert("storm_wakeups_in_window".into(), grants.into());
+        inputs.insert("storm_granted_in_window".into(), grants.into());
         inputs.insert(
             "storm_deferred".into(),
             facts.ledger.deferred_of(issue).len().into(),
@@ -132,7 +162,7 @@ pub(crate) fn explain(
     if let Some(deferral) = follow_up.extensions.get(super::DEFERRAL_ATTRIBUTE) {
         inputs.insert("deferral_id".into(), deferral.clone());
     }
-    let sentence = sentence(rule, follow_up, run_row, &inputs);
+    let sentence = sentence(rule, follow_up, &inputs);
     Decision {
         rule: rule.to_owned(),
         cause: Cause {
@@ -146,16 +176,14 @@ pub(crate) fn explain(
 }
 
 /// "failed with process_lost", "succeeded", "unknown".
-fn ended(run: Option<&RunRow>) -> String {
-    match run {
-        None => "unknown".to_owned(),
-        Some(r) => {
-            let status = r.status.as_deref().unwrap_or("unknown");
-            match &r.error_code {
-                Some(code) => format!("{status} with {code}"),
-                None => status.to_owned(),
-            }
-        }
+fn ended(inputs: &Map<String, Value>) -> String {
+    let status = inputs
+        .get("run_status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    match inputs.get("run_error_code").and_then(Value::as_str) {
+        Some(code) => format!("{status} with {code}"),
+        None => status.to_owned(),
     }
 }
 
@@ -168,8 +196,8 @@ fn recoveries(n: i64) -> String {
 }
 
 /// Why the rule acted, in a clause.
-fn why(rule_name: &str, run: Option<&RunRow>, inputs: &Map<String, Value>) -> String {
-    let last = ended(run);
+fn why(rule_name: &str, inputs: &Map<String, Value>) -> String {
+    let last = ended(inputs);
     let int = |k: &str| inputs.get(k).and_then(Value::as_i64).unwrap_or(0);
     let issue_status = inputs
         .get("issue_status")
@@ -204,8 +232,10 @@ fn why(rule_name: &str, run: Option<&RunRow>, inputs: &Map<String, Value>) -> St
         }
         rule::SILENCE_TIMEOUT => format!("detached run silent too long (run {last})"),
         rule::STORM_CEILING => format!(
-            "{} automatic wakeups in the window, ceiling {}",
-            int("storm_wakeups_in_window"),
+            "{} automatic wakeups granted and {} deferred in the window, ceiling {} beyond the \
+             bounded flows",
+            int("storm_granted_in_window"),
+            int("storm_deferred"),
             int("storm_ceiling")
         ),
         _ => format!("last run {last}"),
@@ -216,11 +246,10 @@ fn why(rule_name: &str, run: Option<&RunRow>, inputs: &Map<String, Value>) -> St
 fn sentence(
     rule_name: &str,
     follow_up: &Event,
-    run: Option<&RunRow>,
     inputs: &Map<String, Value>,
 ) -> String {
     let data = serde_json::to_value(&follow_up.data).unwrap_or(Value::Null);
-    let why = why(rule_name, run, inputs);
+    let why = why(rule_name, inputs);
     let fired = inputs.contains_key("deferral_id");
     let what = match &follow_up.data {
         EventData::RunQueued(_) if rule_name == rule::PROCESS_LOST_RETRY => "requeued once".into(),

@@ -206,6 +206,12 @@ pub fn decide(
             .to_owned();
         explain::explain(&facts, cause, now, &rule, event, &classified).attach(event);
     }
+    // A deferral remembers its explanation: when it fires or closes, that is what it went by.
+    for deferral in &mut decision.changes.deferrals {
+        if let Some(explained) = decision.follow_ups.iter().find(|e| e.id == deferral.event.id) {
+            deferral.event = explained.clone();
+        }
+    }
     decision
 }
 
