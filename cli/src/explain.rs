@@ -68,7 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// One decision as a few lines of text.
 pub fn text(d: &Decision) -> String {
-    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cause_seq = d
         .cause
         .seq

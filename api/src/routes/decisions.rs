@@ -139,7 +139,7 @@ pub(crate) async fn list(
                     &statement,
                     &[&Some(company), &Some(issue), &run, &before, &limit],
                 )
-                    .await?,
+                .await?,
             )
         },
     )?;

@@ -9,7 +9,11 @@ use serde_json::json;
 #[tokio::test]
 async fn an_issues_decisions_explain_the_process_loss_retry_newest_first_and_paged() {
     let mut w = World::new();
-    let mut h = Harness::new(Projection::Stepped, tokens(&[(w.company, "company-token-0123456789abcdef")])).await;
+    let mut h = Harness::new(
+        Projection::Stepped,
+        tokens(&[(w.company, "company-token-0123456789abcdef")]),
+    )
+    .await;
     let run = RunId::new_random();
     let issue = w.issue;
     let history = vec![
@@ -52,8 +56,14 @@ async fn an_issues_decisions_explain_the_process_loss_retry_newest_first_and_pag
     ] {
         assert_eq!(newest["inputs"][key], value, "{key}");
     }
-    let seqs: Vec<i64> = decisions.iter().map(|d| d["seq"].as_i64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|p| p[0] > p[1]), "newest first: {seqs:?}");
+    let seqs: Vec<i64> = decisions
+        .iter()
+        .map(|d| d["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|p| p[0] > p[1]),
+        "newest first: {seqs:?}"
+    );
 
     // Paged: two, then the rest from `next_before_seq`.
     let first = h.ok(&format!("{path}?limit=2")).await;
@@ -69,10 +79,18 @@ async fn an_issues_decisions_explain_the_process_loss_retry_newest_first_and_pag
 
     // Filtered by the run the rules looked at; typed parameters are checked.
     let of_run = h.ok(&format!("{path}?run={run}")).await;
-    assert_eq!(of_run["decisions"].as_array().unwrap().len(), follow_ups.len());
+    assert_eq!(
+        of_run["decisions"].as_array().unwrap().len(),
+        follow_ups.len()
+    );
     let other = h.ok(&format!("{path}?run={}", RunId::new_random())).await;
     assert_eq!(other["decisions"], json!([]));
-    let bad = h.get(&format!("{path}?before_seq=-1"), Some("company-token-0123456789abcdef")).await;
+    let bad = h
+        .get(
+            &format!("{path}?before_seq=-1"),
+            Some("company-token-0123456789abcdef"),
+        )
+        .await;
     assert_eq!(bad.status.as_u16(), 400);
     let missing = h
         .get(

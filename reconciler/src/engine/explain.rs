@@ -50,11 +50,12 @@ pub(crate) fn subject(facts: &Facts<'_>, follow_up: &Event) -> (Option<Uuid>, Op
     let mut issue = uuid_at(&data, "issue_id");
     let run = deferred_from
         .or(own_run)
-        .or(facts.trigger_run).or_else(|| {
-        issue.and_then(|i| super::sweep::newest_run(facts.model, i).map(|r| r.run_id))
-    });
+        .or(facts.trigger_run)
+        .or_else(|| issue.and_then(|i| super::sweep::newest_run(facts.model, i).map(|r| r.run_id)));
     if issue.is_none() {
-        issue = run.and_then(|r| facts.model.runs.get(&r)).and_then(|r| r.issue_id);
+        issue = run
+            .and_then(|r| facts.model.runs.get(&r))
+            .and_then(|r| r.issue_id);
     }
     (issue, run)
 }
@@ -135,10 +136,7 @@ pub(crate) fn explain(
         inputs.insert("liveness".into(), liveness.into());
         let retry_reason = r.context.get("retry_reason").and_then(Value::as_str);
         inputs.insert("run_retry_reason".into(), retry_reason.into());
-        inputs.insert(
-            "continuation_attempt".into(),
-            r.continuation_attempt.into(),
-        );
+        inputs.insert("continuation_attempt".into(), r.continuation_attempt.into());
         inputs.insert(
             "process_loss_retries".into(),
             r.process_loss_retry_count.into(),
@@ -243,11 +241,7 @@ fn why(rule_name: &str, inputs: &Map<String, Value>) -> String {
 }
 
 /// The outcome in a sentence: what was done, then why.
-fn sentence(
-    rule_name: &str,
-    follow_up: &Event,
-    inputs: &Map<String, Value>,
-) -> String {
+fn sentence(rule_name: &str, follow_up: &Event, inputs: &Map<String, Value>) -> String {
     let data = serde_json::to_value(&follow_up.data).unwrap_or(Value::Null);
     let why = why(rule_name, inputs);
     let fired = inputs.contains_key("deferral_id");

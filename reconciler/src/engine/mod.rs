@@ -208,7 +208,11 @@ pub fn decide(
     }
     // A deferral remembers its explanation: when it fires or closes, that is what it went by.
     for deferral in &mut decision.changes.deferrals {
-        if let Some(explained) = decision.follow_ups.iter().find(|e| e.id == deferral.event.id) {
+        if let Some(explained) = decision
+            .follow_ups
+            .iter()
+            .find(|e| e.id == deferral.event.id)
+        {
             deferral.event = explained.clone();
         }
     }
@@ -265,8 +269,6 @@ impl Emitter<'_> {
             .insert(RULE_ATTRIBUTE.into(), Value::String(rule.to_owned()));
         event
     }
-
-
 
     /// The `wakeup.requested` and the `run.queued` serving it, with their event ids; `scope`
     /// distinguishes several wakeups of one rule and cause (a tick recovers many issues).

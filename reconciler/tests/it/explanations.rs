@@ -276,7 +276,11 @@ async fn decisions_are_folded_end_to_end_and_identical_after_a_replay() {
 
     // One row per follow-up, with the explanation the stream carries, and its cause's sequence.
     let rows = decision_rows(&h).await;
-    assert_eq!(rows.len(), follow_ups.len(), "every follow-up is a decision");
+    assert_eq!(
+        rows.len(),
+        follow_ups.len(),
+        "every follow-up is a decision"
+    );
     for event in &follow_ups {
         let d = Decision::of(event).unwrap();
         let row = rows
@@ -287,7 +291,10 @@ async fn decisions_are_folded_end_to_end_and_identical_after_a_replay() {
         assert_eq!(row["rule"], json!(d.rule));
         assert_eq!(row["cause_type"], json!(d.cause.event_type));
         assert_eq!(row["inputs"], Value::Object(d.inputs.clone()));
-        assert!(row["cause_seq"].as_i64().unwrap() > 0, "the cause was folded");
+        assert!(
+            row["cause_seq"].as_i64().unwrap() > 0,
+            "the cause was folded"
+        );
         assert_eq!(row["issue_id"], d.inputs["issue_id"]);
     }
     for outcome in ["deferred", "refused (", "fired (", "dropped as moot ("] {
