@@ -304,6 +304,7 @@ async function openIssue(issue) {
   renderIssueHead();
   renderLedger([]);
   renderSummary();
+  loadWhy();
   connectStream();
   document.body.dataset.ready = 'true';
 }
@@ -526,6 +527,7 @@ function onLedgerChange(change) {
   if (state.drawerRun && changedIds.includes(state.drawerRun)) openRun(state.drawerRun, true);
   // Finishing runs rewrite the handoff document and move the issue list's counts.
   refreshSummary();
+  refreshWhySoon();
   refreshIssueList();
   refreshOpsSoon();
 }
@@ -836,3 +838,39 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   start();
 });
+
+// The "Why" panel: the reconciler's explained decisions on the issue, newest first
+// (GET .../issues/{issue}/decisions).
+async function loadWhy() {
+  const issue = state.issue;
+  try {
+    const reply = await api('/v1/companies/' + state.company + '/issues/' + issue + '/decisions?limit=20');
+    if (state.issue === issue) renderWhy(reply.decisions);
+  } catch (e) {
+    /* keep what is shown */
+  }
+}
+
+let whyTimer = null;
+function refreshWhySoon() {
+  clearTimeout(whyTimer);
+  whyTimer = setTimeout(loadWhy, 300);
+}
+
+function renderWhy(decisions) {
+  const list = $('why-list');
+  list.replaceChildren();
+  $('why-meta').textContent = decisions.length
+    ? 'the reconciler\'s latest decisions on this issue'
+    : 'The reconciler has not acted on this issue.';
+  for (const d of decisions) {
+    const item = el('li', 'why-item');
+    item.dataset.rule = d.rule;
+    item.append(el('div', 'why-sentence', d.sentence));
+    const cause = d.cause.type + (d.cause.seq ? ' #' + d.cause.seq : '');
+    const facts = [humanize(d.rule), d.event_type, 'caused by ' + cause, clock(d.at)];
+    if (d.run_id) facts.push('run ' + shortId(d.run_id));
+    item.append(el('div', 'why-facts muted', facts.join(' · ')));
+    list.append(item);
+  }
+}
