@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::{Event, EventId};
 
-/// The CloudEvents extension attribute carrying a [`Decision`] (a JSON object).
+/// The CloudEvents extension attribute carrying a [`Decision`]: its JSON as a string, since
+/// CloudEvents extension values are scalars (an object is accepted when read).
 pub const DECISION_ATTRIBUTE: &str = "decision";
 
 /// The event a follow-up answers.
@@ -42,13 +43,47 @@ pub struct Decision {
 impl Decision {
     /// The decision an event carries (`None`: not a reconciler follow-up, or malformed).
     pub fn of(event: &Event) -> Option<Decision> {
-        let value = event.extensions.get(DECISION_ATTRIBUTE)?;
-        serde_json::from_value(value.clone()).ok()
+        match event.extensions.get(DECISION_ATTRIBUTE)? {
+            Value::String(json) => serde_json::from_str(json).ok(),
+            value => serde_json::from_value(value.clone()).ok(),
+        }
     }
 
     /// Puts this decision on `event`.
     pub fn attach(&self, event: &mut Event) {
-        let value = serde_json::to_value(self).expect("a decision serializes");
-        event.extensions.insert(DECISION_ATTRIBUTE.into(), value);
+        let json = serde_json::to_string(self).expect("a decision serializes");
+        event
+            .extensions
+            .insert(DECISION_ATTRIBUTE.into(), Value::String(json));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples;
+
+    #[test]
+    fn a_decision_round_trips_through_the_encoded_event() {
+        let mut event = examples::event(crate::EventType::RunQueued);
+        assert_eq!(Decision::of(&event), None);
+        let decision = Decision {
+            rule: "process_lost_retry".into(),
+            cause: Cause {
+                id: EventId::new_random(),
+                event_type: "run.process_lost".into(),
+                time: event.time,
+            },
+            inputs: serde_json::json!({"issue_status": "in_progress", "process_loss_retries": 0})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            sentence: "requeued once: last run failed with process_lost; no recovery used yet"
+                .into(),
+        };
+        decision.attach(&mut event);
+        assert!(event.extensions[DECISION_ATTRIBUTE].is_string(), "a scalar");
+        let decoded = Event::from_slice(&event.to_vec()).unwrap();
+        assert_eq!(Decision::of(&decoded), Some(decision));
     }
 }
