@@ -62,19 +62,16 @@ pub(crate) fn subject(facts: &Facts<'_>, follow_up: &Event) -> (Option<Uuid>, Op
 
 /// The open deferral a follow-up fires or closes.
 fn deferral_of<'a>(facts: &Facts<'a>, follow_up: &Event) -> Option<&'a Deferral> {
-    let id = match &follow_up.data {
-        EventData::IssueFollowUpDeferralClosed(d) => d.deferral_id.to_string(),
+    let id: Uuid = match &follow_up.data {
+        EventData::IssueFollowUpDeferralClosed(d) => d.deferral_id.0,
         _ => follow_up
             .extensions
             .get(super::DEFERRAL_ATTRIBUTE)?
             .as_str()?
-            .to_owned(),
+            .parse()
+            .ok()?,
     };
-    facts
-        .ledger
-        .deferrals
-        .iter()
-        .find(|d| d.event.id.to_string() == id)
+    facts.ledger.deferrals.iter().find(|d| d.event.id.0 == id)
 }
 
 /// The inputs about the run a rule looked at.
