@@ -17,7 +17,7 @@ pub struct Args {
     /// The issue whose decisions to explain.
     #[arg(long)]
     pub issue: Option<Uuid>,
-    /// The run whose decisions to explain (the run the rules looked at).
+    /// The run whose decisions to explain (the run the rules looked at, or the run they queued).
     #[arg(long)]
     pub run: Option<Uuid>,
     /// Decisions to print, newest first.

@@ -94,7 +94,9 @@ async fn explain_prints_an_issues_and_a_runs_decisions_newest_first() {
         serde_json::from_str(&explain(&kit, &["--run", &run.to_string(), "--json"])).unwrap();
     let about_run = about_run.as_array().unwrap();
     assert!(!about_run.is_empty());
-    assert!(about_run.iter().all(|d| d["run_id"] == run.to_string()));
+    assert!(about_run
+        .iter()
+        .all(|d| d["run_id"] == run.to_string() || d["created_run_id"] == run.to_string()));
 
     let none = explain(&kit, &["--issue", &Uuid::nil().to_string()]);
     assert_eq!(

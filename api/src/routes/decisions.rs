@@ -35,7 +35,7 @@ pub const LIST: Doc = Doc {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only decisions about this run (the run the rule looked at).
+    /// Only decisions about this run: the run the rule looked at, or the run it queued.
     run: Option<Id>,
     /// Only decisions folded before this stream sequence (the next page).
     before_seq: Option<Seq>,
@@ -66,6 +66,8 @@ pub struct Decision {
     pub issue_id: Option<Uuid>,
     /// The run the rule looked at.
     pub run_id: Option<Uuid>,
+    /// The run a `run.queued` follow-up queued.
+    pub created_run_id: Option<Uuid>,
     pub cause: DecisionCause,
     /// What the rule looked at: issue status, run outcome, liveness, attempts used, storm-control
     /// counters.
@@ -85,12 +87,13 @@ pub struct DecisionList {
 
 /// The query behind the route and `runledger explain`: company (`$1`), issue (`$2`) and run (`$3`)
 /// filters (NULL: any), before sequence `$4`, newest first, one more than `$5` rows.
-pub const SQL: &str = "SELECT d.event_id, d.event_type, d.seq, d.rule, d.issue_id, d.run_id,
+pub const SQL: &str =
+    "SELECT d.event_id, d.event_type, d.seq, d.rule, d.issue_id, d.run_id, d.created_run_id,
         d.cause_id, d.cause_type, f.seq AS cause_seq, d.cause_time, d.inputs, d.sentence, d.at
      FROM decisions d LEFT JOIN folded_events f ON f.event_id = d.cause_id
      WHERE ($1::uuid IS NULL OR d.company_id = $1)
        AND ($2::uuid IS NULL OR d.issue_id = $2)
-       AND ($3::uuid IS NULL OR d.run_id = $3)
+       AND ($3::uuid IS NULL OR d.run_id = $3 OR d.created_run_id = $3)
        AND d.seq < $4
      ORDER BY d.seq DESC, d.event_id DESC
      LIMIT $5::bigint + 1";
@@ -104,6 +107,7 @@ pub fn decision(r: &tokio_postgres::Row) -> Decision {
         rule: r.get("rule"),
         issue_id: r.get("issue_id"),
         run_id: r.get("run_id"),
+        created_run_id: r.get("created_run_id"),
         cause: DecisionCause {
             event_id: r.get("cause_id"),
             event_type: r.get("cause_type"),

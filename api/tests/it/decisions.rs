@@ -83,6 +83,19 @@ async fn an_issues_decisions_explain_the_process_loss_retry_newest_first_and_pag
         of_run["decisions"].as_array().unwrap().len(),
         follow_ups.len()
     );
+    // The retry run itself: the decision that queued it.
+    let retry = follow_ups
+        .iter()
+        .find_map(|e| match &e.data {
+            EventData::RunQueued(q) => Some(q.run_id),
+            _ => None,
+        })
+        .unwrap();
+    let of_retry = h.ok(&format!("{path}?run={retry}")).await;
+    let of_retry = of_retry["decisions"].as_array().unwrap();
+    assert_eq!(of_retry.len(), 1, "{of_retry:?}");
+    assert_eq!(of_retry[0]["event_type"], "run.queued");
+    assert_eq!(of_retry[0]["created_run_id"], retry.to_string());
     let other = h.ok(&format!("{path}?run={}", RunId::new_random())).await;
     assert_eq!(other["decisions"], json!([]));
     let bad = h

@@ -5,7 +5,7 @@
 use super::Ctx;
 use crate::fold::model::{DecisionRow, Model};
 use events::decision::Decision;
-use events::Event;
+use events::{Event, EventData};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -26,6 +26,10 @@ pub(super) fn record(model: &mut Model, ctx: &Ctx, event: &Event) {
         company_id: ctx.company,
         issue_id: id("issue_id"),
         run_id: id("run_id"),
+        created_run_id: match &event.data {
+            EventData::RunQueued(d) => Some(d.run_id.0),
+            _ => None,
+        },
         event_type: event.event_type().as_str().to_owned(),
         rule: decision.rule.clone(),
         cause_id: decision.cause.id.0,

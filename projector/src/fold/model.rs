@@ -249,6 +249,7 @@ pub struct DecisionRow {
     pub company_id: Uuid,
     pub issue_id: Option<Uuid>,
     pub run_id: Option<Uuid>,
+    pub created_run_id: Option<Uuid>,
     pub event_type: String,
     pub rule: String,
     pub cause_id: Uuid,

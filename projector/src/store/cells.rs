@@ -344,6 +344,7 @@ row!(DecisionRow {
     company_id,
     issue_id,
     run_id,
+    created_run_id,
     event_type,
     rule,
     cause_id,
