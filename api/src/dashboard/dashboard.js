@@ -742,6 +742,7 @@ async function openRun(runId, quiet) {
     list.append(li);
   }
   if (!timeline.events.length) list.append(el('li', null, 'No timeline entries.'));
+  loadRunWhy(runId);
 }
 
 // ---------- operations ----------
@@ -858,11 +859,28 @@ function refreshWhySoon() {
 }
 
 function renderWhy(decisions) {
-  const list = $('why-list');
-  list.replaceChildren();
   $('why-meta').textContent = decisions.length
     ? 'the reconciler\'s latest decisions on this issue'
     : 'The reconciler has not acted on this issue.';
+  renderWhyList($('why-list'), decisions);
+}
+
+// The run drawer's "Why": decisions about the run (the run a rule looked at, or queued).
+async function loadRunWhy(runId) {
+  const list = $('run-why');
+  try {
+    const reply = await api('/v1/companies/' + state.company + '/issues/' + state.issue +
+      '/decisions?limit=20&run=' + runId);
+    if (state.drawerRun !== runId) return;
+    renderWhyList(list, reply.decisions);
+    if (!reply.decisions.length) list.append(el('li', 'muted', 'The reconciler has not acted on this run.'));
+  } catch (e) {
+    list.replaceChildren();
+  }
+}
+
+function renderWhyList(list, decisions) {
+  list.replaceChildren();
   for (const d of decisions) {
     const item = el('li', 'why-item');
     item.dataset.rule = d.rule;

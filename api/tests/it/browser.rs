@@ -452,6 +452,36 @@ async fn the_why_panel_explains_the_reconcilers_decisions_in_chromium() {
         );
         assert_eq!(items[2]["rule"], "liveness");
         browser.screenshot("dashboard-why.png").await;
+
+        // The retry run's drawer says why it exists.
+        let retry = follow_ups
+            .iter()
+            .find_map(|e| match &e.data {
+                EventData::RunQueued(q) => Some(q.run_id),
+                _ => None,
+            })
+            .unwrap();
+        browser
+            .wait_for(
+                "the retry run's row",
+                &format!("document.querySelector('#ledger-body tr[data-run=\"{retry}\"]')"),
+            )
+            .await;
+        browser
+            .click(&format!("#ledger-body tr[data-run=\"{retry}\"]"))
+            .await;
+        let why = browser
+            .wait_for(
+                "the run's Why",
+                "document.querySelectorAll('#run-why li').length === 1 && \
+                 document.querySelector('#run-why .why-sentence').innerText",
+            )
+            .await;
+        assert_eq!(
+            why,
+            "requeued once: last run failed with process_lost; no recovery used yet"
+        );
+        browser.screenshot("dashboard-run-why.png").await;
     })
     .catch_unwind()
     .await;
