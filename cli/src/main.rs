@@ -5,6 +5,7 @@ mod bench;
 mod connect;
 mod db;
 mod endpoints;
+mod explain;
 mod infra;
 mod logging;
 mod migrate;
@@ -62,6 +63,8 @@ enum Command {
     /// Show the stream position, the projector's and the reconciler's positions and lag, dead
     /// letters and unpublished follow-ups.
     Status(status::Args),
+    /// Explain the reconciler's decisions on an issue or a run: rule, cause, inputs, outcome.
+    Explain(explain::Args),
     /// Publish events: one from flags, or many as NDJSON from stdin or a file.
     Publish(publish::Args),
     /// Supervise one agent command as a run: run.started, heartbeats, timeout, cancel, run.finished.
@@ -95,6 +98,7 @@ fn main() -> std::process::ExitCode {
             Command::Project(args) => project::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Explain(args) => explain::run(args).await,
             Command::Publish(args) => publish::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Watchdog(args) => watchdog::run(args).await,

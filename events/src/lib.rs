@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod bounds;
+pub mod decision;
 pub mod document;
 mod envelope;
 mod error;

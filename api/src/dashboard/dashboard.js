@@ -311,6 +311,7 @@ async function openIssue(issue) {
   renderIssueHead();
   renderLedger([]);
   renderSummary();
+  loadWhy();
   connectStream();
   document.body.dataset.ready = 'true';
 }
@@ -533,6 +534,7 @@ function onLedgerChange(change) {
   if (state.drawerRun && changedIds.includes(state.drawerRun)) openRun(state.drawerRun, true);
   // Finishing runs rewrite the handoff document and move the issue list's counts.
   refreshSummary();
+  refreshWhySoon();
   refreshIssueList();
   refreshOpsSoon();
 }
@@ -758,6 +760,7 @@ async function openRun(runId, quiet) {
     list.append(li);
   }
   if (!entries.length) list.append(el('li', null, 'No timeline entries.'));
+  loadRunWhy(runId);
 }
 
 // The source of the reconciler's events: its writes on a run's timeline are decisions too.
@@ -992,3 +995,56 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   start();
 });
+
+// The "Why" panel: the reconciler's explained decisions on the issue, newest first
+// (GET .../issues/{issue}/decisions).
+async function loadWhy() {
+  const issue = state.issue;
+  try {
+    const reply = await api('/v1/companies/' + state.company + '/issues/' + issue + '/decisions?limit=20');
+    if (state.issue === issue) renderWhy(reply.decisions);
+  } catch (e) {
+    /* keep what is shown */
+  }
+}
+
+let whyTimer = null;
+function refreshWhySoon() {
+  clearTimeout(whyTimer);
+  whyTimer = setTimeout(loadWhy, 300);
+}
+
+function renderWhy(decisions) {
+  $('why-meta').textContent = decisions.length
+    ? 'the reconciler\'s latest decisions on this issue'
+    : 'The reconciler has not acted on this issue.';
+  renderWhyList($('why-list'), decisions);
+}
+
+// The run drawer's "Why": decisions about the run (the run a rule looked at, or queued).
+async function loadRunWhy(runId) {
+  const list = $('run-why');
+  try {
+    const reply = await api('/v1/companies/' + state.company + '/issues/' + state.issue +
+      '/decisions?limit=20&run=' + runId);
+    if (state.drawerRun !== runId) return;
+    renderWhyList(list, reply.decisions);
+    if (!reply.decisions.length) list.append(el('li', 'muted', 'The reconciler has not acted on this run.'));
+  } catch (e) {
+    list.replaceChildren();
+  }
+}
+
+function renderWhyList(list, decisions) {
+  list.replaceChildren();
+  for (const d of decisions) {
+    const item = el('li', 'why-item');
+    item.dataset.rule = d.rule;
+    item.append(el('div', 'why-sentence', d.sentence));
+    const cause = d.cause.type + (d.cause.seq ? ' #' + d.cause.seq : '');
+    const facts = [humanize(d.rule), d.event_type, 'caused by ' + cause, clock(d.at)];
+    if (d.run_id) facts.push('run ' + shortId(d.run_id));
+    item.append(el('div', 'why-facts muted', facts.join(' · ')));
+    list.append(item);
+  }
+}

@@ -6,6 +6,7 @@
 //! this table, or a route accepts a parameter it does not document.
 
 mod companies;
+pub mod decisions;
 mod issues;
 mod ledger;
 mod ops;
@@ -102,6 +103,7 @@ pub(crate) fn table() -> Vec<(&'static Doc, MethodRouter<Shared>)> {
         (&issues::GET, get(issues::get)),
         (&issues::DOCUMENTS, get(issues::documents)),
         (&issues::SUMMARY, get(issues::continuation_summary)),
+        (&decisions::LIST, get(decisions::list)),
         (&ledger::LEDGER, get(ledger::ledger)),
         (&crate::sse::STREAM, get(crate::sse::stream)),
         (&runs::LIST, get(runs::list)),

@@ -492,6 +492,117 @@ async fn the_overview_shows_what_needs_a_person_and_the_timeline_its_decisions_i
     h.shutdown().await;
 }
 
+/// The issue view's "Why" panel lists the reconciler's explained decisions, newest first: here
+/// the single retry of a lost run (follow-ups decided by the reconciler's simulator).
+#[tokio::test]
+async fn the_why_panel_explains_the_reconcilers_decisions_in_chromium() {
+    let mut w = World::new();
+    let mut h = Harness::new(Projection::Live, tokens(&[(w.company, TOKEN)])).await;
+    let run = RunId::new_random();
+    let mut history = vec![
+        w.agent("CodexCoder", "codex_local", json!({})),
+        w.issue_created(w.issue, "PAP-7", "Ship it", IssueStatus::InProgress, None),
+        w.queued(run, 0),
+        w.started(run),
+    ];
+    history.push(w.lost(run));
+    let mut sim = reconciler::sim::Simulator::new(reconciler::engine::Policy::default());
+    let follow_ups = sim.run(history.iter().cloned());
+    let lost_seq = h.publish(&history).await;
+    let last = h.publish(&follow_ups).await;
+    let decisions = format!(
+        "/v1/companies/{}/issues/{}/decisions?min_seq={last}",
+        w.company, w.issue
+    );
+    assert_eq!(
+        h.ok(&decisions).await["decisions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        follow_ups.len()
+    );
+
+    let browser = Browser::start().await;
+    let checked = AssertUnwindSafe(async {
+        browser
+            .goto(&format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue))
+            .await;
+        browser
+            .wait_for(
+                "the sign-in form",
+                "!document.getElementById('signin').hidden",
+            )
+            .await;
+        browser.type_into("#token", TOKEN).await;
+        browser.click("#signin-form button[type=submit]").await;
+        let items = browser
+            .wait_for(
+                "the Why panel",
+                "document.querySelectorAll('#why-list li').length === 3 && \
+                 Array.from(document.querySelectorAll('#why-list li')).map(li => ({
+                     rule: li.dataset.rule,
+                     sentence: li.querySelector('.why-sentence').innerText,
+                     facts: li.querySelector('.why-facts').innerText,
+                 }))",
+            )
+            .await;
+        let newest = &items[0];
+        assert_eq!(newest["rule"], "process_lost_retry");
+        assert_eq!(
+            newest["sentence"],
+            "requeued once: last run failed with process_lost; no recovery used yet"
+        );
+        let facts = newest["facts"].as_str().unwrap();
+        assert!(
+            facts.contains(&format!("caused by run.process_lost #{lost_seq}")),
+            "{facts}"
+        );
+        assert!(
+            facts.starts_with("process lost retry · run.queued"),
+            "{facts}"
+        );
+        assert_eq!(items[2]["rule"], "liveness");
+        browser.screenshot("dashboard-why.png").await;
+
+        // The retry run's drawer says why it exists.
+        let retry = follow_ups
+            .iter()
+            .find_map(|e| match &e.data {
+                EventData::RunQueued(q) => Some(q.run_id),
+                _ => None,
+            })
+            .unwrap();
+        browser
+            .wait_for(
+                "the retry run's row",
+                &format!("document.querySelector('#ledger-body tr[data-run=\"{retry}\"]')"),
+            )
+            .await;
+        browser
+            .click(&format!("#ledger-body tr[data-run=\"{retry}\"]"))
+            .await;
+        let why = browser
+            .wait_for(
+                "the run's Why",
+                "document.querySelectorAll('#run-why li').length === 1 && \
+                 document.querySelector('#run-why .why-sentence').innerText",
+            )
+            .await;
+        assert_eq!(
+            why,
+            "requeued once: last run failed with process_lost; no recovery used yet"
+        );
+        browser.screenshot("dashboard-run-why.png").await;
+    })
+    .catch_unwind()
+    .await;
+    browser.close().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    h.shutdown().await;
+}
+
 async fn check_overview(browser: &Browser, w: &World, h: &Harness, stranded: IssueId, run: RunId) {
     browser.goto(&format!("{}/", h.base)).await;
     browser

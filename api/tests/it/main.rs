@@ -4,6 +4,7 @@
 
 mod auth;
 mod browser;
+mod decisions;
 mod endpoints;
 mod freshness;
 mod health;

@@ -10,6 +10,7 @@
 //!   rejected as a whole, before anything changes, and becomes a dead letter.
 
 mod agent;
+mod decision;
 mod document;
 mod issue;
 pub mod model;
@@ -130,6 +131,7 @@ pub fn apply(model: &mut Model, seq: i64, event: &Event) -> Result<(), Rejection
         // The reconciler's clock: it changes nothing here (the reconciler sweeps on it).
         D::ReconcilerTicked(_) => {}
     }
+    decision::record(model, &ctx, event);
     Ok(())
 }
 

@@ -241,6 +241,25 @@ pub struct ActivityRow {
     pub at: Time,
 }
 
+/// The explanation a reconciler follow-up carries (`decision` extension), by the follow-up's id.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionRow {
+    pub event_id: Uuid,
+    pub seq: i64,
+    pub company_id: Uuid,
+    pub issue_id: Option<Uuid>,
+    pub run_id: Option<Uuid>,
+    pub created_run_id: Option<Uuid>,
+    pub event_type: String,
+    pub rule: String,
+    pub cause_id: Uuid,
+    pub cause_type: String,
+    pub cause_time: Time,
+    pub inputs: Value,
+    pub sentence: String,
+    pub at: Time,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeadLetterRow {
     pub seq: i64,
@@ -259,6 +278,7 @@ pub struct Appends {
     pub work_products: Vec<WorkProductRow>,
     pub revisions: Vec<RevisionRow>,
     pub activity: Vec<ActivityRow>,
+    pub decisions: Vec<DecisionRow>,
     pub dead_letters: Vec<DeadLetterRow>,
 }
 

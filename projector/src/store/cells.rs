@@ -338,6 +338,23 @@ row!(ActivityRow {
     at,
 });
 
+row!(DecisionRow {
+    event_id,
+    seq,
+    company_id,
+    issue_id,
+    run_id,
+    created_run_id,
+    event_type,
+    rule,
+    cause_id,
+    cause_type,
+    cause_time,
+    inputs,
+    sentence,
+    at,
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("activity_log", "seq"),
     ("dead_letters", "seq"),
     ("folded_events", "event_id"),
+    ("decisions", "event_id"),
 ];
 
 /// Row count and md5 over every row's text form, in key order, per table.

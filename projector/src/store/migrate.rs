@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "event_ids",
         include_str!("../../../migrations/0005_event_ids.sql"),
     ),
+    (
+        6,
+        "decisions",
+        include_str!("../../../migrations/0006_decisions.sql"),
+    ),
 ];
 
 /// Checks that `schema` is a plain lowercase SQL identifier (it is interpolated into SQL).

@@ -225,6 +225,7 @@ pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorE
         insert(tx, "issue_work_products", &a.work_products, Ignore),
         insert(tx, "document_revisions", &a.revisions, Ignore),
         insert(tx, "activity_log", &a.activity, Ignore),
+        insert(tx, "decisions", &a.decisions, Ignore),
         insert_issue_runs(tx, &a.issue_runs),
         insert_dead_letters(tx, &a.dead_letters),
     )?;

@@ -16,6 +16,7 @@
 //! `reconciler.ticked` ([`sweep`]: deferrals due, silent detached runs, stranded assigned issues).
 
 mod ended;
+mod explain;
 pub mod ledger;
 mod sweep;
 
@@ -165,6 +166,15 @@ pub fn decide(
         cause: event,
         now: trigger.now(event),
         decision: Decision::default(),
+        facts: explain::Facts {
+            model,
+            ledger,
+            storm: &policy.storm,
+            trigger_run: match trigger {
+                Trigger::RunEnded { run_id, .. } => Some(run_id),
+                Trigger::Tick { .. } => None,
+            },
+        },
     };
     match trigger {
         Trigger::RunEnded { run_id, lost } => {
@@ -172,7 +182,41 @@ pub fn decide(
         }
         Trigger::Tick { now } => sweep::tick(model, ledger, &mut emitter, policy, now),
     }
-    emitter.decision
+    // Every follow-up carries its explanation, read from the state the rules decided on.
+    let Emitter {
+        cause,
+        now,
+        mut decision,
+        facts,
+    } = emitter;
+    let classified: Vec<(Uuid, String)> = decision
+        .follow_ups
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::RunLivenessClassified(d) => Some((d.run_id.0, d.state.to_string())),
+            _ => None,
+        })
+        .collect();
+    for event in &mut decision.follow_ups {
+        let rule = event
+            .extensions
+            .get(RULE_ATTRIBUTE)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        explain::explain(&facts, cause, now, &rule, event, &classified).attach(event);
+    }
+    // A deferral remembers its explanation: when it fires or closes, that is what it went by.
+    for deferral in &mut decision.changes.deferrals {
+        if let Some(explained) = decision
+            .follow_ups
+            .iter()
+            .find(|e| e.id == deferral.event.id)
+        {
+            deferral.event = explained.clone();
+        }
+    }
+    decision
 }
 
 /// Builds the follow-ups of one cause with deterministic ids.
@@ -180,6 +224,8 @@ pub(crate) struct Emitter<'a> {
     cause: &'a Event,
     now: DateTime<Utc>,
     decision: Decision,
+    /// What the explanation of each follow-up reads.
+    facts: explain::Facts<'a>,
 }
 
 /// A derived entity id: the same follow-up always names the same wakeup, run, comment...

@@ -4,6 +4,7 @@
 
 mod decisions;
 mod e2e;
+mod explanations;
 mod harness;
 mod hold;
 mod poison;
