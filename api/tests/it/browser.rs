@@ -713,3 +713,131 @@ async fn check_overview(browser: &Browser, w: &World, h: &Harness, stranded: Iss
         )
         .await;
 }
+
+/// The Why panel of a blocked issue: its first run loses its process, the retry and then the
+/// stranded issue's one recovery run fail with `process_lost`, and the reconciler sets the issue
+/// to blocked; the newest decision says so and why. (The follow-ups are the reconciler's simulator's, fed back the way
+/// a live reconciler's are.)
+#[tokio::test]
+async fn the_why_panel_of_a_blocked_issue_says_why_it_was_blocked() {
+    let mut w = World::new();
+    let mut h = Harness::new(Projection::Live, tokens(&[(w.company, TOKEN)])).await;
+    let interval = Duration::from_secs(30);
+    let mut sim = reconciler::sim::Simulator::new(reconciler::engine::Policy::default());
+    let mut stream: Vec<Event> = Vec::new();
+    let mut feed = |events: Vec<Event>, stream: &mut Vec<Event>| {
+        stream.extend(events.iter().cloned());
+        let follow_ups = sim.run(events);
+        stream.extend(follow_ups.iter().cloned());
+        follow_ups
+    };
+    let first = RunId::new_random();
+    let start = vec![
+        w.agent("CodexCoder", "codex_local", json!({})),
+        w.issue_created(w.issue, "PAP-9", "Ship it", IssueStatus::Todo, None),
+        w.queued(first, 0),
+        w.started(first),
+        w.lost(first),
+    ];
+    let mut follow_ups = feed(start, &mut stream);
+    let blocked = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(&e.data, EventData::IssueUpdated(u) if u.status == Some(IssueStatus::Blocked))
+        })
+    };
+    let mut rounds = 0;
+    while !blocked(&follow_ups) {
+        rounds += 1;
+        assert!(
+            rounds <= 8,
+            "the reconciler never blocked the issue: {stream:#?}"
+        );
+        // Every run the reconciler queued starts and fails with `process_lost`; then time passes.
+        let mut next = Vec::new();
+        for event in &follow_ups {
+            if let EventData::RunQueued(q) = &event.data {
+                next.push(w.started(q.run_id));
+                let mut failed = w.finished(
+                    q.run_id,
+                    RunOutcome::Failed,
+                    Some("run failed before issue advanced"),
+                );
+                if let EventData::RunFinished(f) = &mut failed.data {
+                    f.error_code = Some("process_lost".into());
+                }
+                next.push(failed);
+            }
+        }
+        let now = w.now();
+        next.push(reconciler::tick::tick(
+            interval,
+            reconciler::tick::slot_of(now, interval),
+        ));
+        follow_ups = feed(next, &mut stream);
+    }
+    let last = h.publish(&stream).await;
+    let decisions = h
+        .ok(&format!(
+            "/v1/companies/{}/issues/{}/decisions?min_seq={last}",
+            w.company, w.issue
+        ))
+        .await;
+    let count = decisions["decisions"].as_array().unwrap().len();
+    assert_eq!(decisions["decisions"][0]["rule"], "stranded_escalation");
+
+    let browser = Browser::start().await;
+    let checked = AssertUnwindSafe(async {
+        browser
+            .goto(&format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue))
+            .await;
+        browser
+            .wait_for(
+                "the sign-in form",
+                "!document.getElementById('signin').hidden",
+            )
+            .await;
+        browser.type_into("#token", TOKEN).await;
+        browser.click("#signin-form button[type=submit]").await;
+        let items = browser
+            .wait_for(
+                "the blocked issue's Why panel",
+                &format!(
+                    "document.querySelectorAll('#why-list li').length === {count} && \
+                     Array.from(document.querySelectorAll('#why-list li')).map(li => ({{
+                         rule: li.dataset.rule,
+                         sentence: li.querySelector('.why-sentence').innerText,
+                         facts: li.querySelector('.why-facts').innerText,
+                     }}))"
+                ),
+            )
+            .await;
+        let items = items.as_array().unwrap();
+        // The escalation is the newest decision: the issue set to blocked, and its comment.
+        assert_eq!(items[0]["rule"], "stranded_escalation", "{items:?}");
+        let blocked = items
+            .iter()
+            .take(2)
+            .find(|i| {
+                i["sentence"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("issue set to blocked:"))
+            })
+            .unwrap_or_else(|| panic!("no 'issue set to blocked' among the newest: {items:?}"));
+        assert_eq!(blocked["rule"], "stranded_escalation");
+        assert_eq!(
+            blocked["sentence"],
+            "issue set to blocked: issue todo with no live run; last run failed with \
+             process_lost; it was already a recovery (assignment_recovery)"
+        );
+        let facts = blocked["facts"].as_str().unwrap();
+        assert!(facts.contains("reconciler.ticked"), "{facts}");
+        browser.screenshot("dashboard-why-blocked.png").await;
+    })
+    .catch_unwind()
+    .await;
+    browser.close().await;
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure);
+    }
+    h.shutdown().await;
+}
