@@ -23,6 +23,23 @@ pub const ESCALATION_SOURCE: &str = "heartbeat.reconcile_stranded_assigned_issue
 pub const ASSIGNMENT_RECOVERY: &str = "assignment_recovery";
 /// Marker (`retry_reason`) and wakeup reason of a continuation recovery of an `in_progress` issue.
 pub const ISSUE_CONTINUATION_NEEDED: &str = "issue_continuation_needed";
+/// Context key a process-loss retry of a recovery run keeps that recovery's marker under.
+pub const RECOVERY_REASON: &str = "recovery_reason";
+
+/// The stranded-recovery marker a run's context carries: its own `retry_reason` when that is a
+/// recovery, or, for a process-loss retry, the `recovery_reason` it keeps of the recovery run it
+/// retried.
+pub fn recovery_marker(context: &Map<String, Value>) -> Option<&'static str> {
+    let reason = |key: &str| context.get(key).and_then(Value::as_str);
+    let marker = match reason("retry_reason") {
+        Some(crate::retry::RETRY_REASON) => reason(RECOVERY_REASON)?,
+        other => other?,
+    };
+    [ASSIGNMENT_RECOVERY, ISSUE_CONTINUATION_NEEDED]
+        .into_iter()
+        .find(|known| *known == marker)
+}
+
 /// Wakeup reason of a dispatch recovery.
 pub const DISPATCH_WAKE_REASON: &str = "issue_assignment_recovery";
 /// Context `source` of a dispatch recovery.
@@ -130,8 +147,11 @@ pub struct LatestRun {
     pub run_id: RunId,
     /// Its status.
     pub status: RunStatus,
-    /// `retry_reason` of its context: the "already recovered once" marker.
+    /// `retry_reason` of its context.
     pub retry_reason: Option<String>,
+    /// The "already recovered once" marker: its own `retry_reason` when that is a recovery, or
+    /// the recovery a process-loss retry of a recovery run carries on ([`recovery_marker`]).
+    pub recovery: Option<String>,
     /// Its error code.
     pub error_code: Option<String>,
     /// Its error text.
@@ -277,7 +297,7 @@ fn decide_recovery(
     let latest = input.latest_run.as_ref();
     let succeeded =
         latest.is_some_and(|run| run.status == RunStatus::Finished(RunOutcome::Succeeded));
-    let marked = latest.is_some_and(|run| run.retry_reason.as_deref() == Some(kind.marker()));
+    let marked = latest.is_some_and(|run| run.recovery.as_deref() == Some(kind.marker()));
     match kind {
         RecoveryKind::Dispatch => match latest {
             None => StrandedDecision::Skip(StrandedSkip::NeverDispatched),

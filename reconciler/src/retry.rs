@@ -4,6 +4,7 @@
 //! agrees with what the reconciler does. The fold releases a lost run's execution lock; the
 //! retry's `run.queued` takes it when it is free.
 
+use crate::escalation::RECOVERY_REASON;
 use crate::FollowUpWakeup;
 use events::{AgentId, IssueId, RunId};
 use projector::fold::stop::process_loss_retry_due;
@@ -79,6 +80,11 @@ pub fn decide(run: &LostRun) -> RetryDecision {
     let mut context = run.context.clone();
     if let Some(issue) = run.issue_id {
         context.insert("issue_id".into(), issue.to_string().into());
+    }
+    // A retry of a stranded issue's recovery run is still that recovery: it keeps the marker
+    // (`recovery_reason`), so the sweep escalates after it instead of recovering the issue again.
+    if let Some(marker) = crate::escalation::recovery_marker(&run.context) {
+        context.insert(RECOVERY_REASON.into(), marker.into());
     }
     context.insert("wake_reason".into(), WAKE_REASON.into());
     context.insert("retry_reason".into(), RETRY_REASON.into());

@@ -1238,6 +1238,15 @@ fn latest(status: RunStatus, marker: Option<&str>) -> LatestRun {
         run_id: run_id(1),
         status,
         retry_reason: marker.map(str::to_owned),
+        recovery: marker
+            .filter(|m| {
+                [
+                    escalation::ASSIGNMENT_RECOVERY,
+                    escalation::ISSUE_CONTINUATION_NEEDED,
+                ]
+                .contains(m)
+            })
+            .map(str::to_owned),
         error_code: Some("process_lost".into()),
         error: Some(LOST_ERROR.into()),
     }

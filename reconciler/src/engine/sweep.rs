@@ -196,6 +196,7 @@ fn stranded_input(model: &Model, ledger: &Ledger, issue: &IssueRow) -> Option<St
             .get("retry_reason")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
+        recovery: crate::escalation::recovery_marker(&run.context).map(str::to_owned),
         error_code: run.error_code.clone(),
         error: run.error.clone(),
     });

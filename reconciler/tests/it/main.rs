@@ -8,5 +8,6 @@ mod explanations;
 mod harness;
 mod hold;
 mod poison;
+mod recovery;
 mod scenarios;
 mod world;
