@@ -59,11 +59,11 @@ fn a_lost_recovery_run_is_retried_once_and_then_the_issue_is_escalated() {
     );
     let retry_of_recovery = all
         .iter()
-        .filter_map(|e| match &e.data {
+        .rev()
+        .find_map(|e| match &e.data {
             EventData::RunQueued(q) => Some(q),
             _ => None,
         })
-        .last()
         .unwrap();
     assert_eq!(
         retry_of_recovery.context["recovery_reason"],
