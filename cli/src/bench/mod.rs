@@ -10,6 +10,7 @@ mod live;
 mod reconcile;
 mod replay;
 mod scratch;
+mod takeover;
 mod watchdog;
 
 use crate::settings::{DbArgs, NatsArgs};
@@ -42,6 +43,8 @@ pub enum Workload {
     Ledger(ledger::Args),
     /// Live updates: event published → delivered on an issue's SSE stream, under 1k events/s.
     Live(live::Args),
+    /// Takeover: an instance killed with SIGKILL → all its partitions leased by another.
+    Takeover(takeover::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -53,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Workload::Reconcile(w) => reconcile::run(&args.nats, &args.db, w).await,
         Workload::Ledger(w) => ledger::run(&args.nats, &args.db, repeat, w).await,
         Workload::Live(w) => live::run(&args.nats, &args.db, w).await,
+        Workload::Takeover(w) => takeover::run(&args.nats, &args.db, w).await,
     }
 }
 
