@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Longest any one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Probes everything once; the status and the HTTP code that goes with it.
-pub(crate) async fn check(app: &Shared) -> (Health, StatusCode) {
+/// Probes everything once; the status, the HTTP code that goes with it, and the stream's last
+/// sequence it read (for `/metrics`, which would otherwise ask NATS again).
+pub(crate) async fn check(app: &Shared) -> (Health, StatusCode, Option<i64>) {
     let started = Instant::now();
     let (db, stream) = tokio::join!(read_positions(app), async {
         let started = Instant::now();
@@ -121,7 +122,7 @@ pub(crate) async fn check(app: &Shared) -> (Health, StatusCode) {
         failing,
         stall_after_s: stall_after,
     };
-    (health, code)
+    (health, code, last)
 }
 
 /// The stream's last sequence; `None` when the API runs without NATS.

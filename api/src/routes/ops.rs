@@ -50,7 +50,7 @@ pub(crate) async fn healthz(
     State(app): State<Shared>,
     _: crate::params::Query<crate::params::NoParams>,
 ) -> Response {
-    let (body, code) = crate::health::check(&app).await;
+    let (body, code, _) = crate::health::check(&app).await;
     let mut response = (code, Json(body)).into_response();
     response
         .headers_mut()
@@ -94,15 +94,10 @@ pub(crate) async fn metrics(
     State(app): State<Shared>,
     _: crate::params::Query<crate::params::NoParams>,
 ) -> Response {
-    let (db, stream, (health, _)) = tokio::join!(
-        db_snapshot(&app),
-        crate::health::stream_last_seq(&app),
-        crate::health::check(&app)
-    );
+    let (db, (health, _, stream)) = tokio::join!(db_snapshot(&app), crate::health::check(&app));
     let db = db
         .map_err(|e| tracing::warn!(error = %e, "metrics: cannot read PostgreSQL"))
         .ok();
-    let stream = stream.and_then(Result::ok);
     let text = app.metrics.render(
         db.as_ref(),
         &app.settings.consumer,

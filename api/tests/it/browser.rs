@@ -113,6 +113,37 @@ impl Browser {
         self.client.execute(body, Vec::new()).await.unwrap()
     }
 
+    /// Opens `url` and signs in with the company token at the form it shows.
+    async fn sign_in(&self, url: &str) {
+        self.goto(url).await;
+        self.wait_for(
+            "the sign-in form",
+            "!document.getElementById('signin').hidden",
+        )
+        .await;
+        self.type_into("#token", TOKEN).await;
+        self.click("#signin-form button[type=submit]").await;
+    }
+
+    /// The items of a "Why" list (`#why-list`, `#run-why`) once it has `count` of them: rule,
+    /// sentence and facts, newest first.
+    async fn why_items(&self, what: &str, list: &str, count: usize) -> Vec<Value> {
+        let items = self
+            .wait_for(
+                what,
+                &format!(
+                    "document.querySelectorAll('{list} li').length === {count} && \
+                     Array.from(document.querySelectorAll('{list} li')).map(li => ({{
+                         rule: li.dataset.rule,
+                         sentence: li.querySelector('.why-sentence').innerText,
+                         facts: li.querySelector('.why-facts').innerText,
+                     }}))"
+                ),
+            )
+            .await;
+        items.as_array().cloned().unwrap_or_default()
+    }
+
     async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
@@ -202,15 +233,7 @@ async fn the_dashboard_shows_the_ledger_and_follows_it_live_in_chromium() {
 
 async fn check_dashboard(browser: &Browser, w: &mut World, h: &mut Harness, runs: &[RunId]) {
     let page = format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue);
-    browser.goto(&page).await;
-    browser
-        .wait_for(
-            "the sign-in form",
-            "!document.getElementById('signin').hidden",
-        )
-        .await;
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#signin-form button[type=submit]").await;
+    browser.sign_in(&page).await;
     browser
         .wait_for("the ledger", "document.body.dataset.ready === 'true' && document.querySelectorAll('#ledger-body tr').length")
         .await;
@@ -525,27 +548,9 @@ async fn the_why_panel_explains_the_reconcilers_decisions_in_chromium() {
     let browser = Browser::start().await;
     let checked = AssertUnwindSafe(async {
         browser
-            .goto(&format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue))
+            .sign_in(&format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue))
             .await;
-        browser
-            .wait_for(
-                "the sign-in form",
-                "!document.getElementById('signin').hidden",
-            )
-            .await;
-        browser.type_into("#token", TOKEN).await;
-        browser.click("#signin-form button[type=submit]").await;
-        let items = browser
-            .wait_for(
-                "the Why panel",
-                "document.querySelectorAll('#why-list li').length === 3 && \
-                 Array.from(document.querySelectorAll('#why-list li')).map(li => ({
-                     rule: li.dataset.rule,
-                     sentence: li.querySelector('.why-sentence').innerText,
-                     facts: li.querySelector('.why-facts').innerText,
-                 }))",
-            )
-            .await;
+        let items = browser.why_items("the Why panel", "#why-list", 3).await;
         let newest = &items[0];
         assert_eq!(newest["rule"], "process_lost_retry");
         assert_eq!(
@@ -604,15 +609,7 @@ async fn the_why_panel_explains_the_reconcilers_decisions_in_chromium() {
 }
 
 async fn check_overview(browser: &Browser, w: &World, h: &Harness, stranded: IssueId, run: RunId) {
-    browser.goto(&format!("{}/", h.base)).await;
-    browser
-        .wait_for(
-            "the sign-in form",
-            "!document.getElementById('signin').hidden",
-        )
-        .await;
-    browser.type_into("#token", TOKEN).await;
-    browser.click("#signin-form button[type=submit]").await;
+    browser.sign_in(&format!("{}/", h.base)).await;
     // The landing page is the company's overview.
     browser
         .wait_for(
@@ -788,30 +785,11 @@ async fn the_why_panel_of_a_blocked_issue_says_why_it_was_blocked() {
     let browser = Browser::start().await;
     let checked = AssertUnwindSafe(async {
         browser
-            .goto(&format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue))
+            .sign_in(&format!("{}/#/c/{}/i/{}", h.base, w.company, w.issue))
             .await;
-        browser
-            .wait_for(
-                "the sign-in form",
-                "!document.getElementById('signin').hidden",
-            )
-            .await;
-        browser.type_into("#token", TOKEN).await;
-        browser.click("#signin-form button[type=submit]").await;
         let items = browser
-            .wait_for(
-                "the blocked issue's Why panel",
-                &format!(
-                    "document.querySelectorAll('#why-list li').length === {count} && \
-                     Array.from(document.querySelectorAll('#why-list li')).map(li => ({{
-                         rule: li.dataset.rule,
-                         sentence: li.querySelector('.why-sentence').innerText,
-                         facts: li.querySelector('.why-facts').innerText,
-                     }}))"
-                ),
-            )
+            .why_items("the blocked issue's Why panel", "#why-list", count)
             .await;
-        let items = items.as_array().unwrap();
         // The escalation is the newest decision: the issue set to blocked, and its comment.
         assert_eq!(items[0]["rule"], "stranded_escalation", "{items:?}");
         let blocked = items
