@@ -196,9 +196,13 @@ fn humane(delta: TimeDelta) -> String {
 
 /// Whether JSON text can hold a NUL: only as the escape `\u0000` (JSON forbids raw control
 /// characters in strings). A `\\u0000` (an escaped backslash) answers yes too; the exact walk
-/// over the parsed event then finds nothing.
+/// over the parsed event then finds nothing. Every event read or published is searched, so the
+/// search is memchr's vectorised one (a byte-by-byte window comparison was 5% of a rebuild's
+/// CPU).
 fn may_hold_nul(wire: &[u8]) -> bool {
-    wire.windows(6).any(|w| w == br"\u0000")
+    static ESCAPED_NUL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br"\u0000"));
+    ESCAPED_NUL.find(wire).is_some()
 }
 
 /// Finds a NUL in any string or object key of `value`; `path` names where `value` is.
