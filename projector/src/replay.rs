@@ -8,14 +8,17 @@
 //! renamed into its place; the live projector's next batch resolves its tables in the new schema
 //! and continues from the same position. Dashboards see the old model or the new one, never half.
 //! With partitions each partition is rebuilt to its own live position, and all are compared
-//! and swapped at once. While it catches up, the scratch schema has no reader-only indexes ([`crate::store::indexes`]): they
-//! are built once at the end, before parity is checked.
+//! and swapped at once. While it catches up, the scratch schema has no reader-only indexes and
+//! no key on the folded event ids ([`crate::store::indexes`]; the rebuild keeps the ids it folded
+//! in memory: [`crate::store::event_ids`]): they are built once at the end, before parity is
+//! checked.
 
 use crate::error::ProjectorError;
 use crate::feed::{Feed, FeedSpec, Reader};
 use crate::store;
 use crate::store::batch::{apply, CommitMode, Session, Target};
 use crate::store::checksum::{checksums, TABLES};
+use crate::store::event_ids::{Lookup, RebuildIds};
 use crate::store::indexes;
 use crate::store::migrate::{check_schema_name, migrate};
 use async_nats::jetstream::Context;
@@ -172,6 +175,7 @@ pub async fn replay(
     let mut client = scratch.get().await?;
     migrate(&mut client, &plan.into).await?;
     indexes::defer(&mut client, &plan.into).await?;
+    let folded = Lookup::Rebuild(RebuildIds::open(&client, &plan.into).await?);
     let partitions: Vec<Option<u32>> = if partitioned {
         (0..plan.subjects.partitions()).map(Some).collect()
     } else {
@@ -230,7 +234,10 @@ pub async fn replay(
             feed,
             // Nobody reads the scratch schema before the swap: its batches need not wait for
             // the disk.
-            session: Session::new(CommitMode::Asynchronous),
+            session: Session {
+                ids: folded.clone(),
+                ..Session::new(CommitMode::Asynchronous)
+            },
             progress: Progress {
                 position,
                 target: 0,
@@ -254,6 +261,7 @@ pub async fn replay(
         catch_up(
             &mut client,
             js,
+            &plan.into,
             lane,
             started,
             &read_target,
@@ -300,7 +308,16 @@ pub async fn replay(
             .await?
             .map_or(0, |r| r.get(0));
         let fixed = move || async move { Ok::<i64, ProjectorError>(live_at) };
-        catch_up(&mut client, js, lane, started, &fixed, &mut on_progress).await?;
+        catch_up(
+            &mut client,
+            js,
+            &plan.into,
+            lane,
+            started,
+            &fixed,
+            &mut on_progress,
+        )
+        .await?;
     }
     let tables = compare(&tx, &plan.live_schema, &plan.into).await?;
     let position = lanes.iter().map(|l| l.progress.position).max().unwrap_or(0);
@@ -344,9 +361,11 @@ fn lane_key(plan: &ReplayPlan, partition: Option<u32>) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn catch_up<F, Fut>(
     client: &mut deadpool_postgres::Object,
     js: &Context,
+    schema: &str,
     lane: &mut Lane,
     started: Instant,
     read_target: &F,
@@ -396,6 +415,16 @@ where
             continue;
         }
         let report = apply(client, target, &batch, session).await?;
+        if let Lookup::Rebuild(ids) = &session.ids {
+            if RebuildIds::wants_key(ids) {
+                tracing::info!(
+                    position = report.position,
+                    "history repeats event ids in many batches: creating the key of folded_events now"
+                );
+                indexes::restore_one(client, schema, "folded_events_pkey").await?;
+                RebuildIds::keyed(ids);
+            }
+        }
         progress.position = report.position;
         progress.applied += (report.applied + report.dead_lettered) as u64;
         progress.elapsed = started.elapsed();

@@ -10,7 +10,7 @@ use crate::feed::{Batch, Incoming, Parsed};
 use crate::fold::{self, Touched};
 use crate::store;
 use crate::store::cache::RowCache;
-use crate::store::event_ids::{FoldedIds, Verdict};
+use crate::store::event_ids::{FoldedIds, Lookup, Verdict};
 use crate::store::lease::{self, Fence};
 use events::Subjects;
 use std::collections::BTreeMap;
@@ -59,6 +59,8 @@ pub struct Session {
     /// The lease this writer must still own for a batch to commit (`None`: an unshared
     /// writer, e.g. a replay or a single projector). Checked inside every batch's transaction.
     pub fence: Option<Fence>,
+    /// How the batches learn which event ids were folded before.
+    pub ids: Lookup,
 }
 
 impl Session {
@@ -70,6 +72,7 @@ impl Session {
             cache: RowCache::new(Self::CACHE_ROWS),
             commit,
             fence: None,
+            ids: Lookup::Table,
         }
     }
 
@@ -87,6 +90,7 @@ impl Session {
             cache: RowCache::new(0),
             commit: CommitMode::Synchronous,
             fence: None,
+            ids: Lookup::Table,
         }
     }
 }
@@ -266,7 +270,11 @@ async fn apply_in_transaction(
     }
     let (mut model, mut ids) = futures::try_join!(
         store::load_through(&tx, &touched, cache),
-        FoldedIds::load(&tx, fresh.iter().filter_map(|(_, p)| p.event())),
+        FoldedIds::load_with(
+            &tx,
+            fresh.iter().filter_map(|(_, p)| p.event()),
+            &session.ids
+        ),
     )?;
     let mut dead = Vec::new();
     for (message, p) in &fresh {
@@ -320,6 +328,7 @@ async fn apply_in_transaction(
         notify,
     )?;
     tx.commit().await?;
+    ids.committed(&session.ids);
     cache.keep(model, last);
     report.position = last;
     Ok(report)

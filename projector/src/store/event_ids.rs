@@ -10,11 +10,22 @@
 //! The digest is SHA-256 of the event's canonical encoding (as parsed, upcast and normalised),
 //! so the same event re-serialised by another producer, with its attributes in another order,
 //! is the same content.
+//!
+//! A rebuild asks differently ([`Lookup::Rebuild`]): its `folded_events` has no primary key
+//! while it fills (the key is created at the end, with the other deferred indexes), because
+//! keeping a B-tree of random UUIDs up to date was the largest PostgreSQL cost of a rebuild
+//! (about 4 µs per event, measured). Instead the rebuild keeps a 64-bit key of every id it has
+//! folded in memory ([`RebuildIds`], about 19 bytes per event): an id whose key is unknown was
+//! never folded; an id whose key is known (a repeat, or two ids sharing a key) is looked up in
+//! the table, exactly. Such a lookup scans the table, so when a history repeats ids in many
+//! batches the rebuild creates the key early ([`RebuildIds::wants_key`]) and probes it from
+//! then on, as a live writer does.
 
 use crate::error::ProjectorError;
 use events::Event;
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -46,20 +57,62 @@ pub struct FoldedIds {
 }
 
 impl FoldedIds {
-    /// Loads which of `events`' ids were folded before (one statement).
+    /// Loads which of `events`' ids were folded before (one statement), from the table's
+    /// primary key.
     pub async fn load<'e>(
         tx: &Transaction<'_>,
         events: impl IntoIterator<Item = &'e Event>,
     ) -> Result<Self, ProjectorError> {
+        Self::load_with(tx, events, &Lookup::Table).await
+    }
+
+    /// Loads which of `events`' ids were folded before, as `lookup` says (one statement, none
+    /// for a rebuild's batch that repeats no id).
+    pub async fn load_with<'e>(
+        tx: &Transaction<'_>,
+        events: impl IntoIterator<Item = &'e Event>,
+        lookup: &Lookup,
+    ) -> Result<Self, ProjectorError> {
         let ids: Vec<Uuid> = events.into_iter().map(|e| e.id.0).collect();
-        let mut known = HashMap::new();
+        let Lookup::Rebuild(rebuild) = lookup else {
+            return Self::probe(tx, ids).await;
+        };
+        // `None` once the table has its key again: it is probed then.
+        let candidates: Option<Vec<Uuid>> = {
+            let state = RebuildIds::lock(rebuild);
+            (!state.keyed).then(|| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| state.keys.contains(&key(*id)))
+                    .collect()
+            })
+        };
+        let Some(candidates) = candidates else {
+            return Self::probe(tx, ids).await;
+        };
+        if candidates.is_empty() {
+            return Ok(Self::default());
+        }
+        RebuildIds::lock(rebuild).scans += 1;
+        let rows = tx
+            .query_typed(
+                "SELECT event_id, digest, seq FROM folded_events WHERE event_id = ANY($1)",
+                &[(&candidates, Type::UUID_ARRAY)],
+            )
+            .await?;
+        Ok(Self::from_rows(rows))
+    }
+
+    /// One index probe per id.
+    async fn probe(tx: &Transaction<'_>, ids: Vec<Uuid>) -> Result<Self, ProjectorError> {
+        let mut rows = Vec::new();
         if !ids.is_empty() {
             // One index probe per id, whatever the planner thinks of the table: during a
             // rebuild it grows from empty faster than statistics follow, and `= ANY($1)` with
             // thousands of ids was planned as a scan of the whole table per batch (quadratic:
             // a 1,000,000-event replay spent most of its time there). `OFFSET 0` keeps the
             // lateral subquery from being flattened into a join the planner could hash.
-            let rows = tx
+            rows = tx
                 .query_typed(
                     "SELECT f.event_id, f.digest, f.seq
                        FROM unnest($1::uuid[]) AS asked(id)
@@ -70,16 +123,21 @@ impl FoldedIds {
                     &[(&ids, Type::UUID_ARRAY)],
                 )
                 .await?;
-            for row in rows {
-                let digest: Vec<u8> = row.get(1);
-                let digest: Digest = digest.try_into().unwrap_or([0; 32]);
-                known.insert(row.get(0), (digest, row.get(2)));
-            }
         }
-        Ok(Self {
+        Ok(Self::from_rows(rows))
+    }
+
+    fn from_rows(rows: Vec<tokio_postgres::Row>) -> Self {
+        let mut known = HashMap::new();
+        for row in rows {
+            let digest: Vec<u8> = row.get(1);
+            let digest: Digest = digest.try_into().unwrap_or([0; 32]);
+            known.insert(row.get(0), (digest, row.get(2)));
+        }
+        Self {
             known,
             new: Vec::new(),
-        })
+        }
     }
 
     /// What to do with `event` (earlier events of the batch count as folded once
@@ -123,5 +181,107 @@ impl FoldedIds {
         )
         .await?;
         Ok(())
+    }
+
+    /// After the batch's transaction committed: a rebuild remembers the ids it folded.
+    pub fn committed(&self, lookup: &Lookup) {
+        if let Lookup::Rebuild(rebuild) = lookup {
+            let mut state = RebuildIds::lock(rebuild);
+            if !state.keyed {
+                state
+                    .keys
+                    .extend(self.new.iter().map(|(id, _, _)| key(*id)));
+            }
+        }
+    }
+}
+
+/// How a writer learns which ids were folded before.
+#[derive(Clone, Debug, Default)]
+pub enum Lookup {
+    /// From the primary key of `folded_events` (live writers).
+    #[default]
+    Table,
+    /// A rebuild's: the ids it folded, in memory (shared by the rebuild's partitions).
+    Rebuild(Arc<Mutex<RebuildIds>>),
+}
+
+/// The key a rebuild keeps of an id: its two halves folded (a repeat is always found; two ids
+/// sharing a key only cost a lookup).
+fn key(id: Uuid) -> u64 {
+    let bits = id.as_u128();
+    (bits >> 64) as u64 ^ bits as u64
+}
+
+/// What a rebuild knows of the ids it has folded while `folded_events` has no primary key.
+#[derive(Debug, Default)]
+pub struct RebuildIds {
+    keys: HashSet<u64>,
+    /// Batches that looked ids up in the table (each a scan of it).
+    scans: u32,
+    /// The primary key exists again: probe it.
+    keyed: bool,
+}
+
+/// Batches that may scan the table before the rebuild creates the primary key.
+const SCANS_BEFORE_KEY: u32 = 8;
+
+impl RebuildIds {
+    /// The ids `schema.folded_events` holds already (a rebuild resumed after a crash, or a
+    /// backfill), or none of them when the table has its primary key (it is probed then).
+    pub async fn open(
+        client: &tokio_postgres::Client,
+        schema: &str,
+    ) -> Result<Arc<Mutex<Self>>, ProjectorError> {
+        crate::store::migrate::check_schema_name(schema)?;
+        let keyed: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint c
+                                  JOIN pg_class t ON t.oid = c.conrelid
+                                  JOIN pg_namespace n ON n.oid = t.relnamespace
+                                 WHERE n.nspname = $1 AND t.relname = 'folded_events'
+                                   AND c.contype = 'p')",
+                &[&schema],
+            )
+            .await?
+            .get(0);
+        let mut keys = HashSet::new();
+        if !keyed {
+            use futures::TryStreamExt;
+            let rows = client
+                .query_raw(
+                    &format!("SELECT event_id FROM {schema}.folded_events"),
+                    std::iter::empty::<i32>(),
+                )
+                .await?;
+            let mut rows = std::pin::pin!(rows);
+            while let Some(row) = rows.try_next().await? {
+                keys.insert(key(row.get(0)));
+            }
+        }
+        Ok(Arc::new(Mutex::new(Self {
+            keys,
+            scans: 0,
+            keyed,
+        })))
+    }
+
+    fn lock(this: &Mutex<Self>) -> MutexGuard<'_, Self> {
+        // The state is a set of keys and counters: a panic elsewhere cannot leave it half-made.
+        this.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether so many batches scanned the table that probing its primary key is cheaper.
+    pub fn wants_key(this: &Mutex<Self>) -> bool {
+        let state = Self::lock(this);
+        !state.keyed && state.scans >= SCANS_BEFORE_KEY
+    }
+
+    /// From now on the table has its primary key: later batches probe it, and the keys kept in
+    /// memory are freed.
+    pub fn keyed(this: &Mutex<Self>) {
+        let mut state = Self::lock(this);
+        state.keyed = true;
+        state.keys = HashSet::new();
     }
 }

@@ -7,7 +7,8 @@
 //! table is one sort. This is what `pg_restore` does for the same reason.
 //!
 //! Kept while building: unique indexes (they enforce the model's keys) and the indexes the
-//! projector's own loads use ([`KEPT`]). The dropped indexes' definitions are recorded in the
+//! projector's own loads use ([`KEPT`]), except the keys in [`DEFERRED_KEYS`], whose uniqueness
+//! the rebuild keeps by itself meanwhile. The dropped indexes' definitions are recorded in the
 //! scratch schema itself, in the same transaction that drops them, so a rebuild interrupted by a
 //! crash and resumed later still restores exactly what the migrations created.
 
@@ -16,6 +17,11 @@ use tokio_postgres::Client;
 
 /// Non-unique indexes the projector's loads rely on (`store::load`: an issue's deferred wakeups).
 pub const KEPT: &[&str] = &["wakeups_issue_status_idx"];
+
+/// Table and constraint of the unique keys a rebuild creates at the end all the same:
+/// `folded_events`' primary key (a B-tree of random UUIDs, the costliest index to keep up to
+/// date; the rebuild knows the ids it folded: [`crate::store::event_ids::RebuildIds`]).
+pub const DEFERRED_KEYS: &[(&str, &str)] = &[("folded_events", "folded_events_pkey")];
 
 /// Drops the secondary indexes of `schema`, recording their definitions in
 /// `<schema>.replay_deferred_indexes`. Idempotent (a resumed rebuild finds them dropped).
@@ -49,8 +55,54 @@ pub async fn defer(client: &mut Client, schema: &str) -> Result<(), ProjectorErr
         tx.batch_execute(&format!("DROP INDEX {schema}.{name}"))
             .await?;
     }
+    for (table, constraint) in DEFERRED_KEYS {
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.replay_deferred_indexes (name, definition)
+                 SELECT c.conname, format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s',
+                                          n.nspname, t.relname, c.conname,
+                                          pg_get_constraintdef(c.oid))
+                 FROM pg_constraint c
+                 JOIN pg_class t ON t.oid = c.conrelid
+                 JOIN pg_namespace n ON n.oid = t.relnamespace
+                 WHERE n.nspname = $1 AND t.relname = $2 AND c.conname = $3
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&schema, table, constraint],
+        )
+        .await?;
+        tx.batch_execute(&format!(
+            "ALTER TABLE {schema}.{table} DROP CONSTRAINT IF EXISTS {constraint}"
+        ))
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Creates one deferred index or key now, before the rest, and removes its record (a rebuild
+/// that finds probing a key cheaper than going without it). False if it was not deferred.
+pub async fn restore_one(
+    client: &mut Client,
+    schema: &str,
+    name: &str,
+) -> Result<bool, ProjectorError> {
+    crate::store::migrate::check_schema_name(schema)?;
+    let tx = client.transaction().await?;
+    let definition = tx
+        .query_opt(
+            &format!(
+                "DELETE FROM {schema}.replay_deferred_indexes WHERE name = $1 RETURNING definition"
+            ),
+            &[&name],
+        )
+        .await?;
+    let Some(definition) = definition else {
+        return Ok(false);
+    };
+    tx.batch_execute(definition.get::<_, &str>(0)).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Creates the indexes [`defer`] dropped and removes its record. Returns how many it created.

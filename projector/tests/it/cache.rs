@@ -211,8 +211,7 @@ async fn a_full_cache_keeps_the_latest_batch_and_still_ends_identical() {
     let mut writer = Writer::new(&h);
     let mut a = Session {
         cache: RowCache::new(4),
-        commit: CommitMode::Asynchronous,
-        fence: None,
+        ..Session::new(CommitMode::Asynchronous)
     };
     let mut all = vec![
         w.agent("codex_local", json!({})),
