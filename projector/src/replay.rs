@@ -257,6 +257,14 @@ pub async fn replay(
             }
         };
         lane.progress.target = read_target().await?;
+        if let (None, Lookup::Rebuild(ids)) = (lane.partition, &folded) {
+            // One partition: the sequences left are at most the events left to fold. (A
+            // partition's sequences interleave with the others', so they tell nothing.)
+            RebuildIds::reserve(
+                ids,
+                (lane.progress.target - lane.progress.position).max(0) as usize,
+            );
+        }
         on_progress(&lane.progress);
         catch_up(
             &mut client,

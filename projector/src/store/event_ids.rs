@@ -24,6 +24,7 @@
 use crate::error::ProjectorError;
 use events::Event;
 use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_postgres::types::Type;
@@ -33,9 +34,23 @@ use uuid::Uuid;
 /// SHA-256 of an event's canonical encoding.
 pub type Digest = [u8; 32];
 
-/// The digest of `event`'s content.
+/// The digest of `event`'s content: SHA-256 of [`Event::to_vec`]'s bytes.
 pub fn digest(event: &Event) -> Digest {
-    Sha256::digest(event.to_vec()).into()
+    thread_local! {
+        // Every event folded is digested: its encoding goes into one buffer per thread, reused,
+        // instead of a vector grown afresh for each.
+        static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    ENCODED.with_borrow_mut(|encoded| {
+        encoded.clear();
+        serde_json::to_writer(&mut *encoded, event).expect("events always serialize");
+        let digest = Sha256::digest(&encoded[..]).into();
+        if encoded.capacity() > 1 << 16 {
+            // An unusually large event's buffer is not kept.
+            *encoded = Vec::new();
+        }
+        digest
+    })
 }
 
 /// What to do with an event, by its id.
@@ -271,6 +286,16 @@ impl RebuildIds {
         this.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Makes room for `more` ids at once (a rebuild that knows how many events it will fold
+    /// grows its set once instead of doubling it, and holds one table instead of two at its
+    /// peak).
+    pub fn reserve(this: &Mutex<Self>, more: usize) {
+        let mut state = Self::lock(this);
+        if !state.keyed {
+            state.keys.reserve(more);
+        }
+    }
+
     /// Whether so many batches scanned the table that probing its primary key is cheaper.
     pub fn wants_key(this: &Mutex<Self>) -> bool {
         let state = Self::lock(this);
@@ -283,5 +308,34 @@ impl RebuildIds {
         let mut state = Self::lock(this);
         state.keyed = true;
         state.keys = HashSet::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_sha256_of_the_canonical_encoding_whatever_came_before() {
+        let big = {
+            let mut event = events::examples::event(events::EventType::IssueCommentAdded);
+            if let events::EventData::IssueCommentAdded(c) = &mut event.data {
+                c.body = "x".repeat(100_000);
+            }
+            event
+        };
+        // A large event first (its buffer is not kept), then every type: each digest is the
+        // digest of the event's own bytes, nothing left over from the one before.
+        for event in std::iter::once(big.clone())
+            .chain(
+                events::EventType::ALL
+                    .iter()
+                    .map(|t| events::examples::event(*t)),
+            )
+            .chain(std::iter::once(big))
+        {
+            let expected: Digest = Sha256::digest(event.to_vec()).into();
+            assert_eq!(digest(&event), expected, "{}", event.event_type().as_str());
+        }
     }
 }
