@@ -63,7 +63,11 @@ struct Phase {
     published_s: f64,
     runledger_cpu: f64,
     nats_cpu: f64,
+    /// Every PostgreSQL process on the machine (other clients of the server count too).
     postgres_cpu: f64,
+    /// The backends serving the phase's database only (what a shared server's other clients
+    /// do not move; the server's background writers are left out).
+    backends_cpu: f64,
     publisher_cpu: f64,
 }
 
@@ -91,13 +95,14 @@ pub async fn compare(
                 .await
                 .with_context(|| format!("round {}, {}", round + 1, topology.label()))?;
             eprintln!(
-                "round {}: {}: {:.0} events/s (all published after {:.2} s); CPU µs/event: runledger {:.2}, nats-server {:.2}, PostgreSQL {:.2}, publisher {:.2}",
+                "round {}: {}: {:.0} events/s (all published after {:.2} s); CPU µs/event: runledger {:.2}, nats-server {:.2}, PostgreSQL backends {:.2} (all PostgreSQL {:.2}), publisher {:.2}",
                 round + 1,
                 topology.label(),
                 phase.rate,
                 phase.published_s,
                 phase.runledger_cpu,
                 phase.nats_cpu,
+                phase.backends_cpu,
                 phase.postgres_cpu,
                 phase.publisher_cpu,
             );
@@ -163,12 +168,22 @@ fn report(
             "µs",
         ),
         (
-            format!("{one} PostgreSQL CPU/event"),
+            format!("{one} PG backends CPU/event"),
+            m(single, |p| p.backends_cpu),
+            "µs",
+        ),
+        (
+            format!("{many} PG backends CPU/event"),
+            m(scaled, |p| p.backends_cpu),
+            "µs",
+        ),
+        (
+            format!("{one} all PostgreSQL CPU/event"),
             m(single, |p| p.postgres_cpu),
             "µs",
         ),
         (
-            format!("{many} PostgreSQL CPU/event"),
+            format!("{many} all PostgreSQL CPU/event"),
             m(scaled, |p| p.postgres_cpu),
             "µs",
         ),
@@ -203,6 +218,7 @@ fn report(
             "runledger_cpu_us_per_event": phases.iter().map(|p| p.runledger_cpu).collect::<Vec<_>>(),
             "nats_cpu_us_per_event": phases.iter().map(|p| p.nats_cpu).collect::<Vec<_>>(),
             "postgres_cpu_us_per_event": phases.iter().map(|p| p.postgres_cpu).collect::<Vec<_>>(),
+            "postgres_backends_cpu_us_per_event": phases.iter().map(|p| p.backends_cpu).collect::<Vec<_>>(),
             "publisher_cpu_us_per_event": phases.iter().map(|p| p.publisher_cpu).collect::<Vec<_>>(),
         })
     };
@@ -212,6 +228,7 @@ fn report(
             "runledger_cpu_us_per_event": m(phases, |p| p.runledger_cpu),
             "nats_cpu_us_per_event": m(phases, |p| p.nats_cpu),
             "postgres_cpu_us_per_event": m(phases, |p| p.postgres_cpu),
+            "postgres_backends_cpu_us_per_event": m(phases, |p| p.backends_cpu),
             "publisher_cpu_us_per_event": m(phases, |p| p.publisher_cpu),
         })
     };
@@ -276,6 +293,7 @@ async fn phase(
     let nats_pids: Vec<i32> = servers.pids().into_iter().map(|p| p as i32).collect();
     let (workers_before, nats_before) = (cpu_ticks(&worker_pids)?, cpu_ticks(&nats_pids)?);
     let (pg_before, self_before) = (cpu::postgres_seconds(), crate::replay::cpu_seconds());
+    let backends_before = backend_ticks(&client).await?;
     let publisher = scratch.publisher();
     let started = Instant::now();
     // The last stream sequence published to each partition.
@@ -318,6 +336,13 @@ async fn phase(
         runledger_cpu: (cpu_ticks(&worker_pids)? - workers_before) as f64 * tick * per_event,
         nats_cpu: (cpu_ticks(&nats_pids)? - nats_before) as f64 * tick * per_event,
         postgres_cpu: (cpu::postgres_seconds() - pg_before) * per_event,
+        backends_cpu: backend_ticks(&client)
+            .await?
+            .iter()
+            .map(|(pid, ticks)| ticks - backends_before.get(pid).copied().unwrap_or(0).min(*ticks))
+            .sum::<u64>() as f64
+            * tick
+            * per_event,
         publisher_cpu: (crate::replay::cpu_seconds() - self_before) * per_event,
     };
     for mut w in workers {
@@ -406,6 +431,26 @@ async fn shared_out(
         );
         tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
     }
+}
+
+/// CPU clock ticks each PostgreSQL backend serving the client's database has used so far, by
+/// pid (a backend that exits in between is not counted; the workers' pools keep theirs). Empty
+/// where the server's processes are not visible (another machine).
+async fn backend_ticks(client: &tokio_postgres::Client) -> anyhow::Result<BTreeMap<i32, u64>> {
+    let rows = client
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let pid: i32 = r.get(0);
+            let stat = producers::process::stat::read(pid).ok()?;
+            (stat.comm == "postgres").then_some((pid, stat.cpu_ticks))
+        })
+        .collect())
 }
 
 /// CPU clock ticks the processes have used so far (user and system), summed.
