@@ -11,7 +11,8 @@
 //! for the workers (summed), the nats-servers (summed) and PostgreSQL, and from `getrusage` for
 //! this process (the publisher). The single node (R1, P1, one worker on one private server) runs
 //! the same workload the same way, so the ratio shows the overhead of replication, partitions
-//! and instances. Servers, stores, stream and database are removed whatever happens.
+//! and instances. Servers, stores, stream and database are removed whatever happens, on an
+//! error or at SIGINT/SIGTERM during a phase too.
 
 use super::scratch::{self, Scratch};
 use super::{cpu, median, print_table};
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The position key of the workers' projector (`runledger worker`'s default).
 const PROJECTOR: &str = "runledger-projector";
@@ -80,6 +82,7 @@ pub async fn compare(
     events: &[events::Event],
     description: &str,
 ) -> anyhow::Result<ExitCode> {
+    let mut interrupt = Interrupt::listen()?;
     let mut single = Vec::with_capacity(repeat);
     let mut scaled = Vec::with_capacity(repeat);
     for round in 0..repeat {
@@ -91,7 +94,7 @@ pub async fn compare(
         };
         for topology in order {
             eprintln!("round {}: {} ...", round + 1, topology.label());
-            let phase = measure(nats, db, topology, events)
+            let phase = measure(nats, db, topology, events, &mut interrupt)
                 .await
                 .with_context(|| format!("round {}, {}", round + 1, topology.label()))?;
             eprintln!(
@@ -252,6 +255,7 @@ async fn measure(
     db: &DbArgs,
     topology: Topology,
     events: &[events::Event],
+    interrupt: &mut Interrupt,
 ) -> anyhow::Result<Phase> {
     let subjects = Subjects::new(&scratch::prefix())?.partitioned(topology.partitions)?;
     // Killed and its stores removed when dropped, on every path out of here.
@@ -259,7 +263,11 @@ async fn measure(
     let mut private = nats.clone();
     private.url = Some(servers.url());
     let scratch = Scratch::with_stream(&private, db, subjects, topology.replicas).await?;
-    let result = phase(&servers, &scratch, topology, events).await;
+    // Interrupted, the phase is dropped (its workers killed) and the cleanup still runs.
+    let result = tokio::select! {
+        result = phase(&servers, &scratch, topology, events) => result,
+        signal = interrupt.recv() => Err(anyhow::anyhow!("interrupted by {signal}")),
+    };
     scratch.cleanup().await;
     drop(servers);
     result
@@ -349,6 +357,30 @@ async fn phase(
         let _ = w.kill().await;
     }
     Ok(phase)
+}
+
+/// SIGINT and SIGTERM, listened for from the start of the run: one that arrives while servers
+/// start is kept, and interrupts the phase as soon as it runs (then everything is cleaned up).
+struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves at the next (or an undelivered) signal, naming it.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
 }
 
 /// A `runledger worker` on the phase's servers, stream and database, without a clock (ticks

@@ -132,8 +132,11 @@ impl Scratch {
         Ok(pool)
     }
 
+    /// Deletes the stream and drops the database. The stream's deletion waits 5 s at most
+    /// (its server may be gone already, e.g. a private one stopped by the same Ctrl-C).
     pub async fn cleanup(self) {
-        let _ = self.js.delete_stream(&self.stream).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.js.delete_stream(&self.stream)).await;
         if let Ok(mut config) = self.admin_url.parse::<tokio_postgres::Config>() {
             config.dbname("postgres");
             if let Ok((admin, conn)) = config.connect(tokio_postgres::NoTls).await {
