@@ -109,27 +109,6 @@ impl Infra {
     }
 }
 
-/// A private nats-server with the partition `mapping`, on a free loopback port, its store under
-/// `data_dir` (for `bench takeover`); [`Infra::stop`] stops it.
-pub(crate) async fn private_nats(
-    data_dir: &Path,
-    mapping: Option<(String, String)>,
-) -> anyhow::Result<Infra> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let managed = start_nats(data_dir, "127.0.0.1", port, mapping).await?;
-    Ok(Infra {
-        nats_url: format!("nats://127.0.0.1:{port}"),
-        database_url: String::new(),
-        database_socket_url: None,
-        managed: vec![managed],
-        claim: None,
-        nats_given: true,
-        database_given: true,
-    })
-}
-
 pub(crate) fn host_port(url: &str, default_port: u16) -> Option<(String, u16)> {
     let rest = url.split("://").nth(1).unwrap_or(url);
     let authority = rest.split(['/', '?']).next()?;

@@ -16,7 +16,8 @@ mod private;
 
 pub use db::TestDb;
 pub use kit::{step_to, Kit};
+pub use localnats::PrivateNats;
 pub use nats::TestStream;
 pub use poll::{eventually, Deadline};
 pub use postgres::PrivatePostgres;
-pub use private::{NatsServer, PrivateNats};
+pub use private::NatsServer;

@@ -1,6 +1,9 @@
 //! `bench ingest`: from the first publish to the projector's position reaching the last event
-//! (all read models committed), against raw publish and raw COPY of the same volume.
+//! (all read models committed), against raw publish and raw COPY of the same volume; with
+//! replicas, partitions or instances, a scaled-out setup against the single node instead
+//! ([`super::scaled`]).
 
+use super::scaled::{self, Topology};
 use super::scratch::Scratch;
 use super::{ceiling, cpu, median, print_table};
 use crate::settings::{DbArgs, NatsArgs};
@@ -11,9 +14,56 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Runs in the workload (each: run.started + 20 heartbeats + run.finished, 64 in flight).
+    /// Runs in the workload (each: run.started + 20 heartbeats + run.finished, 64 in flight
+    /// per company).
     #[arg(long, default_value_t = 2000)]
     pub runs: usize,
+    /// Companies the runs are spread over, their events interleaved (partitions split the work
+    /// by company). Default: 1 on the single node, 64 when comparing a scaled-out setup.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub companies: Option<u64>,
+    /// Stream replicas: above 1, a private JetStream cluster of this many nats-server nodes.
+    /// With replicas, partitions or instances above 1, that setup is measured against the
+    /// single node (R1, one partition, one instance), alternating rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+    /// Partitions of the stream (the servers map each company to one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(events::MAX_PARTITIONS)))]
+    pub partitions: u32,
+    /// `runledger worker` processes sharing the partitions.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub instances: u16,
+}
+
+impl Args {
+    /// The setup to compare with the single node, if any.
+    fn scaled(&self) -> Option<Topology> {
+        let topology = Topology {
+            replicas: usize::from(self.replicas),
+            partitions: self.partitions,
+            instances: usize::from(self.instances),
+        };
+        (topology != Topology::SINGLE).then_some(topology)
+    }
+}
+
+/// The benchmark mix's `runs` spread over `companies` companies (the first with today's
+/// seed), one event of each in turn.
+fn workload(runs: usize, companies: usize) -> Vec<events::Event> {
+    let mut sources: Vec<Workload> = (0..companies)
+        .map(|c| {
+            let share = runs / companies + usize::from(c < runs % companies);
+            Workload::new(&Mix::benchmark(share), 42 + c as u64)
+        })
+        .collect();
+    let mut events = Vec::new();
+    loop {
+        let before = events.len();
+        events.extend(sources.iter_mut().filter_map(Iterator::next));
+        if events.len() == before {
+            return events;
+        }
+    }
 }
 
 pub async fn run(
@@ -22,7 +72,15 @@ pub async fn run(
     repeat: usize,
     args: Args,
 ) -> anyhow::Result<ExitCode> {
-    let events: Vec<events::Event> = Workload::new(&Mix::benchmark(args.runs), 42).collect();
+    let scaled = args.scaled();
+    let companies = args
+        .companies
+        .unwrap_or(if scaled.is_some() { 64 } else { 1 }) as usize;
+    let events = workload(args.runs, companies);
+    if let Some(target) = scaled {
+        let description = format!("{} runs over {companies} companies", args.runs);
+        return scaled::compare(nats, db, repeat, target, &events, &description).await;
+    }
     let total = events.len();
     let (mut publish, mut publish_read, mut alone, mut copy, mut e2e) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -96,7 +154,7 @@ pub async fn run(
     );
     print_table(
         &format!(
-            "bench ingest: {total} events ({} runs), median of {repeat}",
+            "bench ingest: {total} events ({} runs, {companies} companies), median of {repeat}",
             args.runs
         ),
         &[
@@ -263,4 +321,71 @@ fn raw_messages(events: &[events::Event], scratch: &Scratch) -> Vec<(String, Str
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{workload, Args, Topology};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Ingest {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn refused(args: &[&str]) -> String {
+        match Ingest::try_parse_from(std::iter::once("ingest").chain(args.iter().copied())) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn out_of_range_setups_are_refused_by_name() {
+        let e = refused(&["--instances", "0"]);
+        assert!(e.contains("--instances") && e.contains("1..=64"), "{e}");
+        let e = refused(&["--replicas", "6"]);
+        assert!(e.contains("--replicas") && e.contains("1..=5"), "{e}");
+        let e = refused(&["--partitions", "0"]);
+        assert!(e.contains("--partitions"), "{e}");
+        let e = refused(&["--companies", "0"]);
+        assert!(e.contains("--companies"), "{e}");
+    }
+
+    #[test]
+    fn the_defaults_are_the_single_node_and_anything_else_is_compared_with_it() {
+        assert_eq!(Ingest::parse_from(["ingest"]).args.scaled(), None);
+        let args = Ingest::parse_from([
+            "ingest",
+            "--replicas",
+            "3",
+            "--partitions",
+            "8",
+            "--instances",
+            "2",
+        ])
+        .args;
+        let expected = Topology {
+            replicas: 3,
+            partitions: 8,
+            instances: 2,
+        };
+        assert_eq!(args.scaled(), Some(expected));
+    }
+
+    #[test]
+    fn the_workload_spreads_the_runs_over_the_companies() {
+        let one = workload(10, 1);
+        let many = workload(10, 4);
+        let companies: std::collections::BTreeSet<_> = many.iter().map(|e| e.company_id).collect();
+        assert_eq!(companies.len(), 4);
+        assert!(
+            companies.contains(&one[0].company_id),
+            "the first company is today's"
+        );
+        // Interleaved: the first four events belong to four companies.
+        let first: std::collections::BTreeSet<_> = many[..4].iter().map(|e| e.company_id).collect();
+        assert_eq!(first.len(), 4);
+    }
 }

@@ -9,6 +9,7 @@ mod ledger;
 mod live;
 mod reconcile;
 mod replay;
+mod scaled;
 mod scratch;
 mod takeover;
 mod watchdog;
@@ -31,7 +32,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 pub enum Workload {
-    /// End-to-end ingest (publish → projected and committed) vs raw JetStream publish and COPY.
+    /// End-to-end ingest (publish → projected and committed) vs raw JetStream publish and COPY;
+    /// with --replicas/--partitions/--instances, a scaled-out setup vs the single node.
     Ingest(ingest::Args),
     /// Rebuild throughput from a pre-filled stream vs an ordered JetStream read and COPY.
     Replay(replay::Args),

@@ -32,14 +32,14 @@ pub async fn run(nats: &NatsArgs, db: &DbArgs, args: Args) -> anyhow::Result<Exi
     let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let prefix = format!("rltakeover_{tag}");
     let subjects = events::Subjects::new(&prefix)?.partitioned(args.partitions)?;
-    let dir = std::env::temp_dir().join(format!("runledger-bench-takeover-{tag}"));
-    let server = crate::infra::private_nats(&dir, subjects.mapping()).await?;
+    // Stopped and its store removed when dropped, whatever happens.
+    let server = localnats::PrivateNats::start(1, subjects.mapping().as_slice()).await?;
     let mut private = nats.clone();
-    private.url = Some(server.nats_url.clone());
+    private.url = Some(server.url());
     let result = match Scratch::new(&private, db).await {
         Ok(scratch) => {
             let setup = Setup {
-                nats_url: server.nats_url.clone(),
+                nats_url: server.url(),
                 database_url: scratch.database_url.clone(),
                 stream: format!("RLTAKEOVER_{}", tag.to_uppercase()),
                 prefix,
@@ -51,8 +51,7 @@ pub async fn run(nats: &NatsArgs, db: &DbArgs, args: Args) -> anyhow::Result<Exi
         }
         Err(e) => Err(e),
     };
-    server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
     result
 }
 
