@@ -338,7 +338,7 @@ async fn clean_run(stream: &Kit) {
     loop {
         assert!(!deadline.passed(), "the clean reconciler did not settle");
         let stepped = reconciler.step(Duration::from_millis(100)).await.unwrap();
-        let published = reconciler.outbox().drain().await.unwrap();
+        let published = reconciler.drain_outboxes().await.unwrap();
         let caught_up = reconciler.position().await.unwrap() >= last(stream).await;
         if stepped == Outcome::Idle && published == 0 && caught_up {
             break;
