@@ -63,7 +63,8 @@ async fn ensure_stream_is_idempotent_and_applies_the_guarantees() -> TestResult 
     );
     let config = &second.config;
     assert_eq!(config.name, ts.stream);
-    assert_eq!(config.subjects, vec![format!("{}.>", ts.prefix)]);
+    // `<prefix>.>`, or with partitions the mapped five-token subjects only.
+    assert_eq!(config.subjects, vec![settings.subjects.all()]);
     assert!(config.deny_delete, "deny_delete must be set");
     assert!(config.deny_purge, "deny_purge must be set");
     assert_eq!(config.storage, StorageType::File);
