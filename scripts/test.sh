@@ -11,7 +11,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 
-# P = 8: the same test binaries (already built), the suites that run on the kit's streams.
+# P = 8: the same test binaries (already built), every suite whose streams follow
+# RUNLEDGER_TEST_PARTITIONS. Left at P = 1: the tests of the one-partition layout and of the
+# single readers (`runledger project`/`reconcile`/`replay`/`status`, `up`'s own servers:
+# cli crash, reconcile, replay, status, faults, up), cli/tests/cluster.rs and
+# producers/tests/partitions.rs (which set their own partition counts), and the suites that
+# touch no stream.
 p8_suites=(
   "-p projector --test it"
   "-p reconciler --test it"
@@ -19,6 +24,10 @@ p8_suites=(
   "-p producers --test publish"
   "-p producers --test supervisor"
   "-p producers --test watchdog"
+  "-p cli --test explain"
+  "-p cli --test publish"
+  "-p cli --test serve"
+  "-p cli --test supervisor"
 )
 started=$SECONDS
 for suite in "${p8_suites[@]}"; do

@@ -201,7 +201,7 @@ fn by_label(samples: &BTreeMap<Sample, f64>, name: &str, label: &str) -> BTreeMa
 #[tokio::test]
 async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
     let db = testsupport::TestDb::new().await.unwrap();
-    let ts = testsupport::TestStream::new().await.unwrap();
+    let ts = testsupport::TestStream::unpartitioned().await.unwrap();
     let port = free_port();
     let mut up = Command::new(env!("CARGO_BIN_EXE_runledger"))
         .arg("up")

@@ -32,6 +32,15 @@ impl Kit {
         Self::with_stream(ts).await
     }
 
+    /// On the shared NATS server, unpartitioned whatever `RUNLEDGER_TEST_PARTITIONS` says (for
+    /// tests of the one-partition layout itself).
+    pub async fn unpartitioned() -> Self {
+        let ts = TestStream::unpartitioned()
+            .await
+            .expect("NATS is needed (scripts/services.sh starts it)");
+        Self::with_stream(ts).await
+    }
+
     /// On the NATS server at `url` (a private one).
     pub async fn on(url: &str) -> Self {
         let ts = TestStream::on(url)

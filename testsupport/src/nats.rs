@@ -39,6 +39,12 @@ impl TestStream {
         if partitions > 1 {
             return Self::partitioned(partitions).await;
         }
+        Self::unpartitioned().await
+    }
+
+    /// Names a unique stream and prefix on the shared server, unpartitioned whatever
+    /// `RUNLEDGER_TEST_PARTITIONS` says (for tests of the one-partition layout itself).
+    pub async fn unpartitioned() -> anyhow::Result<Self> {
         let url =
             std::env::var("RUNLEDGER_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
         Self::on(&url).await
