@@ -11,28 +11,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 
-# P = 8: the same test binaries (already built), every suite whose streams follow
-# RUNLEDGER_TEST_PARTITIONS. Left at P = 1: the tests of the one-partition layout and of the
-# single readers (`runledger project`/`reconcile`/`replay`/`status`, `up`'s own servers:
-# cli crash, reconcile, replay, status, faults, up), cli/tests/cluster.rs and
-# producers/tests/partitions.rs (which set their own partition counts), and the suites that
-# touch no stream.
-p8_suites=(
-  "-p projector --test it"
-  "-p reconciler --test it"
-  "-p api --test it"
-  "-p producers --test publish"
-  "-p producers --test supervisor"
-  "-p producers --test watchdog"
-  "-p cli --test explain"
-  "-p cli --test publish"
-  "-p cli --test serve"
-  "-p cli --test supervisor"
-)
+# P = 8: the same test binaries (already built: selecting them from the whole workspace keeps
+# its feature set), every suite whose streams follow RUNLEDGER_TEST_PARTITIONS: the `it` suites
+# of projector, reconciler and api, producers' publish, supervisor and watchdog, cli's explain,
+# publish, serve and supervisor. Left at P = 1: the tests of the single readers through the
+# binary and of `up`'s own servers (cli crash, reconcile, replay, status, faults, up),
+# cli/tests/cluster.rs and producers/tests/partitions.rs (which set their own partition counts),
+# and the suites that touch no stream.
 started=$SECONDS
-for suite in "${p8_suites[@]}"; do
-  echo "P = 8: cargo test $suite" >&2
-  # shellcheck disable=SC2086 # the suite is several arguments
-  RUNLEDGER_TEST_PARTITIONS=8 cargo test $suite
-done
+RUNLEDGER_TEST_PARTITIONS=8 cargo test --workspace \
+  --test it --test publish --test supervisor --test watchdog --test explain --test serve
 echo "P = 8 pass: $((SECONDS - started)) s" >&2

@@ -295,3 +295,36 @@ pub fn fresh<T: Serialize>(position: i64, body: T) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn positions(current: i64, basis: Vec<i64>) -> Positions {
+        Positions {
+            tx: watch::channel(current).0,
+            basis: std::sync::Mutex::new(basis),
+            hurry: Notify::new(),
+            waiters: AtomicUsize::new(0),
+            listening: AtomicBool::new(false),
+            interval: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_reports_the_caught_up_position_only_when_it_holds_what_it_was_computed_from() {
+        // Partitions at 40, 12 and 30; every one caught up with 40 (the others' next events
+        // come after it).
+        let polled = positions(40, vec![40, 12, 30]);
+        assert_eq!(polled.in_snapshot(&[40, 12, 30]), 40);
+        assert_eq!(polled.in_snapshot(&[44, 12, 31]), 40, "a newer snapshot");
+        assert_eq!(
+            polled.in_snapshot(&[35, 12, 30]),
+            12,
+            "an older snapshot: only the lowest partition position is sure"
+        );
+        assert_eq!(polled.in_snapshot(&[40, 12]), 12, "another partition count");
+        // One partition: the snapshot's own position, whatever was polled.
+        assert_eq!(positions(7, vec![7]).in_snapshot(&[9]), 9);
+    }
+}
