@@ -14,11 +14,12 @@ cargo test --workspace
 # P = 8: the same test binaries (already built: selecting them from the whole workspace keeps
 # its feature set), every suite whose streams follow RUNLEDGER_TEST_PARTITIONS: the `it` suites
 # of projector, reconciler and api, producers' publish, supervisor and watchdog, cli's explain,
-# publish, serve and supervisor. Left at P = 1: the tests of the single readers through the
-# binary and of `up`'s own servers (cli crash, reconcile, replay, status, faults, up),
+# publish, serve, supervisor and up (its test of `up`'s metrics; the others start `up`'s own
+# servers). Left at P = 1: the tests of the single readers through the binary and of `up`'s
+# embedded servers (cli crash, reconcile, replay, status, faults, the rest of up),
 # cli/tests/cluster.rs and producers/tests/partitions.rs (which set their own partition counts),
 # and the suites that touch no stream.
 started=$SECONDS
 RUNLEDGER_TEST_PARTITIONS=8 cargo test --workspace \
-  --test it --test publish --test supervisor --test watchdog --test explain --test serve
+  --test it --test publish --test supervisor --test watchdog --test explain --test serve --test up
 echo "P = 8 pass: $((SECONDS - started)) s" >&2
