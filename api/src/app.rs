@@ -82,9 +82,15 @@ pub enum ServeError {
 
 /// The router with all routes, and its position poller (which stops on `shutdown`).
 pub fn router(state: ApiState, shutdown: watch::Receiver<bool>) -> axum::Router {
+    let reader = crate::freshness::Reader {
+        keys: crate::freshness::Reader::keys(&state.settings.consumer, &state.settings.subjects),
+        stream: state.settings.stream.clone(),
+        subjects: state.settings.subjects.clone(),
+        nats: state.nats.clone(),
+    };
     let positions = Positions::spawn(
         state.pool.clone(),
-        state.settings.consumer.clone(),
+        reader.clone(),
         state.settings.poll_interval,
         state.settings.fallback_poll,
         shutdown.clone(),
@@ -93,7 +99,7 @@ pub fn router(state: ApiState, shutdown: watch::Receiver<bool>) -> axum::Router 
         crate::listen::spawn(
             config,
             state.pool.clone(),
-            state.settings.consumer.clone(),
+            reader.keys,
             positions.clone(),
             shutdown.clone(),
         );

@@ -58,19 +58,26 @@ pub(crate) async fn check(app: &Shared) -> (Health, StatusCode, Option<i64>) {
     };
     let last = stream_result.and_then(Result::ok);
     let stall_after = app.settings.stall_after.as_secs_f64();
-    let partitioned = app.settings.subjects.is_partitioned();
-    // With partitions a reader's lag in events is per partition (`runledger status` counts it);
-    // here the position is the lowest of the partitions' and the age the oldest of theirs.
-    let lag = |position: i64| {
-        (!partitioned)
-            .then(|| last.map(|l| (l - position).max(0)))
-            .flatten()
+    // With partitions a reader's position is the stream sequence every partition has caught up
+    // with, its lag the stream's events after it (events of other partitions among them may be
+    // read already: `runledger status` counts each partition's own), and the age the oldest of
+    // the partitions'.
+    let lag = |position: i64| last.map(|l| (l - position).max(0));
+    let settings = &app.settings;
+    let caught_up = |positions: Vec<i64>| async move {
+        crate::freshness::caught_up(
+            app.nats.as_ref(),
+            &settings.stream,
+            &settings.subjects,
+            &positions,
+        )
+        .await
     };
     let (projector, reconciler) = match &db {
         Err(_) => (None, None),
         Ok(read) => {
             let age = oldest_unread(app, last, &read.projector.positions).await;
-            let position = read.projector.lowest();
+            let position = caught_up(read.projector.positions.clone()).await;
             let projector = Some(ProjectorHealth {
                 consumer: app.settings.consumer.clone(),
                 position,
@@ -86,7 +93,7 @@ pub(crate) async fn check(app: &Shared) -> (Health, StatusCode, Option<i64>) {
                 Some(r) => {
                     let age = oldest_unread(app, last, &r.positions).await;
                     let outbox_stuck = r.outbox_oldest_age_s.is_some_and(|a| a > stall_after);
-                    let position = r.lowest();
+                    let position = caught_up(r.positions.clone()).await;
                     Some(ReconcilerHealth {
                         schema: r.schema.clone(),
                         position,
@@ -184,23 +191,11 @@ struct ReaderRows {
     dead_lettered: i64,
 }
 
-impl ReaderRows {
-    fn lowest(&self) -> i64 {
-        self.positions.iter().copied().min().unwrap_or(0)
-    }
-}
-
 struct ReconcilerRead {
     schema: String,
     positions: Vec<i64>,
     outbox_unpublished: i64,
     outbox_oldest_age_s: Option<f64>,
-}
-
-impl ReconcilerRead {
-    fn lowest(&self) -> i64 {
-        self.positions.iter().copied().min().unwrap_or(0)
-    }
 }
 
 async fn read_positions(app: &Shared) -> Result<Positions, String> {
@@ -256,6 +251,8 @@ async fn read_reconciler(
         outbox_unpublished: 0,
         outbox_oldest_age_s: None,
     };
+    // No reconciler has started when none of the schemas exists (one or one per partition).
+    let mut any = false;
     for schema in schemas {
         let exists: bool = client
             .query_one(
@@ -269,12 +266,11 @@ async fn read_reconciler(
             .map_err(|e| e.to_string())?
             .get(0);
         if !exists {
-            if schemas.len() == 1 {
-                return Ok(None);
-            }
+            // A partition whose reconciler has not started yet is at 0.
             read.positions.push(0);
             continue;
         }
+        any = true;
         // The schema name is a checked identifier (see the settings), never client input.
         let row = client
             .query_one(
@@ -298,5 +294,5 @@ async fn read_reconciler(
             read.outbox_oldest_age_s = Some(read.outbox_oldest_age_s.map_or(age, |o| o.max(age)));
         }
     }
-    Ok(Some(read))
+    Ok(any.then_some(read))
 }

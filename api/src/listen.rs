@@ -4,10 +4,11 @@
 //! [`projector::store::notify::CHANNEL`] naming its schema, consumer and new position. One
 //! connection per server LISTENs to it (tokio-postgres hands notifications over through the
 //! connection's message stream) and wakes the shared poller ([`Positions`]) for its own schema
-//! and consumer; the poller then reads the position as always, so a notification is only ever a
-//! hint. While the listener is connected the poller polls slowly (`fallback_poll`), for whatever
-//! a notification could not carry (a replay's swap, a projector of an older version); when the
-//! connection is lost it polls at `poll_interval` again and the listener reconnects.
+//! and position rows (every partition's); the poller then reads the position as always, so a
+//! notification is only ever a hint. While the listener is connected the poller polls slowly
+//! (`fallback_poll`), for whatever a notification could not carry (a replay's swap, a projector
+//! of an older version); when the connection is lost it polls at `poll_interval` again and the
+//! listener reconnects.
 
 use crate::freshness::Positions;
 use deadpool_postgres::Pool;
@@ -28,7 +29,7 @@ pub const APPLICATION_NAME: &str = "runledger-api-listen";
 pub(crate) fn spawn(
     mut config: tokio_postgres::Config,
     pool: Pool,
-    consumer: String,
+    consumers: Vec<String>,
     positions: Arc<Positions>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -37,7 +38,7 @@ pub(crate) fn spawn(
         let mut lost = false;
         loop {
             let outcome = tokio::select! {
-                outcome = listen(&config, &pool, &consumer, &positions, lost) => outcome,
+                outcome = listen(&config, &pool, &consumers, &positions, lost) => outcome,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
             positions.set_listening(false);
@@ -62,7 +63,7 @@ pub(crate) fn spawn(
 async fn listen(
     config: &tokio_postgres::Config,
     pool: &Pool,
-    consumer: &str,
+    consumers: &[String],
     positions: &Positions,
     reconnect: bool,
 ) -> Result<(), tokio_postgres::Error> {
@@ -100,7 +101,7 @@ async fn listen(
     }
     while let Some(payload) = hear.recv().await {
         let ours = PositionMoved::parse(&payload)
-            .is_some_and(|moved| moved.consumer == consumer && moved.schema == schema);
+            .is_some_and(|moved| consumers.contains(&moved.consumer) && moved.schema == schema);
         if ours {
             positions.wake();
         }

@@ -90,7 +90,7 @@ pub(crate) async fn stream(
         let mut client = app.client().await?;
         let tx = snapshot(&mut client).await?;
         let (current, exists) = tokio::try_join!(
-            position(&tx, &app.settings.consumer),
+            position(&tx, &app),
             crate::routes::ledger_issue_exists(&tx, company, issue),
         )?;
         if !exists {
@@ -125,10 +125,8 @@ async fn changes(
 ) -> Result<(i64, LedgerChange), ApiError> {
     let mut client = app.client().await?;
     let tx = snapshot(&mut client).await?;
-    let (position, (rows, total)) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
-        changed_rows(&tx, company, issue, since),
-    )?;
+    let (position, (rows, total)) =
+        tokio::try_join!(position(&tx, app), changed_rows(&tx, company, issue, since),)?;
     Ok((
         position,
         LedgerChange {

@@ -38,7 +38,7 @@ async fn position(db: &TestDb) -> i64 {
 
 #[tokio::test]
 async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
-    let ts = TestStream::new().await.unwrap();
+    let ts = TestStream::unpartitioned().await.unwrap();
     let subjects = Subjects::new(&ts.prefix).unwrap();
     let js = ts.jetstream();
     let settings = StreamSettings {

@@ -303,13 +303,12 @@ async fn survives(fault: Fault) {
     let mut settings =
         projector::ProjectorSettings::new(producers::DEFAULT_STREAM, Subjects::default());
     settings.consumer = "clean".into();
-    let mut clean = projector::Projector::start(
+    let mut clean = testsupport::Projectors::start(
         clean_pool.clone(),
         async_nats::jetstream::new(client),
         settings,
     )
-    .await
-    .unwrap();
+    .await;
     testsupport::step_to(&mut clean, last).await;
     let up_pool = pool(&setup.pg.url("runledger"));
     let projected = checksums(&**up_pool.get().await.unwrap()).await.unwrap();

@@ -17,7 +17,8 @@ fn command(ts: &TestStream) -> tokio::process::Command {
         .arg("publish")
         .env("NATS_URL", &ts.url)
         .env("RUNLEDGER_STREAM", &ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix);
+        .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+        .env("RUNLEDGER_PARTITIONS", ts.partitions.to_string());
     command
 }
 

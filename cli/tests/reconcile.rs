@@ -338,7 +338,7 @@ async fn clean_run(stream: &Kit) {
     loop {
         assert!(!deadline.passed(), "the clean reconciler did not settle");
         let stepped = reconciler.step(Duration::from_millis(100)).await.unwrap();
-        let published = reconciler.outbox().drain().await.unwrap();
+        let published = reconciler.drain_outboxes().await.unwrap();
         let caught_up = reconciler.position().await.unwrap() >= last(stream).await;
         if stepped == Outcome::Idle && published == 0 && caught_up {
             break;
@@ -351,11 +351,11 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
     let events = history(11, 24, 12);
     let (first, second) = events.split_at(events.len() / 2);
 
-    let clean_stream = Kit::new().await;
+    let clean_stream = Kit::unpartitioned().await;
     clean_stream.publish(&events).await;
     clean_run(&clean_stream).await;
 
-    let crashed_stream = Kit::new().await;
+    let crashed_stream = Kit::unpartitioned().await;
     crashed_stream.publish(first).await;
     let crashed_db = &crashed_stream.db;
     let mut kills = 0;
@@ -483,7 +483,7 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
 
 #[tokio::test]
 async fn dry_run_from_a_sequence_lists_what_is_missing() {
-    let stream = Kit::new().await;
+    let stream = Kit::unpartitioned().await;
     let events = history(5, 4, 4);
     stream.publish(&events).await;
     let db = &stream.db;
@@ -608,7 +608,7 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
             Event::new(company, "crash-test", clock, d)
         })
         .collect();
-    let kit = Kit::new().await;
+    let kit = Kit::unpartitioned().await;
     kit.publish(&events).await;
     let child = spawn_reconciler(&kit);
     settled(&kit).await;

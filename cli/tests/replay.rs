@@ -21,7 +21,7 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
-        let ts = TestStream::new().await.unwrap();
+        let ts = TestStream::unpartitioned().await.unwrap();
         let subjects = Subjects::new(&ts.prefix).unwrap();
         let js = ts.jetstream();
         let settings = StreamSettings {

@@ -31,6 +31,8 @@ async fn serve_reads_tokens_from_the_environment_and_stops_on_sigterm() {
         .env("DATABASE_URL", db.url())
         .env("NATS_URL", &ts.url)
         .env("RUNLEDGER_STREAM", &ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+        .env("RUNLEDGER_PARTITIONS", ts.partitions.to_string())
         // A host name is resolved.
         .env("RUNLEDGER_HTTP_ADDR", format!("localhost:{port}"))
         .env(
@@ -125,6 +127,8 @@ async fn up_checks_its_api_tokens_before_it_migrates_anything() {
         .env("DATABASE_URL", db.url())
         .env("NATS_URL", &ts.url)
         .env("RUNLEDGER_STREAM", &ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+        .env("RUNLEDGER_PARTITIONS", ts.partitions.to_string())
         .env("RUNLEDGER_HTTP_ADDR", "127.0.0.1:0")
         .env("RUNLEDGER_API_TOKENS", "not-a-company=short")
         .env_remove("RUNLEDGER_ADMIN_TOKEN")

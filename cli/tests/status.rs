@@ -43,7 +43,7 @@ fn status(db: &TestDb, ts: &TestStream, args: &[&str]) -> Value {
 }
 
 async fn stream() -> TestStream {
-    let ts = TestStream::new().await.unwrap();
+    let ts = TestStream::unpartitioned().await.unwrap();
     ensure_stream(
         &ts.jetstream(),
         &StreamSettings {

@@ -47,6 +47,7 @@ impl Run {
             .env("NATS_URL", url)
             .env("RUNLEDGER_STREAM", &ts.stream)
             .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+            .env("RUNLEDGER_PARTITIONS", ts.partitions.to_string())
             .env("RUNLEDGER_HOST_ID", &self.host)
             .env("RUNLEDGER_HEARTBEAT_INTERVAL", "200ms")
             .env("RUNLEDGER_GRACE", "1s")

@@ -201,7 +201,10 @@ fn by_label(samples: &BTreeMap<Sample, f64>, name: &str, label: &str) -> BTreeMa
 #[tokio::test]
 async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
     let db = testsupport::TestDb::new().await.unwrap();
+    // Partitioned as RUNLEDGER_TEST_PARTITIONS says: `up` then runs a projector and a
+    // reconciler per partition.
     let ts = testsupport::TestStream::new().await.unwrap();
+    let subjects = ts.subjects();
     let port = free_port();
     let mut up = Command::new(env!("CARGO_BIN_EXE_runledger"))
         .arg("up")
@@ -209,6 +212,7 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
         .env("NATS_URL", &ts.url)
         .env("RUNLEDGER_STREAM", &ts.stream)
         .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+        .env("RUNLEDGER_PARTITIONS", ts.partitions.to_string())
         .env("RUNLEDGER_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("RUNLEDGER_TICK_INTERVAL", "1h")
         .stdout(Stdio::null())
@@ -227,9 +231,15 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
     // summary and comments its result, and the projector folds those follow-ups too.
     let publisher = Publisher::new(
         ts.jetstream(),
-        Subjects::new(&ts.prefix).unwrap(),
+        subjects.clone(),
         PublisherSettings::default(),
     );
+    // The examples' company, whose partition folds and decides them (its reconciler schema and
+    // projector position row; the whole stream's at P = 1).
+    let company = examples::event(EventType::AgentRegistered).company_id;
+    let partition = subjects.partition_of(company);
+    let schema = testsupport::Reconcilers::schemas(&subjects)[partition as usize].clone();
+    let consumer = projector::membership::position_key("runledger-projector", &subjects, partition);
     for event_type in [
         EventType::AgentRegistered,
         EventType::IssueCreated,
@@ -266,7 +276,7 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
         }
         let rules: BTreeMap<String, f64> = client
             .query(
-                "SELECT rule, count(*) FROM runledger_reconciler.outbox GROUP BY rule",
+                &format!("SELECT rule, count(*) FROM {schema}.outbox GROUP BY rule"),
                 &[],
             )
             .await
@@ -278,7 +288,7 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
             .unwrap_or_default();
         let unpublished: i64 = client
             .query_one(
-                "SELECT count(*) FROM runledger_reconciler.outbox WHERE NOT published",
+                &format!("SELECT count(*) FROM {schema}.outbox WHERE NOT published"),
                 &[],
             )
             .await
@@ -297,12 +307,17 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
         let position = samples
             .get(&(
                 "runledger_projector_position".to_owned(),
-                [("consumer".to_owned(), "runledger-projector".to_owned())].into(),
+                [("consumer".to_owned(), consumer.clone())].into(),
             ))
             .copied();
+        // The last event of the company's partition (of the stream at P = 1).
+        let partition_last =
+            projector::feed::last_seq_of(&js, &ts.stream, &subjects.partition_filter(partition))
+                .await
+                .unwrap();
         let settled = !rules.is_empty()
             && unpublished == 0
-            && position == Some(last as f64)
+            && position == Some(partition_last as f64)
             && by_label(&samples, "runledger_projector_events_total", "type") == stream_types
             && by_label(&samples, "runledger_reconciler_decisions_total", "rule") == rules;
         if settled {
@@ -328,12 +343,15 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
         one("runledger_projector_batch_duration_seconds_count"),
         batches
     );
+    // Every partition's events (its clock's ticks included), each counted once.
     assert_eq!(
         by_label(
             &samples,
             "runledger_projector_events_applied_total",
             "consumer"
-        )["runledger-projector"],
+        )
+        .values()
+        .sum::<f64>(),
         events
     );
 

@@ -19,7 +19,8 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 fn settings(ts: &TestStream, duplicate_window: Duration) -> StreamSettings {
     StreamSettings {
         name: ts.stream.clone(),
-        subjects: Subjects::new(&ts.prefix).expect("test prefixes are valid"),
+        // Partitioned as the test stream is (RUNLEDGER_TEST_PARTITIONS).
+        subjects: ts.subjects(),
         duplicate_window,
         replicas: 1,
     }
@@ -62,7 +63,8 @@ async fn ensure_stream_is_idempotent_and_applies_the_guarantees() -> TestResult 
     );
     let config = &second.config;
     assert_eq!(config.name, ts.stream);
-    assert_eq!(config.subjects, vec![format!("{}.>", ts.prefix)]);
+    // `<prefix>.>`, or with partitions the mapped five-token subjects only.
+    assert_eq!(config.subjects, vec![settings.subjects.all()]);
     assert!(config.deny_delete, "deny_delete must be set");
     assert!(config.deny_purge, "deny_purge must be set");
     assert_eq!(config.storage, StorageType::File);
@@ -87,11 +89,7 @@ async fn the_same_event_id_is_stored_once() -> TestResult {
         assert_eq!(again.sequence, first.sequence);
     }
     // A different publisher (another process, after a restart) gets the same answer.
-    let other = Publisher::new(
-        ts.jetstream(),
-        Subjects::new(&ts.prefix)?,
-        PublisherSettings::default(),
-    );
+    let other = Publisher::new(ts.jetstream(), ts.subjects(), PublisherSettings::default());
     let from_other = other.publish(&event).await?;
     assert!(from_other.duplicate);
     assert_eq!(from_other.sequence, first.sequence);

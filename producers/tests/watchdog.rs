@@ -21,17 +21,16 @@ use producers::process::probe::probe;
 use producers::process::stat;
 use producers::watchdog::{SweepReport, Verdict, Watchdog, WatchdogSettings};
 use producers::PublishOutcome;
-use projector::Projector;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use testsupport::{eventually, Kit};
+use testsupport::{eventually, Kit, Projectors};
 
 struct Harness {
     kit: Kit,
-    projector: Projector,
+    projector: Projectors,
     host: String,
     company: CompanyId,
     agent: AgentId,

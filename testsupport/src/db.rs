@@ -52,6 +52,11 @@ impl TestDb {
 
     /// A small pool on it.
     pub fn pool(&self) -> Pool {
+        self.pool_of(8)
+    }
+
+    /// A pool of up to `size` connections on it.
+    pub fn pool_of(&self, size: usize) -> Pool {
         let config: tokio_postgres::Config = self.url.parse().expect("valid test database URL");
         let manager = Manager::from_config(
             config,
@@ -61,7 +66,7 @@ impl TestDb {
             },
         );
         Pool::builder(manager)
-            .max_size(8)
+            .max_size(size)
             .build()
             .expect("pool builds")
     }

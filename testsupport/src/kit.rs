@@ -1,15 +1,17 @@
 //! The end-to-end kit every crate's tests start from: a fresh migrated database, a unique stream
-//! (on the shared server or a private one) with its subjects and a publisher; the projector and
-//! the reconciler built on them and driven step by step; and the stream's history read back.
+//! (on the shared server or a private one; partitioned with `RUNLEDGER_TEST_PARTITIONS` > 1)
+//! with its subjects and a publisher; the projector and the reconciler built on them (one per
+//! partition) and driven step by step; and the stream's history read back.
 //! No sleeps: the steps wait for what they need, with deadlines.
 
-use crate::{Deadline, TestDb, TestStream};
-use events::{Event, Subjects};
+use crate::{Deadline, Projectors, Reconcilers, TestDb, TestStream};
+use events::tick::{ReconcilerTicked, TICK_COMPANY};
+use events::{CompanyId, Event, EventData, EventId, Subjects, TickId};
 use producers::{Publisher, PublisherSettings};
 use projector::feed::{Feed, FeedSpec, Incoming, Parsed, Reader};
-use projector::{Outcome, Projector, ProjectorSettings};
+use projector::{Outcome, ProjectorSettings};
 use reconciler::engine::{Policy, SOURCE};
-use reconciler::{Reconciler, ReconcilerSettings};
+use reconciler::ReconcilerSettings;
 use std::time::Duration;
 
 /// A migrated database, a stream and a publisher, all gone when the test ends.
@@ -30,6 +32,15 @@ impl Kit {
         Self::with_stream(ts).await
     }
 
+    /// On the shared NATS server, unpartitioned whatever `RUNLEDGER_TEST_PARTITIONS` says (for
+    /// tests of the one-partition layout itself).
+    pub async fn unpartitioned() -> Self {
+        let ts = TestStream::unpartitioned()
+            .await
+            .expect("NATS is needed (scripts/services.sh starts it)");
+        Self::with_stream(ts).await
+    }
+
     /// On the NATS server at `url` (a private one).
     pub async fn on(url: &str) -> Self {
         let ts = TestStream::on(url)
@@ -44,7 +55,8 @@ impl Kit {
             .expect("PostgreSQL is needed (scripts/services.sh starts it)");
         let subjects = ts.create().await;
         let js = ts.jetstream();
-        let pool = db.pool();
+        // Every partition's projector and reconciler may hold a connection at once.
+        let pool = db.pool_of(8.max(2 * subjects.partitions() as usize + 4));
         projector::store::migrate::migrate(&mut pool.get().await.expect("a connection"), "public")
             .await
             .expect("the read models migrate");
@@ -63,10 +75,13 @@ impl Kit {
         self.ts.jetstream()
     }
 
-    /// Publishes `events` in order; the stream sequence of the last one.
+    /// Publishes `events` in order; the stream sequence of the last one. A tick of the one
+    /// clock of an unpartitioned stream goes, with partitions, to every partition's clock
+    /// ([`Kit::ticks`]).
     pub async fn publish(&self, events: &[Event]) -> u64 {
+        let events: Vec<Event> = events.iter().flat_map(|e| self.ticks(e)).collect();
         let mut last = 0;
-        for r in self.publisher.publish_all(events).await {
+        for r in self.publisher.publish_all(&events).await {
             last = r.expect("published").sequence;
         }
         last
@@ -90,20 +105,77 @@ impl Kit {
             .expect("stream info")
     }
 
-    /// The projector's settings for this stream.
+    /// How many partitions the stream is split into.
+    pub fn partitions(&self) -> u32 {
+        self.subjects.partitions()
+    }
+
+    /// `event` as the stream's clocks see it: with partitions, a tick of the unpartitioned
+    /// clock becomes the same slot's tick of every partition's clock (ids derived from the
+    /// tick's and the partition); anything else (and every event at P = 1) stays as it is.
+    pub fn ticks(&self, event: &Event) -> Vec<Event> {
+        match &event.data {
+            EventData::ReconcilerTicked(tick)
+                if self.subjects.is_partitioned() && tick.partition.is_none() =>
+            {
+                (0..self.partitions())
+                    .map(|p| partition_tick(event, tick, p))
+                    .collect()
+            }
+            _ => vec![event.clone()],
+        }
+    }
+
+    /// `events` as the partition of `company` reads them: its ticks are its partition's (see
+    /// [`Kit::ticks`]); the same events at P = 1.
+    pub fn as_read_by(&self, company: CompanyId, events: &[Event]) -> Vec<Event> {
+        let partition = self.subjects.partition_of(company);
+        events
+            .iter()
+            .flat_map(|e| self.ticks(e))
+            .filter(|e| {
+                e.company_id != TICK_COMPANY
+                    || !self.subjects.is_partitioned()
+                    || self.subjects.partition_of_event(e) == partition
+            })
+            .collect()
+    }
+
+    /// The projector's settings for this stream (of the whole stream; [`Projectors::settings`]
+    /// derives each partition's).
     pub fn projector_settings(&self) -> ProjectorSettings {
         ProjectorSettings::new(&self.ts.stream, self.subjects.clone())
     }
 
-    /// A projector of the `public` schema, started.
-    pub async fn projector(&self) -> Projector {
-        Projector::start(self.pool.clone(), self.js(), self.projector_settings())
-            .await
-            .expect("the projector starts")
+    /// The projector of the `public` schema, one per partition, started.
+    pub async fn projector(&self) -> Projectors {
+        Projectors::start(self.pool.clone(), self.js(), self.projector_settings()).await
+    }
+
+    /// The reconciler schema of `company`'s partition.
+    pub fn reconciler_schema_of(&self, company: CompanyId) -> String {
+        self.reconciler_schemas()[self.subjects.partition_of(company) as usize].clone()
+    }
+
+    /// The projector's position row of `company`'s partition.
+    pub fn projector_position_key(&self, company: CompanyId) -> String {
+        crate::readers::position_key(
+            &self.projector_settings().consumer,
+            &self.subjects,
+            self.subjects.partition_of(company),
+        )
+    }
+
+    /// The reconciler's schemas, one per partition in partition order.
+    pub fn reconciler_schemas(&self) -> Vec<String> {
+        Reconcilers::settings(&self.reconciler_settings(Policy::default()))
+            .into_iter()
+            .map(|s| s.schema)
+            .collect()
     }
 
     /// The reconciler's settings for this stream, with `policy` and no clock of its own (tests
-    /// publish their ticks).
+    /// publish their ticks); [`Reconcilers::settings`] derives each partition's.
     pub fn reconciler_settings(&self, policy: Policy) -> ReconcilerSettings {
         let mut settings = ReconcilerSettings::new(&self.ts.stream, self.subjects.clone());
         settings.policy = policy;
@@ -111,20 +183,19 @@ impl Kit {
         settings
     }
 
-    /// A reconciler with `policy`, started.
-    pub async fn reconciler(&self, policy: Policy) -> Reconciler {
-        Reconciler::start(
+    /// The reconciler with `policy`, one per partition, started.
+    pub async fn reconciler(&self, policy: Policy) -> Reconcilers {
+        Reconcilers::start(
             self.pool.clone(),
             self.js(),
             self.reconciler_settings(policy),
         )
         .await
-        .expect("the reconciler starts")
     }
 
-    /// Steps `projector` until its position reaches the stream's last sequence, and checks that
-    /// nothing is left after it.
-    pub async fn drain(&self, projector: &mut Projector) {
+    /// Steps `projector` until every partition has caught up with the stream's last sequence,
+    /// and checks that nothing is left after it.
+    pub async fn drain(&self, projector: &mut Projectors) {
         let last = self.last_seq().await;
         step_to(projector, last).await;
     }
@@ -180,7 +251,7 @@ impl Kit {
 
     /// Steps the reconciler to the end of the stream and drains its outbox until nothing new is
     /// published, then brings `projector` (if given) to the end of the stream.
-    pub async fn settle(&self, reconciler: &mut Reconciler, projector: Option<&mut Projector>) {
+    pub async fn settle(&self, reconciler: &mut Reconcilers, projector: Option<&mut Projectors>) {
         let deadline = Deadline::after(Duration::from_secs(30));
         loop {
             let last = self.last_seq().await as i64;
@@ -192,10 +263,9 @@ impl Kit {
                     .expect("the reconciler steps");
             }
             let published = reconciler
-                .outbox()
-                .drain()
+                .drain_outboxes()
                 .await
-                .expect("the outbox drains");
+                .expect("the outboxes drain");
             if published == 0 && self.last_seq().await as i64 == last {
                 break;
             }
@@ -213,9 +283,9 @@ impl Kit {
     }
 }
 
-/// Steps `projector` until its stored position reaches `target`, then checks that nothing is
-/// left after it.
-pub async fn step_to(projector: &mut Projector, target: u64) {
+/// Steps `projector` until every partition has caught up with `target`, then checks that
+/// nothing is left after it.
+pub async fn step_to(projector: &mut Projectors, target: u64) {
     let deadline = Deadline::after(Duration::from_secs(30));
     while projector.position().await.expect("projector position") < target as i64 {
         assert!(!deadline.passed(), "the projector did not reach {target}");
@@ -231,4 +301,20 @@ pub async fn step_to(projector: &mut Projector, target: u64) {
             .expect("the projector steps"),
         Outcome::Idle
     );
+}
+
+/// The tick of `tick`'s slot on partition `p`'s clock.
+fn partition_tick(event: &Event, tick: &ReconcilerTicked, p: u32) -> Event {
+    let tick_id = TickId(uuid::Uuid::new_v5(
+        &tick.tick_id.0,
+        format!("p{p}").as_bytes(),
+    ));
+    let mut partitioned = event.clone();
+    partitioned.id = EventId::derived(EventId(tick_id.0), "reconciler.ticked");
+    partitioned.data = EventData::ReconcilerTicked(ReconcilerTicked {
+        tick_id,
+        partition: Some(p),
+        ..tick.clone()
+    });
+    partitioned
 }

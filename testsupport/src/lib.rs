@@ -6,6 +6,11 @@
 //! Services are found through `RUNLEDGER_TEST_DATABASE_URL` (an admin connection, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `RUNLEDGER_TEST_NATS_URL` (default
 //! `nats://127.0.0.1:4222`). The README's test command starts both before running the tests.
+//!
+//! `RUNLEDGER_TEST_PARTITIONS` (default 1) is the partition count of every test stream that does
+//! not choose its own: with P > 1 each [`TestStream`] is partitioned on a private server with the
+//! mapping, and a [`Kit`]'s projector and reconciler are one per partition, as `runledger worker`
+//! runs them, so the same tests assert the same behaviour at P = 1 and P = 8.
 
 mod db;
 mod kit;
@@ -13,6 +18,7 @@ mod nats;
 mod poll;
 mod postgres;
 mod private;
+mod readers;
 
 pub use db::TestDb;
 pub use kit::{step_to, Kit};
@@ -21,3 +27,19 @@ pub use nats::TestStream;
 pub use poll::{eventually, Deadline};
 pub use postgres::PrivatePostgres;
 pub use private::NatsServer;
+pub use readers::{Projectors, Reconcilers};
+
+/// The partition count tests run at: `RUNLEDGER_TEST_PARTITIONS`, default 1.
+pub fn partitions() -> u32 {
+    match std::env::var("RUNLEDGER_TEST_PARTITIONS") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| (1..=events::MAX_PARTITIONS).contains(p))
+            .unwrap_or_else(|| {
+                panic!("RUNLEDGER_TEST_PARTITIONS=`{text}` is not a partition count")
+            }),
+        Err(_) => 1,
+    }
+}

@@ -73,7 +73,7 @@ pub(crate) async fn list(
              ORDER BY ids.company_id",
         )
         .await?;
-    let (position, rows) = tokio::try_join!(position(&tx, &app.settings.consumer), async {
+    let (position, rows) = tokio::try_join!(position(&tx, &app), async {
         Ok::<_, ApiError>(tx.query(&statement, &[&only]).await?)
     })?;
     let companies = rows
@@ -109,23 +109,24 @@ pub(crate) async fn dead_letters(
             "SELECT seq, subject, reason, at, length(payload) AS payload_bytes,
                     substring(payload FROM 1 FOR 512) AS head
              FROM dead_letters
-             WHERE split_part(subject, '.', 2) = $1::text
+             WHERE split_part(subject, '.', $3::int) = $1::text
              ORDER BY seq DESC
              LIMIT $2",
         )
         .await?;
     let count = tx
         .prepare_cached(
-            "SELECT count(*) FROM dead_letters WHERE split_part(subject, '.', 2) = $1::text",
+            "SELECT count(*) FROM dead_letters WHERE split_part(subject, '.', $2::int) = $1::text",
         )
         .await?;
     let company_text = company.to_string();
+    let token = crate::routes::company_token(&app.settings.subjects);
     let (position, rows, total) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
-        async { Ok::<_, ApiError>(tx.query(&list, &[&company_text, &limit]).await?) },
+        position(&tx, &app),
+        async { Ok::<_, ApiError>(tx.query(&list, &[&company_text, &limit, &token]).await?) },
         async {
             Ok::<_, ApiError>(
-                tx.query_one(&count, &[&company_text])
+                tx.query_one(&count, &[&company_text, &token])
                     .await?
                     .get::<_, i64>(0),
             )

@@ -135,7 +135,7 @@ pub(crate) async fn list(
     let tx = snapshot(&mut client).await?;
     let statement = tx.prepare_cached(SQL).await?;
     let (position, exists, rows) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
+        position(&tx, &app),
         super::ledger_issue_exists(&tx, company, issue),
         async {
             Ok::<_, ApiError>(

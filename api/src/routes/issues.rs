@@ -159,7 +159,7 @@ pub(crate) async fn list(
          LIMIT $4"
     );
     let statement = tx.prepare_cached(&sql).await?;
-    let (position, rows) = tokio::try_join!(position(&tx, &app.settings.consumer), async {
+    let (position, rows) = tokio::try_join!(position(&tx, &app), async {
         Ok::<_, ApiError>(
             tx.query(&statement, &[&company, &status, &text, &limit])
                 .await?,
@@ -218,7 +218,7 @@ pub(crate) async fn get(
          WHERE i.issue_id = $1 AND i.company_id = $2"
     );
     let statement = tx.prepare_cached(&sql).await?;
-    let (position, row) = tokio::try_join!(position(&tx, &app.settings.consumer), async {
+    let (position, row) = tokio::try_join!(position(&tx, &app), async {
         Ok::<_, ApiError>(tx.query_opt(&statement, &[&issue, &company]).await?)
     })?;
     let row = row.ok_or_else(|| no_issue(company, issue))?;
@@ -278,7 +278,7 @@ pub(crate) async fn documents(
         )
         .await?;
     let (position, exists, rows) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
+        position(&tx, &app),
         issue_exists(&tx, company, issue),
         async {
             Ok::<_, ApiError>(
@@ -334,7 +334,7 @@ pub(crate) async fn continuation_summary(
         )
         .await?;
     let (position, exists, row) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
+        position(&tx, &app),
         issue_exists(&tx, company, issue),
         async { Ok::<_, ApiError>(tx.query_opt(&statement, &[&issue, &company]).await?) }
     )?;

@@ -81,7 +81,8 @@ const PAGE_SQL: &str = concat!(
     "
     FROM page p JOIN runs r ON r.run_id = p.run_id LEFT JOIN agents a ON a.agent_id = r.agent_id
 )
-SELECT COALESCE((SELECT last_seq FROM projector_positions WHERE consumer = $4), 0) AS position,
+SELECT ARRAY(SELECT COALESCE((SELECT last_seq FROM projector_positions WHERE consumer = k), 0)
+             FROM unnest($4::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i) AS positions,
     (EXISTS (SELECT 1 FROM issues WHERE issue_id = $1 AND company_id = $2)
      OR EXISTS (SELECT 1 FROM issue_runs WHERE issue_id = $1 AND company_id = $2)) AS issue_exists,
     (SELECT total FROM counts) AS total,
@@ -132,20 +133,23 @@ pub(crate) struct Page {
 /// one snapshot.
 pub(crate) async fn page(
     client: &deadpool_postgres::Object,
-    consumer: &str,
+    app: &crate::app::App,
     company: Uuid,
     issue: Uuid,
     limit: i64,
 ) -> Result<Page, ApiError> {
     let statement = client.prepare_cached(PAGE_SQL).await?;
+    let keys = crate::freshness::Reader::keys(&app.settings.consumer, &app.settings.subjects);
     let rows = client
-        .query(&statement, &[&issue, &company, &limit, &consumer])
+        .query(&statement, &[&issue, &company, &limit, &keys])
         .await?;
     let first = rows
         .first()
         .expect("the page query returns at least one row");
     Ok(Page {
-        position: first.get("position"),
+        position: app
+            .positions
+            .in_snapshot(&first.get::<_, Vec<i64>>("positions")),
         issue_exists: first.get("issue_exists"),
         total: first.get("total"),
         rows: rows
@@ -194,7 +198,7 @@ pub(crate) async fn ledger(
         issue_exists,
         total,
         rows,
-    } = page(&client, &app.settings.consumer, company, issue, limit).await?;
+    } = page(&client, &app, company, issue, limit).await?;
     if !issue_exists {
         return Err(no_issue(company, issue));
     }

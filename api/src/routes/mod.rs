@@ -83,6 +83,16 @@ pub struct Doc {
     pub body: Body,
 }
 
+/// Which dot-separated token of a stored subject names the company (for dead letters, which
+/// are kept by subject): the second, or with partitions the third (`<prefix>.<p>.<company>...`).
+pub(crate) fn company_token(subjects: &events::Subjects) -> i32 {
+    if subjects.is_partitioned() {
+        3
+    } else {
+        2
+    }
+}
+
 /// Every route: its documentation and its handler.
 pub(crate) fn table() -> Vec<(&'static Doc, MethodRouter<Shared>)> {
     use axum::routing::{delete, get, post};

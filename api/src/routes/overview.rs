@@ -152,7 +152,7 @@ const DECISIONS_SQL: &str = "SELECT DISTINCT ON (run_id) run_id, seq, type, leve
 
 const COUNTS_SQL: &str = "SELECT
          (SELECT count(*) FROM runs WHERE company_id = $1 AND status IN ('queued', 'running')),
-         (SELECT count(*) FROM dead_letters WHERE split_part(subject, '.', 2) = $1::text),
+         (SELECT count(*) FROM dead_letters WHERE split_part(subject, '.', $2::int) = $1::text),
          (SELECT count(*) FROM issues WHERE company_id = $1)";
 
 pub(crate) async fn get(
@@ -163,6 +163,7 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let company = access.company(ids.raw("company"))?;
     let stream_last = crate::health::stream_last_seq(&app);
+    let token = crate::routes::company_token(&app.settings.subjects);
     let mut client = app.reader(q.min_seq).await?;
     let tx = snapshot(&mut client).await?;
     let (live, attention, counts) = tokio::try_join!(
@@ -171,10 +172,10 @@ pub(crate) async fn get(
         tx.prepare_cached(COUNTS_SQL),
     )?;
     let (position, live, attention, counts, stream_last) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
+        position(&tx, &app),
         async { Ok::<_, ApiError>(tx.query(&live, &[&company, &LISTED]).await?) },
         async { Ok::<_, ApiError>(tx.query(&attention, &[&company]).await?) },
-        async { Ok::<_, ApiError>(tx.query_one(&counts, &[&company]).await?) },
+        async { Ok::<_, ApiError>(tx.query_one(&counts, &[&company, &token]).await?) },
         async { Ok::<_, ApiError>(stream_last.await) },
     )?;
     let (mut blocked_count, mut stranded_count) = (0, 0);

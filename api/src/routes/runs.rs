@@ -130,7 +130,7 @@ pub(crate) async fn list(
             " LIMIT $4"
         ))
         .await?;
-    let (position, rows) = tokio::try_join!(position(&tx, &app.settings.consumer), async {
+    let (position, rows) = tokio::try_join!(position(&tx, &app), async {
         Ok::<_, ApiError>(
             tx.query(&statement, &[&company, &statuses, &agent, &limit])
                 .await?,
@@ -172,7 +172,7 @@ pub(crate) async fn get(
              WHERE r.run_id = $1 AND r.company_id = $2"
         ))
         .await?;
-    let (position, row) = tokio::try_join!(position(&tx, &app.settings.consumer), async {
+    let (position, row) = tokio::try_join!(position(&tx, &app), async {
         Ok::<_, ApiError>(tx.query_opt(&statement, &[&run, &company]).await?)
     })?;
     let r = row.ok_or_else(|| no_run(company, run))?;
@@ -235,7 +235,7 @@ pub(crate) async fn events(
         )
         .await?;
     let (position, exists, rows) = tokio::try_join!(
-        position(&tx, &app.settings.consumer),
+        position(&tx, &app),
         async {
             Ok::<_, ApiError>(
                 tx.query_one(&exists, &[&run, &company])

@@ -85,7 +85,7 @@ pub(crate) async fn list(
              LIMIT $5",
         )
         .await?;
-    let (position, rows) = tokio::try_join!(position(&tx, &app.settings.consumer), async {
+    let (position, rows) = tokio::try_join!(position(&tx, &app), async {
         Ok::<_, ApiError>(
             tx.query(&statement, &[&company, &agent, &status, &issue, &limit])
                 .await?,

@@ -10,7 +10,7 @@ use std::time::Duration;
 async fn a_stalled_projector_or_outbox_is_a_503_and_a_failing_task_is_degraded() {
     let mut h = Harness::with_settings(Projection::Stepped, Tokens::default(), |s| {
         s.stall_after = Duration::from_secs(1);
-        s.reconciler_schemas = vec![reconciler::migrate::DEFAULT_SCHEMA.to_owned()];
+        s.reconciler_schemas = testsupport::Reconcilers::schemas(&s.subjects);
     })
     .await;
     let mut w = World::new();
@@ -27,7 +27,11 @@ async fn a_stalled_projector_or_outbox_is_a_503_and_a_failing_task_is_degraded()
     })
     .await;
     assert_eq!(stalled.status, 503, "{}", stalled.body);
-    assert_eq!(stalled.body["projector"]["stalled"], true);
+    assert_eq!(
+        stalled.body["projector"]["stalled"], true,
+        "{}",
+        stalled.body
+    );
     assert_eq!(stalled.body["projector"]["lag"], 1);
     assert!(
         stalled.body["projector"]["oldest_unread_age_s"]
@@ -77,7 +81,7 @@ async fn a_stalled_projector_or_outbox_is_a_503_and_a_failing_task_is_degraded()
     let mut reconciler = h.kit.reconciler(Default::default()).await;
     h.kit.settle(&mut reconciler, None).await;
     drop(reconciler);
-    let schema = reconciler::migrate::DEFAULT_SCHEMA;
+    let schema = h.kit.reconciler_schema_of(w.company);
     let ok = h.get("/healthz", None).await;
     assert_eq!(
         ok.body["reconciler"]["outbox_unpublished"], 0,

@@ -5,11 +5,10 @@
 use api::{ApiSettings, ApiState, Tokens};
 use chrono::{DateTime, TimeZone, Utc};
 use events::*;
-use projector::Projector;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use testsupport::Kit;
+use testsupport::{Kit, Projectors};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -26,7 +25,7 @@ pub enum Projection {
 
 pub struct Harness {
     pub kit: Kit,
-    projector: Option<Projector>,
+    projector: Option<Projectors>,
     projector_task: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -78,6 +77,7 @@ impl Harness {
         let mut settings = ApiSettings::new(tokens, &kit.ts.stream);
         settings.poll_interval = Duration::from_millis(100);
         settings.min_seq_wait = Duration::from_secs(10);
+        settings.subjects = kit.subjects.clone();
         configure(&mut settings);
         let mut state = ApiState::new(kit.pool.clone(), Some(kit.ts.client.clone()), settings);
         state.listen = Some(kit.db.url().parse().unwrap());

@@ -343,6 +343,51 @@ pub async fn stream_last_seq(js: &Context, stream: &str) -> Result<u64, FeedErro
         .last_sequence)
 }
 
+/// The stream sequence up to which a reader has read everything, given its stored positions
+/// (one per partition, in partition order; one without partitions, which is the answer). A
+/// partition whose next event after its position is `n` has read everything before `n`; one
+/// with nothing after its position has read the whole stream. This is what "caught up with
+/// sequence N" means for a partitioned reader, whose positions are each partition's last
+/// event, not the stream's.
+pub async fn caught_up(
+    js: &Context,
+    stream: &str,
+    subjects: &Subjects,
+    positions: &[i64],
+) -> Result<i64, FeedError> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    if !subjects.is_partitioned() {
+        return Ok(positions.first().copied().unwrap_or(0));
+    }
+    let last = stream_last_seq(js, stream).await? as i64;
+    let handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| FeedError::Open(format!("stream `{stream}`: {e}")))?;
+    let mut caught_up = last;
+    for (partition, &position) in positions.iter().enumerate() {
+        if position >= last {
+            continue;
+        }
+        let next = handle
+            .raw_message_builder()
+            .sequence((position + 1) as u64)
+            .next_by_subject(subjects.partition_filter(partition as u32))
+            .send()
+            .await;
+        match next {
+            Ok(message) => caught_up = caught_up.min(message.sequence as i64 - 1),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
+            Err(e) => {
+                return Err(FeedError::Open(format!(
+                    "partition {partition}'s next event: {e}"
+                )))
+            }
+        }
+    }
+    Ok(caught_up.max(0))
+}
+
 /// The last sequence among `filter`'s subjects in `stream` (0: none): what a reader of those
 /// subjects alone has read once it is caught up.
 pub async fn last_seq_of(js: &Context, stream: &str, filter: &str) -> Result<u64, FeedError> {

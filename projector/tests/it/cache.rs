@@ -41,7 +41,7 @@ impl Writer {
                 self.next_seq += 1;
                 Incoming {
                     seq,
-                    subject: self.subjects.of(e),
+                    subject: self.subjects.stored(e),
                     payload: e.to_vec().into(),
                     stored_at: e.time,
                 }

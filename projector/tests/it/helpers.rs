@@ -3,14 +3,13 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use events::*;
-use projector::Projector;
 use serde_json::{json, Value};
-use testsupport::Kit;
+use testsupport::{Kit, Projectors};
 use uuid::Uuid;
 
 pub struct Harness {
     pub kit: Kit,
-    pub projector: Projector,
+    pub projector: Projectors,
 }
 
 impl std::ops::Deref for Harness {

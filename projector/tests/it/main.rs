@@ -183,7 +183,12 @@ async fn terminal_status_never_regresses_and_order_does_not_matter() {
 async fn bad_input_is_dead_lettered_and_the_projector_continues() {
     let mut h = Harness::new().await;
     let mut w = World::new();
-    let other = World::new();
+    // Another company of the same partition: stream order decides which company's claim on the
+    // run comes first. (Across partitions, the partition that commits first would: each
+    // partition only orders its own companies' events.)
+    let other = std::iter::repeat_with(World::new)
+        .find(|o| h.subjects.partition_of(o.company) == h.subjects.partition_of(w.company))
+        .unwrap();
     let run = RunId::new_random();
     let prefix = h.subjects.prefix().to_owned();
     let subject = format!("{prefix}.{}.run.{}", w.company, run);
@@ -231,7 +236,8 @@ async fn bad_input_is_dead_lettered_and_the_projector_continues() {
     );
     let counters = client
         .query_one(
-            "SELECT events_applied, dead_lettered FROM projector_positions",
+            "SELECT sum(events_applied)::bigint, sum(dead_lettered)::bigint
+               FROM projector_positions",
             &[],
         )
         .await
@@ -260,7 +266,7 @@ async fn redelivery_and_duplicate_publishes_apply_once() {
 
     // A redelivery of already-applied messages (e.g. an ack lost after commit) is skipped.
     let target = Target {
-        consumer: "runledger-projector".into(),
+        consumer: h.projector_position_key(w.company),
         stream: h.ts.stream.clone(),
         subjects: h.subjects.clone(),
     };
@@ -269,7 +275,7 @@ async fn redelivery_and_duplicate_publishes_apply_once() {
         .enumerate()
         .map(|(i, e)| Incoming {
             seq: i as u64 + 1,
-            subject: h.subjects.of(e),
+            subject: h.subjects.stored(e),
             payload: e.to_vec().into(),
             stored_at: e.time,
         })
@@ -283,7 +289,7 @@ async fn redelivery_and_duplicate_publishes_apply_once() {
     let next = w.activity(run, ActivityKind::ToolCall);
     let again = Incoming {
         seq: 4,
-        subject: h.subjects.of(&next),
+        subject: h.subjects.stored(&next),
         payload: next.to_vec().into(),
         stored_at: next.time,
     };

@@ -71,7 +71,10 @@ pub async fn run(h: &mut Harness, scenarios: &[Scenario]) -> Ran {
         }
     }
     let client = h.pool.get().await.unwrap();
-    for schema in ["public", "runledger_reconciler"] {
+    for schema in ["public".to_owned()]
+        .into_iter()
+        .chain(h.reconciler_schemas())
+    {
         let dead: i64 = client
             .query_one(&format!("SELECT count(*) FROM {schema}.dead_letters"), &[])
             .await
@@ -82,9 +85,10 @@ pub async fn run(h: &mut Harness, scenarios: &[Scenario]) -> Ran {
     for (i, scenario) in scenarios.iter().enumerate() {
         (scenario.check)(&worlds[i], &phases[i]);
         let mut sim = Simulator::new(scenario.policy.clone());
+        // The simulator reads what the scenario's partition read (its own clock's ticks).
         let simulated: Vec<Event> = inputs[i]
             .iter()
-            .flat_map(|given| sim.run(given.iter().cloned()))
+            .flat_map(|given| sim.run(h.as_read_by(worlds[i].company, given)))
             .collect();
         assert_eq!(
             phases[i].concat(),
@@ -521,11 +525,12 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
     }
     // Publish, then lose the marks: a crash between publishing and marking.
     // liveness, summary, result comment, continuation wakeup and run
-    assert_eq!(h.reconciler.outbox().drain().await.unwrap(), 5);
+    assert_eq!(h.reconciler.drain_outboxes().await.unwrap(), 5);
     let client = h.pool.get().await.unwrap();
+    let schema = h.reconciler_schema_of(w.company);
     client
         .execute(
-            "UPDATE runledger_reconciler.outbox SET published = false",
+            &format!("UPDATE {schema}.outbox SET published = false"),
             &[],
         )
         .await
@@ -536,12 +541,11 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
     // Restart: the rows are held until the consumer has read up to the current head, where it
     // finds the earlier copies and marks them; nothing is published again, whatever JetStream's
     // duplicate window.
-    let mut settings = reconciler::ReconcilerSettings::new(&h.ts.stream, h.subjects.clone());
-    settings.tick_interval = None;
-    let mut restarted = reconciler::Reconciler::start(h.pool.clone(), h.ts.jetstream(), settings)
-        .await
-        .unwrap();
-    assert_eq!(restarted.outbox().drain().await.unwrap(), 0, "held");
+    let mut restarted = h
+        .kit
+        .reconciler(reconciler::engine::Policy::default())
+        .await;
+    assert_eq!(restarted.drain_outboxes().await.unwrap(), 0, "held");
     while restarted.position().await.unwrap() < with_follow_ups {
         restarted
             .step(std::time::Duration::from_millis(200))
@@ -549,13 +553,15 @@ async fn a_restart_after_publish_before_mark_does_not_publish_twice() {
             .unwrap();
     }
     assert_eq!(
-        restarted.outbox().drain().await.unwrap(),
+        restarted.drain_outboxes().await.unwrap(),
         0,
         "seen, not republished"
     );
     let marked: i64 = client
         .query_one(
-            "SELECT count(*) FROM runledger_reconciler.outbox WHERE published AND seen_seq IS NOT NULL",
+            &format!(
+                "SELECT count(*) FROM {schema}.outbox WHERE published AND seen_seq IS NOT NULL"
+            ),
             &[],
         )
         .await
@@ -594,9 +600,7 @@ async fn the_running_service_ticks_sweeps_and_publishes() {
     settings.tick_interval = Some(Duration::from_secs(1));
     settings.consumer = "service-under-test".into();
     settings.schema = "service_under_test".into();
-    let service = reconciler::Reconciler::start(h.pool.clone(), h.ts.jetstream(), settings)
-        .await
-        .unwrap();
+    let service = testsupport::Reconcilers::start(h.pool.clone(), h.ts.jetstream(), settings).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(service.run(stopped));
     let company = w.company;
@@ -656,7 +660,7 @@ async fn a_failed_batch_is_decided_again_not_read_past() {
     h.publish(&events).await;
 
     // The outbox refuses every row: the batch that decides the run's end fails and rolls back.
-    let schema = h.reconciler.settings().schema.clone();
+    let schema = h.reconciler_schema_of(w.company);
     let admin = h.pool.get().await.unwrap();
     admin
         .batch_execute(&format!(

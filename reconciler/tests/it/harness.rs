@@ -4,17 +4,15 @@
 //! growing.
 
 use events::Event;
-use projector::Projector;
 use reconciler::engine::Policy;
-use reconciler::Reconciler;
 use serde_json::Value;
-use testsupport::Kit;
+use testsupport::{Kit, Projectors, Reconcilers};
 use uuid::Uuid;
 
 pub struct Harness {
     pub kit: Kit,
-    pub projector: Projector,
-    pub reconciler: Reconciler,
+    pub projector: Projectors,
+    pub reconciler: Reconcilers,
 }
 
 impl std::ops::Deref for Harness {

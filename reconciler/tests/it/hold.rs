@@ -29,7 +29,7 @@ async fn a_restarted_reconciler_publishes_held_follow_ups_without_new_traffic() 
     while h.reconciler.position().await.unwrap() < last {
         h.reconciler.step(Duration::from_millis(200)).await.unwrap();
     }
-    let schema = reconciler::migrate::DEFAULT_SCHEMA;
+    let schema = h.reconciler_schema_of(w.company);
     let client = h.pool.get().await.unwrap();
     let unpublished = format!(
         "SELECT count(*), coalesce(max(hold_until_seq), 0) FROM {schema}.outbox WHERE NOT published"
@@ -48,6 +48,6 @@ async fn a_restarted_reconciler_publishes_held_follow_ups_without_new_traffic() 
         "held until {hold}, beyond the stream's last sequence {}",
         h.last_seq().await
     );
-    let published = restarted.outbox().drain().await.unwrap();
+    let published = restarted.drain_outboxes().await.unwrap();
     assert_eq!(published as i64, held, "published without any new event");
 }

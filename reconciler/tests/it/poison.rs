@@ -12,7 +12,9 @@ use serde_json::json;
 #[tokio::test]
 async fn poison_and_a_refused_batch_do_not_wedge_the_reconciler_and_ids_fold_once() {
     let mut h = Harness::new(Policy::default()).await;
-    let schema = reconciler::migrate::DEFAULT_SCHEMA;
+    let mut w = World::new();
+    // The reconciler schema of the company's partition.
+    let schema = h.reconciler_schema_of(w.company);
     h.pool
         .get()
         .await
@@ -30,7 +32,6 @@ async fn poison_and_a_refused_batch_do_not_wedge_the_reconciler_and_ids_fold_onc
         ))
         .await
         .unwrap();
-    let mut w = World::new();
     let run = RunId::new_random();
     let mut events = vec![w.agent("codex_local"), w.issue(IssueStatus::InProgress)];
     events.extend(w.start(run));
