@@ -45,6 +45,27 @@ impl ProjectorError {
     }
 }
 
+/// The outcome of statements pipelined in one transaction. When several fail, the first to fail
+/// is the cause and the others only follow from it ("current transaction is aborted", or a
+/// connection closed under a `COPY` that began after the failure), and any of them may come back
+/// first: a refusal of the data (`refused`) is the cause whenever one is there, so a batch that
+/// holds a poison event is bisected, not retried forever on a fresh connection each time.
+pub fn pipelined<E>(
+    outcomes: impl IntoIterator<Item = Result<(), E>>,
+    refused: impl Fn(&E) -> bool,
+) -> Result<(), E> {
+    let mut first = None;
+    for outcome in outcomes {
+        if let Err(e) = outcome {
+            if refused(&e) {
+                return Err(e);
+            }
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 /// See [`ProjectorError::refused_data`].
 pub fn refused_data(e: &tokio_postgres::Error) -> Option<String> {
     let code = e.code()?.code();

@@ -16,7 +16,7 @@ pub mod replay;
 pub mod store;
 pub mod workers;
 
-pub use error::{refused_data, ProjectorError};
+pub use error::{pipelined, refused_data, ProjectorError};
 pub use feed::Incoming;
 pub use live::{Outcome, Projector, ProjectorSettings};
 pub use store::batch::{apply_batch, BatchReport, CommitMode, Session, Target};

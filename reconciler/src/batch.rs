@@ -271,7 +271,15 @@ async fn write(
         )?;
         Ok::<_, ReconcilerError>(())
     };
-    futures::try_join!(fold, decisions, closing)?;
+    // Pipelined; see [`projector::pipelined`] for which failure is reported.
+    let (folded, decided, closed) = futures::join!(fold, decisions, closing);
+    projector::pipelined(
+        [folded, decided.map(drop), closed],
+        |e: &ReconcilerError| e.refused_data().is_some(),
+    )?;
+    if let Some(model) = model {
+        store::write_new(tx, model).await?;
+    }
     Ok(())
 }
 

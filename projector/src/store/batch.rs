@@ -314,7 +314,8 @@ async fn apply_in_transaction(
             CommitMode::Asynchronous => Ok(()),
         }
     };
-    futures::try_join!(
+    // Pipelined; see [`crate::pipelined`] for which failure is reported.
+    let (written, ids_written, advanced, notified) = futures::join!(
         store::write(&tx, &model),
         ids.write(&tx),
         store::advance_position(
@@ -326,7 +327,12 @@ async fn apply_in_transaction(
             report.dead_lettered as i64,
         ),
         notify,
+    );
+    crate::pipelined(
+        [written, ids_written, advanced.map(drop), notified.map(drop)],
+        |e| e.refused_data().is_some(),
     )?;
+    store::write_new(&tx, &model).await?;
     tx.commit().await?;
     ids.committed(&session.ids);
     cache.keep(model, last);

@@ -200,36 +200,64 @@ fn dirty<'a, T>(rows: &'a HashMap<Uuid, T>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> 
     ids.iter().filter_map(|id| rows.get(id)).collect()
 }
 
-/// Writes what the fold changed.
+/// Writes what the fold changed, except the rows that cannot exist yet ([`write_new`]), in
+/// statements pipelined together with the rest of the batch's.
 pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorError> {
     let d = &model.dirty;
     let a = &model.appends;
     let agents = dirty(&model.agents, &d.agents);
     let issues = dirty(&model.issues, &d.issues);
-    // Most runs a batch writes began in it: those are inserted without the conflict check.
-    let (new_runs, runs): (Vec<&RunRow>, Vec<&RunRow>) = dirty(&model.runs, &d.runs)
+    let runs: Vec<&RunRow> = dirty(&model.runs, &d.runs)
         .into_iter()
-        .partition(|r| model.absent_runs.contains(&r.run_id));
+        .filter(|r| !model.absent_runs.contains(&r.run_id))
+        .collect();
     let wakeups = dirty(&model.wakeups, &d.wakeups);
     let documents = dirty(&model.documents, &d.documents);
-    futures::try_join!(
-        insert(tx, "agents", &agents, UpdateByKey("agent_id")),
-        insert(tx, "issues", &issues, UpdateByKey("issue_id")),
-        insert(tx, "runs", &runs, UpdateByKey("run_id")),
-        insert(tx, "runs", &new_runs, Impossible),
-        insert(tx, "wakeup_requests", &wakeups, UpdateByKey("wakeup_id")),
-        insert(tx, "documents", &documents, UpdateByKey("document_id")),
-        // Keyed by (run, stream sequence, ordinal within the event): each event is folded once.
-        insert(tx, "run_events", &a.run_events, Impossible),
-        insert(tx, "issue_comments", &a.comments, Ignore),
-        insert(tx, "issue_work_products", &a.work_products, Ignore),
-        insert(tx, "document_revisions", &a.revisions, Ignore),
-        insert(tx, "activity_log", &a.activity, Ignore),
-        insert(tx, "decisions", &a.decisions, Ignore),
-        insert_issue_runs(tx, &a.issue_runs),
-        insert_dead_letters(tx, &a.dead_letters),
-    )?;
-    Ok(())
+    // Pipelined; see [`crate::pipelined`] for which failure is reported.
+    type Write<'w> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), ProjectorError>> + Send + 'w>,
+    >;
+    let writes: Vec<Write<'_>> = vec![
+        Box::pin(insert(tx, "agents", &agents, UpdateByKey("agent_id"))),
+        Box::pin(insert(tx, "issues", &issues, UpdateByKey("issue_id"))),
+        Box::pin(insert(tx, "runs", &runs, UpdateByKey("run_id"))),
+        Box::pin(insert(
+            tx,
+            "wakeup_requests",
+            &wakeups,
+            UpdateByKey("wakeup_id"),
+        )),
+        Box::pin(insert(
+            tx,
+            "documents",
+            &documents,
+            UpdateByKey("document_id"),
+        )),
+        Box::pin(insert(tx, "issue_comments", &a.comments, Ignore)),
+        Box::pin(insert(tx, "issue_work_products", &a.work_products, Ignore)),
+        Box::pin(insert(tx, "document_revisions", &a.revisions, Ignore)),
+        Box::pin(insert(tx, "activity_log", &a.activity, Ignore)),
+        Box::pin(insert(tx, "decisions", &a.decisions, Ignore)),
+        Box::pin(insert_issue_runs(tx, &a.issue_runs)),
+        Box::pin(insert_dead_letters(tx, &a.dead_letters)),
+    ];
+    crate::pipelined(futures::future::join_all(writes).await, |e| {
+        e.refused_data().is_some()
+    })
+}
+
+/// Writes the rows that cannot exist yet with `COPY`: the runs that began in the batch and the
+/// run timeline (keyed by run, stream sequence and ordinal within the event: each event is
+/// folded once). Called after every other statement of the batch succeeded: a `COPY` sent into a
+/// transaction that a pipelined statement already failed leaves the connection unusable, and
+/// the refusal that failed it ([`crate::pipelined`]) would be lost with it.
+pub async fn write_new(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorError> {
+    let new_runs: Vec<&RunRow> = dirty(&model.runs, &model.dirty.runs)
+        .into_iter()
+        .filter(|r| model.absent_runs.contains(&r.run_id))
+        .collect();
+    insert(tx, "runs", &new_runs, Impossible).await?;
+    insert(tx, "run_events", &model.appends.run_events, Impossible).await
 }
 
 async fn insert_issue_runs(

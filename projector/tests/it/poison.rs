@@ -316,3 +316,47 @@ async fn a_batch_postgresql_refuses_is_bisected_down_to_the_event() {
         "the refused event's id is not recorded as folded"
     );
 }
+
+/// A refused row pipelined beside a `COPY` of new rows: the `COPY` that starts after the refusal
+/// fails too (and its connection with it), possibly before the refusal is read back. The batch
+/// is still bisected down to the event PostgreSQL refused, not retried as if the database were
+/// away.
+#[tokio::test]
+async fn a_refusal_beside_a_copy_of_new_rows_is_bisected_too() {
+    let mut h = Harness::new().await;
+    refuse_poison_comments(&**h.client().await, "public").await;
+    let mut w = World::new();
+    let mut events = vec![w.issue_created(IssueStatus::Todo)];
+    let mut poison_at = 0;
+    for i in 0..300 {
+        // New runs are written with `COPY` (their rows cannot exist yet), comments with an
+        // insert: both in every batch.
+        events.push(w.queued(RunId::new_random(), None, None, 0));
+        let mut comment = w.comment(None);
+        if i == 150 {
+            if let EventData::IssueCommentAdded(c) = &mut comment.data {
+                c.body = "poison".into();
+            }
+            poison_at = events.len() as u64 + 1;
+        }
+        events.push(comment);
+    }
+    h.publish(&events).await;
+    h.drain().await;
+
+    let dead = dead_letters(&h).await;
+    assert_eq!(dead.keys().copied().collect::<Vec<_>>(), vec![poison_at]);
+    let client = h.client().await;
+    let count = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("runs").await, 300);
+    assert_eq!(count("issue_comments").await, 299);
+}
