@@ -2,10 +2,10 @@
 //! replicas current or lagging) and, with partitions, every partition of the projector and the
 //! reconciler (owner instance, position, lag in events).
 
-use crate::worker::reconciler_schema;
 use async_nats::jetstream::Context;
 use events::Subjects;
 use projector::membership::position_key;
+use reconciler::migrate::partition_schema;
 use serde_json::{json, Value};
 
 /// The stream's replicas as the servers report them (`None`: a single server).
@@ -101,7 +101,7 @@ pub async fn partitions(
         }));
         let (base_schema, name) = reconciler;
         let key = position_key(name, subjects, p);
-        let schema = reconciler_schema(base_schema, subjects, p);
+        let schema = partition_schema(base_schema, subjects, p);
         let position = match reconciler::state::progress(pg, &schema, &key).await? {
             reconciler::state::Progress::At(at) => at.last_seq,
             _ => 0,

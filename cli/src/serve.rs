@@ -70,7 +70,7 @@ impl HttpArgs {
         settings.reconciler_schemas = match reconciler_schema {
             None => Vec::new(),
             Some(base) => (0..settings.subjects.partitions())
-                .map(|p| crate::worker::reconciler_schema(base, &settings.subjects, p))
+                .map(|p| reconciler::migrate::partition_schema(base, &settings.subjects, p))
                 .collect(),
         };
         anyhow::ensure!(

@@ -11,7 +11,7 @@ use crate::settings::{
 };
 use crate::{db, shutdown};
 use deadpool_postgres::Pool;
-use projector::membership::{position_key, Membership, MembershipSettings};
+use projector::membership::{Membership, MembershipSettings};
 use projector::workers::{self, Role, Running};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -109,16 +109,6 @@ pub struct Instance {
     pub metrics: Option<Arc<api::metrics::Registry>>,
 }
 
-/// The reconciler schema of partition `partition`: the configured one without partitions,
-/// `<schema>_p<partition>` with them.
-pub fn reconciler_schema(base: &str, subjects: &events::Subjects, partition: u32) -> String {
-    if subjects.is_partitioned() {
-        format!("{base}_p{partition}")
-    } else {
-        base.to_owned()
-    }
-}
-
 impl Instance {
     /// Joins, runs the owned partitions' workers until `stop`, then leaves.
     pub async fn run(self, running: Running, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -148,10 +138,8 @@ impl Instance {
             name: base.consumer.clone(),
             start: Arc::new(move |fence, stop| {
                 let (pool, js, metrics) = (pool.clone(), js.clone(), metrics.clone());
-                let mut settings = base.clone();
                 let partition = fence.partition;
-                settings.consumer = position_key(&base.consumer, &base.subjects, partition);
-                settings.partition = Some(partition);
+                let mut settings = base.for_partition(partition);
                 settings.fence = Some(fence);
                 Box::pin(async move {
                     let projector = match projector::Projector::start(pool, js, settings).await {
@@ -186,11 +174,8 @@ impl Instance {
             name: base.consumer.clone(),
             start: Arc::new(move |fence, stop| {
                 let (pool, js, metrics) = (pool.clone(), js.clone(), metrics.clone());
-                let mut settings = base.clone();
                 let partition = fence.partition;
-                settings.consumer = position_key(&base.consumer, &base.subjects, partition);
-                settings.schema = reconciler_schema(&base.schema, &base.subjects, partition);
-                settings.partition = Some(partition).filter(|_| base.subjects.is_partitioned());
+                let mut settings = base.for_partition(partition);
                 settings.fence = Some(fence);
                 Box::pin(async move {
                     let reconciler = match reconciler::Reconciler::start(pool, js, settings).await {

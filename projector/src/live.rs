@@ -50,6 +50,16 @@ impl ProjectorSettings {
         }
     }
 
+    /// The settings of partition `partition`'s projector: its own position row and consumer
+    /// ([`crate::membership::position_key`]: the base name without partitions).
+    pub fn for_partition(&self, partition: u32) -> Self {
+        Self {
+            consumer: crate::membership::position_key(&self.consumer, &self.subjects, partition),
+            partition: Some(partition),
+            ..self.clone()
+        }
+    }
+
     fn target(&self) -> Target {
         Target {
             consumer: self.consumer.clone(),

@@ -8,6 +8,16 @@ use tokio_postgres::Client;
 
 /// Default schema of the reconciler's state.
 pub const DEFAULT_SCHEMA: &str = "runledger_reconciler";
+
+/// The schema of partition `partition`'s reconciler: `base` without partitions, `<base>_p<n>`
+/// with them (each partition's private state, outbox and clock apart).
+pub fn partition_schema(base: &str, subjects: &events::Subjects, partition: u32) -> String {
+    if subjects.is_partitioned() {
+        format!("{base}_p{partition}")
+    } else {
+        base.to_owned()
+    }
+}
 /// Default durable consumer name of the reconciler, also the key of its position row.
 pub const DEFAULT_CONSUMER: &str = "runledger-reconciler";
 

@@ -70,6 +70,22 @@ impl ReconcilerSettings {
         }
     }
 
+    /// The settings of partition `partition`'s reconciler: its own schema
+    /// ([`crate::migrate::partition_schema`]), position row and consumer, and its own clock
+    /// (without partitions: these settings, for the whole stream).
+    pub fn for_partition(&self, partition: u32) -> Self {
+        Self {
+            consumer: projector::membership::position_key(
+                &self.consumer,
+                &self.subjects,
+                partition,
+            ),
+            schema: crate::migrate::partition_schema(&self.schema, &self.subjects, partition),
+            partition: Some(partition).filter(|_| self.subjects.is_partitioned()),
+            ..self.clone()
+        }
+    }
+
     fn feed(&self) -> FeedSpec {
         FeedSpec {
             stream: self.stream.clone(),

@@ -17,16 +17,6 @@ pub fn position_key(base: &str, subjects: &Subjects, p: u32) -> String {
     projector::membership::position_key(base, subjects, p)
 }
 
-/// The reconciler schema of partition `p`: the base schema at P = 1, `<base>_p<p>` with
-/// partitions (as `runledger worker` names them).
-pub fn reconciler_schema(base: &str, subjects: &Subjects, p: u32) -> String {
-    if subjects.is_partitioned() {
-        format!("{base}_p{p}")
-    } else {
-        base.to_owned()
-    }
-}
-
 /// Where the readers read: for the stream position their partitions have caught up with.
 #[derive(Clone)]
 struct Stream {
@@ -83,12 +73,7 @@ impl Projectors {
             return vec![base.clone()];
         }
         (0..base.subjects.partitions())
-            .map(|p| {
-                let mut settings = base.clone();
-                settings.consumer = position_key(&base.consumer, &base.subjects, p);
-                settings.partition = Some(p);
-                settings
-            })
+            .map(|p| base.for_partition(p))
             .collect()
     }
 
@@ -184,20 +169,20 @@ impl Reconcilers {
             return vec![base.clone()];
         }
         (0..base.subjects.partitions())
-            .map(|p| {
-                let mut settings = base.clone();
-                settings.consumer = position_key(&base.consumer, &base.subjects, p);
-                settings.schema = reconciler_schema(&base.schema, &base.subjects, p);
-                settings.partition = Some(p);
-                settings
-            })
+            .map(|p| base.for_partition(p))
             .collect()
     }
 
     /// The default reconciler schema of each partition of a stream with `subjects`.
     pub fn schemas(subjects: &Subjects) -> Vec<String> {
         (0..subjects.partitions())
-            .map(|p| reconciler_schema(reconciler::migrate::DEFAULT_SCHEMA, subjects, p))
+            .map(|p| {
+                reconciler::migrate::partition_schema(
+                    reconciler::migrate::DEFAULT_SCHEMA,
+                    subjects,
+                    p,
+                )
+            })
             .collect()
     }
 

@@ -138,7 +138,7 @@ fn report(
         .zip(scaled)
         .map(|(s, t)| t.rate / s.rate)
         .collect();
-    let rows: Vec<(String, f64, &str)> = vec![
+    let mut rows: Vec<(String, f64, &str)> = vec![
         (
             format!("{one} end-to-end"),
             m(single, |p| p.rate),
@@ -150,57 +150,20 @@ fn report(
             "events/s",
         ),
         (format!("ratio {many} / {one}"), ratio, ""),
-        (
-            format!("{one} runledger CPU/event"),
-            m(single, |p| p.runledger_cpu),
-            "µs",
-        ),
-        (
-            format!("{many} runledger CPU/event"),
-            m(scaled, |p| p.runledger_cpu),
-            "µs",
-        ),
-        (
-            format!("{one} nats-server CPU/event"),
-            m(single, |p| p.nats_cpu),
-            "µs",
-        ),
-        (
-            format!("{many} nats-server CPU/event"),
-            m(scaled, |p| p.nats_cpu),
-            "µs",
-        ),
-        (
-            format!("{one} PG backends CPU/event"),
-            m(single, |p| p.backends_cpu),
-            "µs",
-        ),
-        (
-            format!("{many} PG backends CPU/event"),
-            m(scaled, |p| p.backends_cpu),
-            "µs",
-        ),
-        (
-            format!("{one} all PostgreSQL CPU/event"),
-            m(single, |p| p.postgres_cpu),
-            "µs",
-        ),
-        (
-            format!("{many} all PostgreSQL CPU/event"),
-            m(scaled, |p| p.postgres_cpu),
-            "µs",
-        ),
-        (
-            format!("{one} publisher CPU/event"),
-            m(single, |p| p.publisher_cpu),
-            "µs",
-        ),
-        (
-            format!("{many} publisher CPU/event"),
-            m(scaled, |p| p.publisher_cpu),
-            "µs",
-        ),
     ];
+    type Cpu = fn(&Phase) -> f64;
+    let per_event: [(&str, Cpu); 5] = [
+        ("runledger", |p| p.runledger_cpu),
+        ("nats-server", |p| p.nats_cpu),
+        ("PG backends", |p| p.backends_cpu),
+        ("all PostgreSQL", |p| p.postgres_cpu),
+        ("publisher", |p| p.publisher_cpu),
+    ];
+    for (what, cpu) in per_event {
+        for (setup, phases) in [(&one, single), (&many, scaled)] {
+            rows.push((format!("{setup} {what} CPU/event"), m(phases, cpu), "µs"));
+        }
+    }
     let rows: Vec<(&str, f64, &str)> = rows.iter().map(|(n, v, u)| (n.as_str(), *v, *u)).collect();
     print_table(
         &format!("bench ingest: {total} events ({description}), {many} against {one}, median of {repeat} alternated rounds"),
@@ -430,33 +393,23 @@ async fn shared_out(
     let share = 2 * i64::from(topology.partitions.div_ceil(topology.instances as u32));
     let owners = topology.instances.min(topology.partitions as usize) as i64;
     let began = Instant::now();
-    let mut seen = String::from("no leases table yet");
     loop {
         alive(workers)?;
-        let exists: bool = client
-            .query_one(
-                "SELECT to_regclass('runledger_cluster.leases') IS NOT NULL",
-                &[],
-            )
-            .await?
-            .get(0);
-        if exists {
-            let row = client
-                .query_one(
-                    "SELECT coalesce(sum(n), 0)::int8, count(*), coalesce(max(n), 0)
-                       FROM (SELECT owner, count(*) AS n FROM runledger_cluster.leases
-                              WHERE expires_at > now() GROUP BY owner) o",
-                    &[],
-                )
-                .await?;
-            let (held, distinct, most): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            if held == total && distinct >= owners && most <= share {
-                return Ok(());
+        let mut held_by: BTreeMap<String, i64> = BTreeMap::new();
+        for lease in projector::store::lease::leases(client).await? {
+            if let (Some(owner), false) = (lease.owner, lease.expired) {
+                *held_by.entry(owner).or_default() += 1;
             }
-            seen = format!(
-                "{held} of {total} leases held by {distinct} instance(s), at most {most} by one"
-            );
         }
+        let held: i64 = held_by.values().sum();
+        let distinct = held_by.len() as i64;
+        let most = held_by.values().copied().max().unwrap_or(0);
+        if held == total && distinct >= owners && most <= share {
+            return Ok(());
+        }
+        let seen = format!(
+            "{held} of {total} leases held by {distinct} instance(s), at most {most} by one"
+        );
         anyhow::ensure!(
             began.elapsed() < SETUP_WITHIN,
             "the instances did not share the partitions out within {SETUP_WITHIN:?} ({seen})"
