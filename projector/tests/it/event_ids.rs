@@ -180,25 +180,49 @@ async fn a_rebuild_finds_every_repeated_id_the_live_projector_found() {
     let run = RunId::new_random();
     h.publish(&[w.queued(run, None, None, 0), w.started(run, Some(7))])
         .await;
+    let client = h.client().await;
     let mut sent = Vec::new();
-    for i in 0..60 {
-        let activity = w.activity(run, ActivityKind::ToolCall);
-        h.publish(std::slice::from_ref(&activity)).await;
-        sent.push(activity);
-        // Every third event: an earlier one again (no header), every seventh: other content
-        // under an earlier id.
-        if i % 3 == 2 {
-            let again = &sent[i / 2];
-            publish_with_id(&h, &h.subjects.of(again), &again.to_vec(), None).await;
+    // The history in two halves: a build of the first half is resumed after the second (at any
+    // partition count: a partitioned stream is rebuilt to each partition's live position).
+    for half in [0..30, 30..60] {
+        for i in half {
+            let activity = w.activity(run, ActivityKind::ToolCall);
+            h.publish(std::slice::from_ref(&activity)).await;
+            sent.push(activity);
+            // Every third event: an earlier one again (no header), every seventh: other content
+            // under an earlier id. The second half repeats ids of the first.
+            if i % 3 == 2 {
+                let again = &sent[i / 2];
+                publish_with_id(&h, &h.subjects.of(again), &again.to_vec(), None).await;
+            }
+            if i % 7 == 6 {
+                let mut forged = sent[i / 3].clone();
+                forged.source = format!("elsewhere-{i}");
+                publish_with_id(&h, &h.subjects.of(&forged), &forged.to_vec(), None).await;
+            }
         }
-        if i % 7 == 6 {
-            let mut forged = sent[i / 3].clone();
-            forged.source = format!("elsewhere-{i}");
-            publish_with_id(&h, &h.subjects.of(&forged), &forged.to_vec(), None).await;
+        h.drain().await;
+        if sent.len() == 30 {
+            let scratch = schema_pool(&h, "rebuilt_resumed");
+            let first = plan(&h, "rebuilt_resumed", 5, None, ReplayMode::BuildOnly);
+            let built = replay(&h.pool, &scratch, &h.js(), &first, |_| {})
+                .await
+                .expect("the first half builds");
+            assert!(matches!(built, ReplayOutcome::Built { .. }), "{built:?}");
+            let key: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint c
+                                      JOIN pg_namespace n ON n.oid = c.connamespace
+                                     WHERE n.nspname = 'rebuilt_resumed'
+                                       AND c.conname = 'folded_events_pkey')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(key, "a finished build has the key of its folded ids");
         }
     }
-    h.drain().await;
-    let client = h.client().await;
     let (folded, dead): (i64, i64) = {
         let row = client
             .query_one(
@@ -219,30 +243,6 @@ async fn a_rebuild_finds_every_repeated_id_the_live_projector_found() {
     // Repeats in a few large batches, then in almost every small one.
     rebuild_equals_live(&h, "rebuilt_large", 1000).await;
     rebuild_equals_live(&h, "rebuilt_small", 3).await;
-
-    // Built halfway, then resumed: the ids folded before the resume are known to it.
-    let last = h.last_seq().await;
-    let scratch = schema_pool(&h, "rebuilt_resumed");
-    let half = plan(
-        &h,
-        "rebuilt_resumed",
-        5,
-        Some(last / 2),
-        ReplayMode::BuildOnly,
-    );
-    let built = replay(&h.pool, &scratch, &h.js(), &half, |_| {})
-        .await
-        .expect("the first half builds");
-    assert!(matches!(built, ReplayOutcome::Built { .. }), "{built:?}");
-    let key: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-                             WHERE n.nspname = 'rebuilt_resumed' AND c.conname = 'folded_events_pkey')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(key, "a finished build has the key of its folded ids");
+    // The build of the first half, resumed: the ids it folded before are known to it.
     rebuild_equals_live(&h, "rebuilt_resumed", 5).await;
 }
