@@ -429,7 +429,7 @@ where
                     position = report.position,
                     "history repeats event ids in many batches: creating the key of folded_events now"
                 );
-                indexes::restore_one(client, schema, "folded_events_pkey").await?;
+                indexes::restore_one(client, schema, indexes::FOLDED_EVENTS_KEY).await?;
                 RebuildIds::keyed(ids);
             }
         }

@@ -21,6 +21,7 @@ use events::{Event, EventType, Subjects};
 use projector::feed::{Batch, Incoming, Parsed};
 use projector::fold::{self, Touched};
 use projector::store;
+use projector::store::batch::Bisection;
 use projector::store::event_ids::{FoldedIds, Verdict};
 use projector::store::lease::{self, Fence};
 use std::collections::BTreeSet;
@@ -101,8 +102,9 @@ pub async fn process_batch(
     }
 }
 
-/// Processes `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (in stream
-/// order, without recursion); a single refused event becomes a dead letter.
+/// Processes `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (as the
+/// projector does: [`Bisection`]); a single refused event becomes a dead letter of the private
+/// fold.
 async fn bisect(
     client: &mut deadpool_postgres::Object,
     target: &BatchTarget,
@@ -111,40 +113,24 @@ async fn bisect(
     reason: String,
 ) -> Result<BatchReport, ReconcilerError> {
     tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch of the private fold; bisecting it");
-    let mut report: Option<BatchReport> = None;
-    // Parts still to process, the next one last.
-    let (first, second) = batch.halves();
-    let mut pending = vec![second, first];
-    while let Some(part) = pending.pop() {
-        if part.is_empty() {
-            continue;
-        }
+    let mut bisection = Bisection::new(batch);
+    let mut report = BatchReport::default();
+    while let Some(part) = bisection.next_part() {
         let done = match process_in_transaction(client, target, &part, head).await {
             Ok(done) => done,
             Err(e) => {
                 let Some(reason) = e.refused_data() else {
                     return Err(e);
                 };
-                if part.len() > 1 {
-                    let (first, second) = part.halves();
-                    pending.push(second);
-                    pending.push(first);
+                let Some(refused) = bisection.refused(part, &reason) else {
                     continue;
-                }
-                if let Some(seq) = part.last_seq() {
-                    tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows in the private fold; dead-lettering it");
-                }
-                let refused =
-                    part.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+                };
                 process_in_transaction(client, target, &refused, head).await?
             }
         };
-        report = Some(match report {
-            Some(report) => report.merge(done),
-            None => done,
-        });
+        report = report.merge(done);
     }
-    Ok(report.unwrap_or_default())
+    Ok(report)
 }
 
 impl BatchReport {

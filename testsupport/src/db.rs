@@ -71,6 +71,42 @@ impl TestDb {
             .expect("pool builds")
     }
 
+    /// A pool of two connections on it that work in `schema` (a rebuild's scratch schema).
+    pub fn pool_in(&self, schema: &str) -> Pool {
+        let mut config: tokio_postgres::Config = self.url.parse().expect("valid test database URL");
+        config.options(format!("-c search_path={schema}"));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(2)
+            .build()
+            .expect("pool builds")
+    }
+
+    /// Makes PostgreSQL refuse (SQLSTATE 22023, a data exception) any comment whose body is
+    /// `poison` in `schema`: a refusal no pre-check foresees.
+    pub async fn refuse_poison_comments(client: &tokio_postgres::Client, schema: &str) {
+        client
+            .batch_execute(&format!(
+                "CREATE FUNCTION {schema}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.body = 'poison' THEN
+                         RAISE EXCEPTION 'poison comment' USING ERRCODE = '22023';
+                     END IF;
+                     RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.issue_comments
+                 FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison();"
+            ))
+            .await
+            .expect("the poison trigger is created");
+    }
+
     /// One direct client (its connection task runs in the background).
     pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
         let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await?;

@@ -134,9 +134,8 @@ pub async fn apply(
     }
 }
 
-/// Applies `batch`, which PostgreSQL refused for `reason`, in ever smaller parts (in stream
-/// order, without recursion: the futures of nested batches would not fit a thread's stack); a
-/// single refused event is dead-lettered.
+/// Applies `batch`, which PostgreSQL refused for `reason`, in ever smaller parts
+/// ([`Bisection`]); a single refused event is dead-lettered.
 async fn bisect(
     client: &mut Client,
     target: &Target,
@@ -145,14 +144,9 @@ async fn bisect(
     reason: String,
 ) -> Result<BatchReport, ProjectorError> {
     tracing::info!(events = batch.len(), %reason, "PostgreSQL refused a batch; bisecting it");
-    let mut report: Option<BatchReport> = None;
-    // Parts still to apply, the next one last.
-    let (first, second) = batch.halves();
-    let mut pending = vec![second, first];
-    while let Some(part) = pending.pop() {
-        if part.is_empty() {
-            continue;
-        }
+    let mut bisection = Bisection::new(batch);
+    let mut report = BatchReport::default();
+    while let Some(part) = bisection.next_part() {
         let applied = match apply_in_transaction(client, target, &part, session).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -160,28 +154,60 @@ async fn bisect(
                 let Some(reason) = e.refused_data() else {
                     return Err(e);
                 };
-                if part.len() > 1 {
-                    let (first, second) = part.halves();
-                    pending.push(second);
-                    pending.push(first);
+                let Some(refused) = bisection.refused(part, &reason) else {
                     continue;
-                }
-                if let Some(seq) = part.last_seq() {
-                    tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows; dead-lettering it");
-                }
-                let refused =
-                    part.refused(&format!("PostgreSQL refused the event's rows: {reason}"));
+                };
                 apply_in_transaction(client, target, &refused, session)
                     .await
                     .inspect_err(|_| session.cache.clear())?
             }
         };
-        report = Some(match report {
-            Some(report) => report.merge(applied),
-            None => applied,
-        });
+        report = report.merge(applied);
     }
-    Ok(report.unwrap_or_default())
+    Ok(report)
+}
+
+/// How every writer of a batch bisects it when PostgreSQL refuses its data: the parts come in
+/// stream order (without recursion: the futures of nested batches would not fit a thread's
+/// stack); a refused part is split in two, and a single refused event comes back as a dead letter
+/// with PostgreSQL's reason, to be applied as such.
+pub struct Bisection {
+    /// Parts still to apply, the next one last.
+    pending: Vec<Batch>,
+}
+
+impl Bisection {
+    pub fn new(batch: &Batch) -> Self {
+        let (first, second) = batch.halves();
+        Self {
+            pending: vec![second, first],
+        }
+    }
+
+    /// The next part to apply.
+    pub fn next_part(&mut self) -> Option<Batch> {
+        while let Some(part) = self.pending.pop() {
+            if !part.is_empty() {
+                return Some(part);
+            }
+        }
+        None
+    }
+
+    /// `part` was refused for `reason`: its halves come next, or, for a single event, the event
+    /// as a dead letter (returned: apply it in place of `part`).
+    pub fn refused(&mut self, part: Batch, reason: &str) -> Option<Batch> {
+        if part.len() > 1 {
+            let (first, second) = part.halves();
+            self.pending.push(second);
+            self.pending.push(first);
+            return None;
+        }
+        if let Some(seq) = part.last_seq() {
+            tracing::warn!(seq, %reason, "PostgreSQL refused an event's rows; dead-lettering it");
+        }
+        Some(part.refused(&format!("PostgreSQL refused the event's rows: {reason}")))
+    }
 }
 
 impl BatchReport {

@@ -21,7 +21,11 @@ pub const KEPT: &[&str] = &["wakeups_issue_status_idx"];
 /// Table and constraint of the unique keys a rebuild creates at the end all the same:
 /// `folded_events`' primary key (a B-tree of random UUIDs, the costliest index to keep up to
 /// date; the rebuild knows the ids it folded: [`crate::store::event_ids::RebuildIds`]).
-pub const DEFERRED_KEYS: &[(&str, &str)] = &[("folded_events", "folded_events_pkey")];
+pub const DEFERRED_KEYS: &[(&str, &str)] = &[("folded_events", FOLDED_EVENTS_KEY)];
+
+/// The primary key of `folded_events`, which a rebuild whose history repeats ids often creates
+/// early ([`restore_one`]).
+pub const FOLDED_EVENTS_KEY: &str = "folded_events_pkey";
 
 /// Drops the secondary indexes of `schema`, recording their definitions in
 /// `<schema>.replay_deferred_indexes`. Idempotent (a resumed rebuild finds them dropped).

@@ -114,17 +114,6 @@ async fn a_repeated_id_within_one_batch_folds_once_and_a_conflict_within_it_is_d
     assert_eq!(rows[0].get::<_, i64>(0), 4);
 }
 
-/// A pool on `h`'s database whose connections work in `schema`.
-fn schema_pool(h: &Harness, schema: &str) -> deadpool_postgres::Pool {
-    let mut config: tokio_postgres::Config = h.db.url().parse().unwrap();
-    config.options(format!("-c search_path={schema}"));
-    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-    deadpool_postgres::Pool::builder(manager)
-        .max_size(2)
-        .build()
-        .unwrap()
-}
-
 fn plan(
     h: &Harness,
     into: &str,
@@ -148,7 +137,7 @@ fn plan(
 /// Rebuilds into `into` (a dry run: compared with the live tables, then dropped) and checks
 /// that every table, the folded ids and the dead letters included, equals the live one.
 async fn rebuild_equals_live(h: &Harness, into: &str, batch_size: usize) {
-    let scratch = schema_pool(h, into);
+    let scratch = h.db.pool_in(into);
     let outcome = replay(
         &h.pool,
         &scratch,
@@ -203,7 +192,7 @@ async fn a_rebuild_finds_every_repeated_id_the_live_projector_found() {
         }
         h.drain().await;
         if sent.len() == 30 {
-            let scratch = schema_pool(&h, "rebuilt_resumed");
+            let scratch = h.db.pool_in("rebuilt_resumed");
             let first = plan(&h, "rebuilt_resumed", 5, None, ReplayMode::BuildOnly);
             let built = replay(&h.pool, &scratch, &h.js(), &first, |_| {})
                 .await

@@ -213,15 +213,7 @@ async fn one_poison_event_among_ten_thousand_live_and_in_a_replay() {
     assert_eq!(counts, 100 * 97, "every good activity counted once");
 
     // A rebuild from the stream gives the same tables, the dead letter included.
-    let scratch = {
-        let mut config: tokio_postgres::Config = h.db.url().parse().unwrap();
-        config.options("-c search_path=rebuilt");
-        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-        deadpool_postgres::Pool::builder(manager)
-            .max_size(2)
-            .build()
-            .unwrap()
-    };
+    let scratch = h.db.pool_in("rebuilt");
     let plan = ReplayPlan {
         live_schema: "public".into(),
         into: "rebuilt".into(),
@@ -251,29 +243,10 @@ async fn one_poison_event_among_ten_thousand_live_and_in_a_replay() {
         .any(|t| t.table == "dead_letters" && t.rebuilt_rows == 1));
 }
 
-/// Makes PostgreSQL refuse (SQLSTATE 22023, a data exception) any comment whose body is
-/// `poison`: a refusal no pre-check foresees.
-pub async fn refuse_poison_comments(client: &tokio_postgres::Client, schema: &str) {
-    client
-        .batch_execute(&format!(
-            "CREATE FUNCTION {schema}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 IF NEW.body = 'poison' THEN
-                     RAISE EXCEPTION 'poison comment' USING ERRCODE = '22023';
-                 END IF;
-                 RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.issue_comments
-             FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison();"
-        ))
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_batch_postgresql_refuses_is_bisected_down_to_the_event() {
     let mut h = Harness::new().await;
-    refuse_poison_comments(&**h.client().await, "public").await;
+    testsupport::TestDb::refuse_poison_comments(&**h.client().await, "public").await;
     let mut w = World::new();
     let mut events = vec![w.issue_created(IssueStatus::Todo)];
     let mut poison_at = 0;
@@ -296,23 +269,14 @@ async fn a_batch_postgresql_refuses_is_bisected_down_to_the_event() {
         dead[&poison_at].contains("PostgreSQL refused") && dead[&poison_at].contains("22023"),
         "{dead:?}"
     );
-    let comments: i64 = h
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM issue_comments", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(comments, 999, "every other comment was applied");
-    let folded: i64 = h
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM folded_events", &[])
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(
-        folded, 1000,
+        rows(&h, "issue_comments").await,
+        999,
+        "every other comment was applied"
+    );
+    assert_eq!(
+        rows(&h, "folded_events").await,
+        1000,
         "the refused event's id is not recorded as folded"
     );
 }
@@ -324,7 +288,7 @@ async fn a_batch_postgresql_refuses_is_bisected_down_to_the_event() {
 #[tokio::test]
 async fn a_refusal_beside_a_copy_of_new_rows_is_bisected_too() {
     let mut h = Harness::new().await;
-    refuse_poison_comments(&**h.client().await, "public").await;
+    testsupport::TestDb::refuse_poison_comments(&**h.client().await, "public").await;
     let mut w = World::new();
     let mut events = vec![w.issue_created(IssueStatus::Todo)];
     let mut poison_at = 0;
@@ -346,17 +310,16 @@ async fn a_refusal_beside_a_copy_of_new_rows_is_bisected_too() {
 
     let dead = dead_letters(&h).await;
     assert_eq!(dead.keys().copied().collect::<Vec<_>>(), vec![poison_at]);
-    let client = h.client().await;
-    let count = |table: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
-        }
-    };
-    assert_eq!(count("runs").await, 300);
-    assert_eq!(count("issue_comments").await, 299);
+    assert_eq!(rows(&h, "runs").await, 300);
+    assert_eq!(rows(&h, "issue_comments").await, 299);
+}
+
+/// How many rows `table` holds.
+async fn rows(h: &Harness, table: &str) -> i64 {
+    h.client()
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
 }

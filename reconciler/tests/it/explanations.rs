@@ -306,15 +306,7 @@ async fn decisions_are_folded_end_to_end_and_identical_after_a_replay() {
     }
 
     // A rebuild from the stream gives the same table.
-    let scratch = {
-        let mut config: tokio_postgres::Config = h.db.url().parse().unwrap();
-        config.options("-c search_path=rebuilt");
-        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-        deadpool_postgres::Pool::builder(manager)
-            .max_size(2)
-            .build()
-            .unwrap()
-    };
+    let scratch = h.db.pool_in("rebuilt");
     let plan = ReplayPlan {
         live_schema: "public".into(),
         into: "rebuilt".into(),

@@ -15,23 +15,7 @@ async fn poison_and_a_refused_batch_do_not_wedge_the_reconciler_and_ids_fold_onc
     let mut w = World::new();
     // The reconciler schema of the company's partition.
     let schema = h.reconciler_schema_of(w.company);
-    h.pool
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
-            "CREATE FUNCTION {schema}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 IF NEW.body = 'poison' THEN
-                     RAISE EXCEPTION 'poison comment' USING ERRCODE = '22023';
-                 END IF;
-                 RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.issue_comments
-             FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison();"
-        ))
-        .await
-        .unwrap();
+    testsupport::TestDb::refuse_poison_comments(&h.pool.get().await.unwrap(), &schema).await;
     let run = RunId::new_random();
     let mut events = vec![w.agent("codex_local"), w.issue(IssueStatus::InProgress)];
     events.extend(w.start(run));
