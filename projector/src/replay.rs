@@ -392,12 +392,19 @@ where
         progress,
     } = lane;
     let mut idle_rounds = 0;
+    let mut received = feed.received();
     loop {
         progress.target = read_target().await?;
         if progress.position >= progress.target {
             return Ok(());
         }
         let Some(mut batch) = feed.next(Duration::from_millis(500)).await? else {
+            if feed.received() != received {
+                // A batch is still being read (a slow machine, a large batch): not a stall.
+                received = feed.received();
+                idle_rounds = 0;
+                continue;
+            }
             idle_rounds += 1;
             // History is there (the target says so) but nothing comes: a stalled feed is
             // replaced by a fresh one at the position, every 2 s, for up to 10 s.
@@ -408,6 +415,7 @@ where
                     "history feed stalled; reopening it"
                 );
                 *feed = open_feed(js, spec, *partition, progress.position as u64).await?;
+                received = feed.received();
             }
             if idle_rounds > 20 {
                 return Err(ProjectorError::JetStream(format!(

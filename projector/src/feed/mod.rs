@@ -24,6 +24,8 @@ use async_nats::jetstream::Context;
 use consumer::Consumer;
 use events::Subjects;
 use futures::FutureExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -82,6 +84,8 @@ pub struct Feed {
     /// A batch the caller gave back (it read past what it wanted).
     returned: Option<Batch>,
     failed: bool,
+    /// Events the reading task has received so far (a batch being read is progress too).
+    received: Arc<AtomicU64>,
 }
 
 impl Drop for Feed {
@@ -138,6 +142,7 @@ impl Feed {
             pull_size(spec.batch_size),
         )
         .await?;
+        let received = Arc::new(AtomicU64::new(0));
         let source = Source {
             stream,
             filter,
@@ -145,9 +150,12 @@ impl Feed {
             last_seq: after,
             replacements: 0,
             spec,
+            received: received.clone(),
         };
-        // One batch waiting while the caller applies another: enough to keep it busy, and each
-        // one more holds another batch of parsed events in memory.
+        // One batch read ahead while the caller applies another: the next one is read only once
+        // the caller has taken the one before (see `Source::run`), so at most two batches of
+        // parsed events are in memory; reading a batch takes less time than applying one, so
+        // the caller still never waits for a backlog.
         let (tx, rx) = mpsc::channel(1);
         let task = tokio::spawn(source.run(tx));
         Ok(Self {
@@ -156,6 +164,7 @@ impl Feed {
             head,
             returned: None,
             failed: false,
+            received,
         })
     }
 
@@ -204,6 +213,12 @@ impl Feed {
         let _ = (&mut self.task).await;
     }
 
+    /// How many events this feed has received from the server, handed out or not: a caller
+    /// waiting for a batch tells a slow batch (this grows) from a stalled feed (it does not).
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
     /// Gives back the part of a batch the caller did not use: the next call returns it first.
     pub fn give_back(&mut self, batch: Batch) {
         if !batch.is_empty() {
@@ -222,6 +237,8 @@ struct Source {
     /// Consumers replaced since the last event (rebuilds only).
     replacements: u32,
     spec: FeedSpec,
+    /// Shared with the [`Feed`]: events received.
+    received: Arc<AtomicU64>,
 }
 
 impl Source {
@@ -229,12 +246,17 @@ impl Source {
         // An error that ends a non-empty batch is handed out after that batch.
         let mut failure = None;
         loop {
+            // The slot first, then the batch: a batch is not read while the one before it waits.
+            let Ok(slot) = tx.reserve().await else {
+                return;
+            };
             let batch = match failure.take() {
                 Some(e) => Err(e),
                 None => self.fill(&mut failure).await,
             };
             let failed = batch.is_err();
-            if tx.send(batch).await.is_err() || failed {
+            slot.send(batch);
+            if failed {
                 return;
             }
         }
@@ -285,6 +307,7 @@ impl Source {
                 Ok((message, pending)) => {
                     self.last_seq = message.seq;
                     self.replacements = 0;
+                    self.received.fetch_add(1, Ordering::Relaxed);
                     return Ok((message, pending));
                 }
                 Err(e) if self.spec.reader == Reader::History => self.replace(e).await?,
