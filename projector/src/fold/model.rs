@@ -287,7 +287,10 @@ pub struct Appends {
 pub struct Model {
     pub agents: HashMap<Uuid, AgentRow>,
     pub issues: HashMap<Uuid, IssueRow>,
-    pub runs: HashMap<Uuid, RunRow>,
+    /// Boxed: a run's row is large, and rows move between a batch's model and the writer's
+    /// cache; a table of boxes grows and moves without copying rows or leaving row-sized
+    /// holes in its spare buckets.
+    pub runs: HashMap<Uuid, Box<RunRow>>,
     pub wakeups: HashMap<Uuid, WakeupRow>,
     pub documents: HashMap<Uuid, DocumentRow>,
     /// Ids of comments, work products and revisions already stored (a duplicate is ignored).

@@ -33,7 +33,7 @@ pub struct RowCache {
     position: Option<i64>,
     /// Most rows kept (all tables together) beyond the rows of the latest batch.
     capacity: usize,
-    runs: HashMap<Uuid, RunRow>,
+    runs: HashMap<Uuid, Box<RunRow>>,
     agents: HashMap<Uuid, AgentRow>,
     issues: HashMap<Uuid, IssueRow>,
     wakeups: HashMap<Uuid, WakeupRow>,

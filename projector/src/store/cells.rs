@@ -395,7 +395,7 @@ mod tests {
             let event = events::examples::event(*event_type);
             let _ = crate::fold::apply(&mut model, seq as i64 + 1, &event);
         }
-        model.runs.values().for_each(check);
+        model.runs.values().for_each(|r| check(&**r));
         model.agents.values().for_each(check);
         model.issues.values().for_each(check);
         model.wakeups.values().for_each(check);

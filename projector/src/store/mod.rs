@@ -23,6 +23,7 @@ use crate::fold::Touched;
 use crate::store::cache::RowCache;
 use crate::store::columns::{insert, OnConflict::*};
 use serde::de::DeserializeOwned;
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap};
 use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::Transaction;
@@ -74,7 +75,9 @@ pub async fn load_through(
             &[(&missing_runs, Type::UUID_ARRAY)],
         )
         .await?;
-        model.runs.extend(runs.into_iter().map(|r| (r.run_id, r)));
+        model
+            .runs
+            .extend(runs.into_iter().map(|r| (r.run_id, Box::new(r))));
         model.absent_runs = missing_runs
             .into_iter()
             .filter(|id| !model.runs.contains_key(id))
@@ -196,8 +199,11 @@ async fn load_some<T: DeserializeOwned>(
     }
 }
 
-fn dirty<'a, T>(rows: &'a HashMap<Uuid, T>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> {
-    ids.iter().filter_map(|id| rows.get(id)).collect()
+fn dirty<'a, T, R: Borrow<T>>(rows: &'a HashMap<Uuid, R>, ids: &BTreeSet<Uuid>) -> Vec<&'a T> {
+    ids.iter()
+        .filter_map(|id| rows.get(id))
+        .map(Borrow::borrow)
+        .collect()
 }
 
 /// Writes what the fold changed, except the rows that cannot exist yet ([`write_new`]), in
@@ -207,7 +213,7 @@ pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorE
     let a = &model.appends;
     let agents = dirty(&model.agents, &d.agents);
     let issues = dirty(&model.issues, &d.issues);
-    let runs: Vec<&RunRow> = dirty(&model.runs, &d.runs)
+    let runs: Vec<&RunRow> = dirty::<RunRow, _>(&model.runs, &d.runs)
         .into_iter()
         .filter(|r| !model.absent_runs.contains(&r.run_id))
         .collect();
@@ -252,7 +258,7 @@ pub async fn write(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorE
 /// transaction that a pipelined statement already failed leaves the connection unusable, and
 /// the refusal that failed it ([`crate::pipelined`]) would be lost with it.
 pub async fn write_new(tx: &Transaction<'_>, model: &Model) -> Result<(), ProjectorError> {
-    let new_runs: Vec<&RunRow> = dirty(&model.runs, &model.dirty.runs)
+    let new_runs: Vec<&RunRow> = dirty::<RunRow, _>(&model.runs, &model.dirty.runs)
         .into_iter()
         .filter(|r| model.absent_runs.contains(&r.run_id))
         .collect();

@@ -106,6 +106,7 @@ fn silent_detached_runs(
     let mut runs: Vec<&RunRow> = model
         .runs
         .values()
+        .map(|r| &**r)
         .filter(|r| is_detached_candidate(r) && !ledger.has_pending_cancel(r.run_id))
         .collect();
     runs.sort_by_key(|r| r.run_id);
@@ -152,6 +153,7 @@ pub(crate) fn newest_run(model: &Model, issue: Uuid) -> Option<&RunRow> {
     model
         .runs
         .values()
+        .map(|r| &**r)
         .filter(|r| r.issue_id == Some(issue))
         .max_by_key(|r| (r.created_at, r.run_id))
 }

@@ -288,7 +288,7 @@ pub async fn load_sweep(
         runs: runs
             .into_iter()
             .chain(detached)
-            .map(|r| (r.run_id, r))
+            .map(|r| (r.run_id, Box::new(r)))
             .collect(),
         wakeups: wakeups.into_iter().map(|r| (r.wakeup_id, r)).collect(),
         ..Model::default()
@@ -297,7 +297,10 @@ pub async fn load_sweep(
         model.issues.entry(row.issue_id).or_insert(row);
     }
     for row in started {
-        model.runs.entry(row.run_id).or_insert(row);
+        model
+            .runs
+            .entry(row.run_id)
+            .or_insert_with(|| Box::new(row));
     }
     ledger.pending = pending_of(pending);
     add_grants(&mut ledger, grants);
