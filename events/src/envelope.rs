@@ -81,11 +81,7 @@ impl Event {
 
     /// The CloudEvents `subject`: `<entity>/<entity_id>`.
     pub fn ce_subject(&self) -> String {
-        format!(
-            "{}/{}",
-            self.event_type().entity().as_str(),
-            self.data.entity_id()
-        )
+        CeSubject(self).to_string()
     }
 
     /// Whether `subject` is [`Event::ce_subject`], without building it.
@@ -279,15 +275,37 @@ fn take_string(
     }
 }
 
+/// An event's CloudEvents `subject`, written where it is needed.
+struct CeSubject<'a>(&'a Event);
+
+impl std::fmt::Display for CeSubject<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let event = self.0;
+        write!(
+            f,
+            "{}/{}",
+            event.event_type().entity().as_str(),
+            event.data.entity_id()
+        )
+    }
+}
+
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map =
-            serializer.serialize_map(Some(CORE_ATTRIBUTES.len() + self.extensions.len()))?;
+        let extensions = self
+            .extensions
+            .keys()
+            .filter(|name| !CORE_ATTRIBUTES.contains(&name.as_str()))
+            .count();
+        // The exact count: a binary encoding (the digest's) writes it before the entries.
+        let mut map = serializer.serialize_map(Some(CORE_ATTRIBUTES.len() + extensions))?;
         map.serialize_entry("specversion", "1.0")?;
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("source", &self.source)?;
         map.serialize_entry("type", self.event_type().as_str())?;
-        map.serialize_entry("subject", &self.ce_subject())?;
+        // Written straight into the output, not built first (every folded event is encoded
+        // for its digest).
+        map.serialize_entry("subject", &format_args!("{}", CeSubject(self)))?;
         map.serialize_entry(
             "time",
             &self.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),

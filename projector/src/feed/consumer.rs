@@ -137,7 +137,7 @@ impl Consumer {
         let stored_at = DateTime::from_timestamp_micros(micros).unwrap_or_default();
         let incoming = Incoming {
             seq: info.stream_sequence,
-            subject: message.subject.to_string(),
+            subject: message.subject.as_str().to_owned(),
             payload: message.payload.clone(),
             stored_at,
         };
