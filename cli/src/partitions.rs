@@ -73,19 +73,16 @@ pub struct Partitions {
     /// reader's counters of that partition.
     pub rows: Vec<Value>,
     /// The projector as a whole: the stream sequence every partition has folded everything up
-    /// to, events not folded yet (over every partition), events applied, dead letters.
+    /// to, the partitions' events applied and dead letters summed.
     pub projector: Whole,
     /// The reconciler as a whole: not started while no partition has a position; else its
     /// partitions' counters summed, at the stream sequence every partition has decided.
     pub reconciler: Progress,
-    /// Events not decided yet, over every partition.
-    pub reconciler_lag: i64,
 }
 
-/// A partitioned projector as a whole.
+/// A projector as a whole (its one position row, or every partition's).
 pub struct Whole {
     pub position: i64,
-    pub lag: i64,
     pub applied: i64,
     pub dead_letters: i64,
 }
@@ -112,13 +109,11 @@ pub async fn partitions(
     let mut rows = Vec::new();
     let mut whole = Whole {
         position: 0,
-        lag: 0,
         applied: 0,
         dead_letters: 0,
     };
     let (mut projector_positions, mut reconciler_positions) = (Vec::new(), Vec::new());
     let mut states = Vec::new();
-    let mut reconciler_lag = 0;
     for p in 0..subjects.partitions() {
         let filter = subjects.partition_filter(p);
         let key = position_key(projector, subjects, p);
@@ -139,7 +134,6 @@ pub async fn partitions(
             "position": position, "lag": lag, "events_applied": applied, "dead_letters": dead,
         }));
         projector_positions.push(position);
-        whole.lag += lag;
         whole.applied += applied;
         whole.dead_letters += dead;
 
@@ -162,7 +156,6 @@ pub async fn partitions(
         }
         rows.push(row);
         reconciler_positions.push(position);
-        reconciler_lag += lag;
         states.push(state);
     }
     whole.position = projector::feed::caught_up(js, stream, subjects, &projector_positions).await?;
@@ -197,6 +190,5 @@ pub async fn partitions(
         rows,
         projector: whole,
         reconciler,
-        reconciler_lag,
     })
 }

@@ -1,10 +1,10 @@
 //! `runledger status`: where the stream is, where the projector and the reconciler are, their lag
 //! behind the stream, how many events were dead-lettered and how many of the reconciler's
 //! follow-ups are still waiting in its outbox; on a cluster the stream's leader and replicas,
-//! and with partitions every partition's owner instance, position and lag (and its reconciler's
-//! unpublished follow-ups) below the same summary of each reader as a whole: the stream
-//! sequence every partition has caught up with, the events left over all partitions, and the
-//! partitions' counters summed.
+//! and with partitions every partition's owner instance, position and lag in its own events (and
+//! its reconciler's unpublished follow-ups) below the same summary of each reader as a whole:
+//! the stream sequence every partition has caught up with, the stream's events after it, and
+//! the partitions' counters summed.
 
 use crate::db;
 use crate::partitions::Whole;
@@ -40,7 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cluster = crate::partitions::cluster(&js, &args.stream.stream).await?;
     let subjects = args.stream.subjects()?;
     // Each reader as a whole: its one position row, or with partitions all of them.
-    let (whole, progress, reconciler_lag, partitions) = if subjects.is_partitioned() {
+    let (whole, progress, partitions) = if subjects.is_partitioned() {
         let found = crate::partitions::partitions(
             &js,
             &pg,
@@ -51,12 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (reconciler_schema, &args.reconciler.name),
         )
         .await?;
-        (
-            found.projector,
-            found.reconciler,
-            found.reconciler_lag,
-            found.rows,
-        )
+        (found.projector, found.reconciler, found.rows)
     } else {
         let row = pg
             .query_opt(
@@ -71,17 +66,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         let progress =
             reconciler::state::progress(&pg, reconciler_schema, &args.reconciler.name).await?;
-        let reconciler_lag = match &progress {
-            Progress::At(at) => lag(last, at.last_seq),
-            _ => 0,
-        };
         let whole = Whole {
             position,
-            lag: lag(last, position),
             applied,
             dead_letters,
         };
-        (whole, progress, reconciler_lag, Vec::new())
+        (whole, progress, Vec::new())
+    };
+    // A reader's lag: the stream's events after its position (with partitions, after the
+    // sequence every partition has caught up with, as /healthz counts it; events of other
+    // partitions among them may be read already: each partition's own are on its line).
+    let projector_lag = lag(last, whole.position);
+    let reconciler_lag = match &progress {
+        Progress::At(at) => lag(last, at.last_seq),
+        _ => 0,
     };
     let partitioned = subjects.is_partitioned();
     if args.json {
@@ -91,7 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "stream": args.stream.stream,
                 "stream_last_seq": last,
                 "projector_position": whole.position,
-                "lag": whole.lag,
+                "lag": projector_lag,
                 "events_applied": whole.applied,
                 "dead_letters": whole.dead_letters,
                 "reconciler": reconciler_json(&args.reconciler, &progress, reconciler_lag),
@@ -105,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.stream.stream
         );
         println!("projector position  {}", whole.position);
-        println!("lag                 {}", whole.lag);
+        println!("lag                 {projector_lag}");
         println!("events applied      {}", whole.applied);
         println!("dead letters        {}", whole.dead_letters);
         print_reconciler(&args, partitioned, &progress, reconciler_lag);
