@@ -6,7 +6,7 @@
 //! afterwards the follow-ups it published must be exactly — ids, types, data, each once — those
 //! of an uninterrupted reconciler deciding the same history on another stream. Then
 //! `reconcile --dry-run` on the crashed stream finds nothing to add or remove (in any
-//! partition).
+//! partition). `runledger reconcile` itself refuses a partitioned stream, naming the worker.
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use events::document::DocumentRevised;
@@ -702,4 +702,25 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "dry run: {stdout}");
     assert_eq!(identical(&stdout), found.len(), "{stdout}");
+}
+
+#[test]
+fn the_single_reconciler_refuses_a_partitioned_stream_naming_the_worker() {
+    // Refused before it connects to anything (its dry run covers every partition instead).
+    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("reconcile")
+        .env("RUNLEDGER_PARTITIONS", "8")
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "`runledger reconcile` reads an unpartitioned stream; with RUNLEDGER_PARTITIONS=8 run \
+             `runledger worker` instances (or `runledger up`), which share the partitions"
+        ),
+        "{stderr}"
+    );
 }
