@@ -1,12 +1,12 @@
 //! The reconciler under crashes: `runledger reconcile` (with `RUNLEDGER_TEST_PARTITIONS` > 1 a
 //! `runledger worker` instance, running every partition's reconciler) is killed with SIGKILL
-//! again and again while it decides a long, varied history (plans, empty answers, evidence, silent work, process
-//! losses, failures, cancels, detached runs, stranded and escalated issues, storm deferrals and
-//! refusals, ticks);
-//! afterwards the follow-ups it published must be exactly — ids, types, data, each once — those
-//! of an uninterrupted reconciler deciding the same history on another stream. Then
-//! `reconcile --dry-run` on the crashed stream finds nothing to add or remove (in any
-//! partition). `runledger reconcile` itself refuses a partitioned stream, naming the worker.
+//! again and again while it decides a long, varied history (plans, empty answers, evidence,
+//! silent work, process losses, failures, cancels, detached runs, stranded and escalated issues,
+//! storm deferrals and refusals, ticks); afterwards the follow-ups it published must be exactly
+//! — ids, types, data, each once — those of an uninterrupted reconciler deciding the same history
+//! on another stream. Then `reconcile --dry-run` on the crashed stream finds nothing to add or
+//! remove (in any partition). `runledger reconcile` itself refuses a partitioned stream, naming
+//! the worker.
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use events::document::DocumentRevised;
