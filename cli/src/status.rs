@@ -34,6 +34,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reconciler_schema = args.reconciler.schema.schema_beside(&args.db)?;
     let client = args.nats.connect("runledger status").await?;
     let js = async_nats::jetstream::new(client);
+    args.stream.check(&js).await?;
     let last = projector::feed::stream_last_seq(&js, &args.stream.stream).await? as i64;
     let pg = db::connect(&args.db.url_or_default()).await?;
     let schema = &args.db.schema;

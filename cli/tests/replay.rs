@@ -11,7 +11,7 @@ use projector::store::checksum::checksums;
 use serde_json::json;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use testsupport::{Deadline, Kit, Projectors};
+use testsupport::{Deadline, Kit, Projectors, TestDb, TestStream};
 
 struct Setup {
     kit: Kit,
@@ -306,17 +306,19 @@ async fn a_build_as_of_a_sequence_resumes_and_refuses_a_gap() {
 
 #[tokio::test]
 async fn a_partitioned_stream_refuses_to_build_as_of_a_sequence() {
-    let kit = Kit::new().await;
-    let partitions = kit.partitions().max(8).to_string();
+    // Partitioned in both passes.
+    let ts = TestStream::partitioned(8).await.unwrap();
+    ts.create().await;
+    let db = TestDb::new().await.unwrap();
     for args in [["--to-seq", "10"], ["--from-seq", "5"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
             .arg("replay")
             .args(args)
-            .env("NATS_URL", &kit.ts.url)
-            .env("DATABASE_URL", kit.db.url())
-            .env("RUNLEDGER_STREAM", &kit.ts.stream)
-            .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
-            .env("RUNLEDGER_PARTITIONS", &partitions)
+            .env("NATS_URL", &ts.url)
+            .env("DATABASE_URL", db.url())
+            .env("RUNLEDGER_STREAM", &ts.stream)
+            .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+            .env("RUNLEDGER_PARTITIONS", "8")
             .output()
             .unwrap();
         assert!(!output.status.success(), "{args:?}");

@@ -3,7 +3,8 @@
 //! the reconciler's schema (every partition's) up to date (again: nothing to do), and status
 //! tells where the reconciler is — not started, decided but not published, published but not
 //! read back — as a whole and, with partitions, partition by partition, honouring
-//! `--reconciler-schema` / `--reconciler-name`.
+//! `--reconciler-schema` / `--reconciler-name`; status and replay refuse a partition count other
+//! than the stream's.
 
 use events::Event;
 use reconciler::engine::Policy;
@@ -333,6 +334,33 @@ async fn migrate_brings_the_reconciler_schema_up_to_date_too() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn status_and_replay_refuse_another_partition_count_than_the_streams() {
+    let kit = Kit::new().await;
+    let (recorded, asked) = (kit.partitions(), if kit.partitions() > 1 { 1 } else { 8 });
+    for command in [vec!["status"], vec!["replay", "--dry-run"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+            .args(&command)
+            .env("NATS_URL", &kit.ts.url)
+            .env("DATABASE_URL", kit.db.url())
+            .env("RUNLEDGER_STREAM", &kit.ts.stream)
+            .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
+            .env("RUNLEDGER_PARTITIONS", asked.to_string())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "stream `{}` was set up with {recorded} partition(s), not {asked}: set \
+                 RUNLEDGER_PARTITIONS={recorded}",
+                kit.ts.stream
+            )),
+            "{command:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
