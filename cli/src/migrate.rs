@@ -1,7 +1,8 @@
 //! `runledger migrate`: applies pending migrations to the read-model schema and to the
 //! reconciler's schema (creating the database if it is the default one and missing) and says
-//! which were applied. The reconciler also migrates its schema when it starts; doing it here
-//! first lets a deployment migrate everything in one step before starting services.
+//! which were applied (with partitions, every partition's reconciler schema). The reconciler
+//! also migrates its schema when it starts; doing it here first lets a deployment migrate
+//! everything in one step before starting services.
 
 use crate::db;
 use crate::settings::{DbArgs, ReconcilerSchemaArgs};
@@ -13,6 +14,10 @@ pub struct Args {
     pub db: DbArgs,
     #[command(flatten)]
     pub reconciler: ReconcilerSchemaArgs,
+    /// Partitions the stream is split into: above 1, each partition's reconciler schema
+    /// (`<reconciler schema>_p<n>`) is migrated, as `runledger worker` uses them.
+    #[arg(long, env = "RUNLEDGER_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(events::MAX_PARTITIONS)))]
+    pub partitions: u32,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -31,15 +36,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.db.schema
         );
     }
-    let applied = reconciler::migrate::migrate(&mut client, reconciler_schema).await?;
-    if applied.is_empty() {
-        println!("reconciler schema `{reconciler_schema}` is up to date");
-    } else {
-        println!(
-            "reconciler schema `{reconciler_schema}`: applied read-model migrations {:?}, \
-             reconciler migrations {:?}",
-            applied.read_models, applied.state
-        );
+    for schema in reconciler::migrate::partition_schemas(reconciler_schema, args.partitions) {
+        let applied = reconciler::migrate::migrate(&mut client, &schema).await?;
+        if applied.is_empty() {
+            println!("reconciler schema `{schema}` is up to date");
+        } else {
+            println!(
+                "reconciler schema `{schema}`: applied read-model migrations {:?}, \
+                 reconciler migrations {:?}",
+                applied.read_models, applied.state
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

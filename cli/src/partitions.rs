@@ -1,11 +1,12 @@
 //! What `runledger status` shows of a scaled-out installation: the stream's cluster (leader,
 //! replicas current or lagging) and, with partitions, every partition of the projector and the
-//! reconciler (owner instance, position, lag in events).
+//! reconciler (owner instance, position, lag in events, counters), and each reader as a whole.
 
 use async_nats::jetstream::Context;
 use events::Subjects;
 use projector::membership::position_key;
 use reconciler::migrate::partition_schema;
+use reconciler::state::{Position, Progress};
 use serde_json::{json, Value};
 
 /// The stream's replicas as the servers report them (`None`: a single server).
@@ -66,7 +67,28 @@ pub fn describe_cluster(cluster: &Value) -> String {
     )
 }
 
-/// Every partition of both readers: owner, position, lag.
+/// Every partition of both readers, and both readers as a whole.
+pub struct Partitions {
+    /// One row per partition of each reader: owner, position, lag in events, and the
+    /// reader's counters of that partition.
+    pub rows: Vec<Value>,
+    /// The projector as a whole: the stream sequence every partition has folded everything up
+    /// to, the partitions' events applied and dead letters summed.
+    pub projector: Whole,
+    /// The reconciler as a whole: not started while no partition has a position; else its
+    /// partitions' counters summed, at the stream sequence every partition has decided.
+    pub reconciler: Progress,
+}
+
+/// A projector as a whole (its one position row, or every partition's).
+pub struct Whole {
+    pub position: i64,
+    pub applied: i64,
+    pub dead_letters: i64,
+}
+
+/// Every partition of both readers: owner, position, lag, counters; and both readers as a whole
+/// (what `runledger status` says of a single reader).
 pub async fn partitions(
     js: &Context,
     pg: &tokio_postgres::Client,
@@ -75,7 +97,7 @@ pub async fn partitions(
     schema: &str,
     projector: &str,
     reconciler: (&str, &str),
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Partitions> {
     let leases = projector::store::lease::leases(pg).await?;
     let owner = |role: &str, p: u32| {
         leases
@@ -83,34 +105,90 @@ pub async fn partitions(
             .find(|l| l.role == role && l.partition == p && !l.expired)
             .and_then(|l| l.owner.clone())
     };
+    let (base_schema, name) = reconciler;
     let mut rows = Vec::new();
+    let mut whole = Whole {
+        position: 0,
+        applied: 0,
+        dead_letters: 0,
+    };
+    let (mut projector_positions, mut reconciler_positions) = (Vec::new(), Vec::new());
+    let mut states = Vec::new();
     for p in 0..subjects.partitions() {
         let filter = subjects.partition_filter(p);
         let key = position_key(projector, subjects, p);
-        let position: i64 = pg
+        let (position, applied, dead): (i64, i64, i64) = pg
             .query_opt(
-                &format!("SELECT last_seq FROM {schema}.projector_positions WHERE consumer = $1"),
+                &format!(
+                    "SELECT last_seq, events_applied, dead_lettered FROM {schema}.projector_positions \
+                     WHERE consumer = $1"
+                ),
                 &[&key],
             )
             .await?
-            .map_or(0, |r| r.get(0));
-        let lag = projector::feed::pending_after(js, stream, &filter, position as u64).await?;
+            .map_or((0, 0, 0), |r| (r.get(0), r.get(1), r.get(2)));
+        let lag =
+            projector::feed::pending_after(js, stream, &filter, position as u64).await? as i64;
         rows.push(json!({
             "reader": "projector", "partition": p, "owner": owner(projector, p),
-            "position": position, "lag": lag,
+            "position": position, "lag": lag, "events_applied": applied, "dead_letters": dead,
         }));
-        let (base_schema, name) = reconciler;
+        projector_positions.push(position);
+        whole.applied += applied;
+        whole.dead_letters += dead;
+
         let key = position_key(name, subjects, p);
         let schema = partition_schema(base_schema, subjects, p);
-        let position = match reconciler::state::progress(pg, &schema, &key).await? {
-            reconciler::state::Progress::At(at) => at.last_seq,
+        let state = reconciler::state::progress(pg, &schema, &key).await?;
+        let position = match &state {
+            Progress::At(at) => at.last_seq,
             _ => 0,
         };
-        let lag = projector::feed::pending_after(js, stream, &filter, position as u64).await?;
-        rows.push(json!({
+        let lag =
+            projector::feed::pending_after(js, stream, &filter, position as u64).await? as i64;
+        let mut row = json!({
             "reader": "reconciler", "partition": p, "owner": owner(name, p),
-            "position": position, "lag": lag,
-        }));
+            "position": position, "lag": lag, "started": matches!(state, Progress::At(_)),
+        });
+        if let Progress::At(at) = &state {
+            row["follow_ups"] = json!(at.follow_ups);
+            row["outbox_unpublished"] = json!(at.unpublished);
+        }
+        rows.push(row);
+        reconciler_positions.push(position);
+        states.push(state);
     }
-    Ok(rows)
+    whole.position = projector::feed::caught_up(js, stream, subjects, &projector_positions).await?;
+    let reconciler = match states.iter().find_map(|s| match s {
+        Progress::At(at) => Some(at.stream.clone()),
+        _ => None,
+    }) {
+        Some(stream_of_state) => {
+            let at = states.iter().filter_map(|s| match s {
+                Progress::At(at) => Some(at),
+                _ => None,
+            });
+            let mut sum = Position {
+                stream: stream_of_state,
+                last_seq: projector::feed::caught_up(js, stream, subjects, &reconciler_positions)
+                    .await?,
+                events_seen: 0,
+                follow_ups: 0,
+                unpublished: 0,
+            };
+            for at in at {
+                sum.events_seen += at.events_seen;
+                sum.follow_ups += at.follow_ups;
+                sum.unpublished += at.unpublished;
+            }
+            Progress::At(sum)
+        }
+        None if states.iter().all(|s| *s == Progress::NoSchema) => Progress::NoSchema,
+        None => Progress::NoPosition,
+    };
+    Ok(Partitions {
+        rows,
+        projector: whole,
+        reconciler,
+    })
 }

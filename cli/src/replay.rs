@@ -104,6 +104,7 @@ impl Reporter {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let nats = args.nats.connect("runledger replay").await?;
     let js = async_nats::jetstream::new(nats);
+    args.stream.check(&js).await?;
     let url = args.db.url_or_default();
     let into = args
         .into

@@ -93,6 +93,13 @@ impl StreamArgs {
         producers::check_partition_mapping(&js.client(), &settings.subjects).await?;
         Ok(info)
     }
+
+    /// Refuses a partition count other than the one the stream was set up with, changing
+    /// nothing (for the commands that read the stream without setting it up).
+    pub async fn check(&self, js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+        producers::check_partitions(js, &self.stream, &self.subjects()?).await?;
+        Ok(())
+    }
 }
 
 /// Parses `250ms`, `1s`, `2m`, `1h 30m`.

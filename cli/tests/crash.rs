@@ -1,23 +1,38 @@
-//! Exactly once under crashes: `runledger project` is killed with SIGKILL again and again while
-//! events keep arriving; afterwards every read-model table must be identical (row counts and
-//! checksums) to a clean, uninterrupted projection of the same stream.
+//! Exactly once under crashes: the projector is killed with SIGKILL again and again while events
+//! keep arriving; afterwards every read-model table must be identical (row counts and checksums)
+//! to a clean, uninterrupted projection of the same stream. On an unpartitioned stream the
+//! process killed is `runledger project`; with `RUNLEDGER_TEST_PARTITIONS` > 1 it is a
+//! `runledger worker` instance running every partition's projector (and reconciler, whose
+//! follow-ups are events like any other), each new instance taking the partitions over once the
+//! killed one's leases expire. `runledger project` itself refuses a partitioned stream, naming
+//! the worker.
 
-use events::Subjects;
-use producers::workload::{generate, Mix};
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
+use producers::workload::{interleaved, Mix};
 use projector::store::checksum::checksums;
-use projector::{Projector, ProjectorSettings};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testsupport::{Deadline, TestDb, TestStream};
+use testsupport::{step_to, Deadline, Kit, Projectors, TestDb};
 
-fn spawn_projector(ts: &TestStream, db: &TestDb) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .arg("project")
-        .env("NATS_URL", &ts.url)
-        .env("DATABASE_URL", db.url())
-        .env("RUNLEDGER_STREAM", &ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+/// The projector of `kit`'s stream as a process: `runledger project`, or with partitions a
+/// `runledger worker` instance.
+fn spawn_projector(kit: &Kit) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_runledger"));
+    if kit.partitions() > 1 {
+        command
+            .arg("worker")
+            .env("RUNLEDGER_PARTITIONS", kit.partitions().to_string())
+            .env("RUNLEDGER_TICK_INTERVAL", "0s")
+            .env("RUNLEDGER_INSTANCE_NAME", "crash-test")
+            // A killed instance's partitions are free again within this.
+            .env("RUNLEDGER_LEASE_TTL", "2s");
+    } else {
+        command.arg("project");
+    }
+    command
+        .env("NATS_URL", &kit.ts.url)
+        .env("DATABASE_URL", kit.db.url())
+        .env("RUNLEDGER_STREAM", &kit.ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
         .env("RUNLEDGER_BATCH_SIZE", "7")
         .env("RUNLEDGER_BATCH_LINGER", "1ms")
         .stdout(Stdio::null())
@@ -26,58 +41,37 @@ fn spawn_projector(ts: &TestStream, db: &TestDb) -> Child {
         .expect("runledger binary runs")
 }
 
-async fn position(db: &TestDb) -> i64 {
-    let client = db.client().await.unwrap();
-    client
-        .query_opt("SELECT last_seq FROM projector_positions", &[])
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |r| r.get(0))
+/// The stream sequence up to which the projector process has folded everything.
+async fn position(kit: &Kit) -> i64 {
+    let Ok(client) = kit.db.client().await else {
+        return 0;
+    };
+    Projectors::stored_position(&client, &kit.js(), &kit.projector_settings()).await
 }
 
 #[tokio::test]
 async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
-    let ts = TestStream::unpartitioned().await.unwrap();
-    let subjects = Subjects::new(&ts.prefix).unwrap();
-    let js = ts.jetstream();
-    let settings = StreamSettings {
-        name: ts.stream.clone(),
-        subjects: subjects.clone(),
-        duplicate_window: Duration::from_secs(120),
-        replicas: 1,
-    };
-    ensure_stream(&js, &settings).await.unwrap();
-    let publisher = Publisher::new(js.clone(), subjects.clone(), PublisherSettings::default());
-    let events = generate(&Mix::varied(150), 7);
+    let kit = Kit::new().await;
+    // Ten companies, 150 runs.
+    let events = interleaved(&Mix::varied(15), 7..17);
     let (first, second) = events.split_at(events.len() / 2);
-    for r in publisher.publish_all(first).await {
-        r.unwrap();
-    }
+    kit.publish(first).await;
     // bad input in the middle of the stream
-    let bad_subject = format!(
-        "{}.{}.run.{}",
-        ts.prefix,
-        uuid::Uuid::nil(),
-        uuid::Uuid::nil()
-    );
-    js.publish(bad_subject, "{broken".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let nil = uuid::Uuid::nil();
+    kit.publish_raw(&format!("{}.{nil}.run.{nil}", kit.ts.prefix), b"{broken")
+        .await;
 
-    let crashed = TestDb::new().await.unwrap();
     let mut kills = 0;
     let mut last_seen = 0;
     let mut published_rest = false;
     loop {
-        let mut child = spawn_projector(&ts, &crashed);
+        let mut child = spawn_projector(&kit);
         let target = last_seen + 60;
         let deadline = Deadline::after(Duration::from_secs(30));
         let reached = loop {
-            let p = position(&crashed).await;
-            if p >= target || deadline.passed() {
+            let p = position(&kit).await;
+            let done = published_rest && p >= kit.last_seq().await as i64;
+            if p >= target || done || deadline.passed() {
                 break p;
             }
             assert!(
@@ -91,41 +85,30 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
         kills += 1;
         last_seen = reached;
         if kills == 3 && !published_rest {
-            for r in publisher.publish_all(second).await {
-                r.unwrap();
-            }
+            kit.publish(second).await;
             published_rest = true;
         }
-        let last = projector::feed::stream_last_seq(&js, &ts.stream)
-            .await
-            .unwrap() as i64;
+        let last = kit.last_seq().await as i64;
         if published_rest && reached >= last {
             break;
         }
         assert!(kills < 200, "no progress: position {reached} of {last}");
     }
     assert!(kills >= 5, "the projector was killed {kills} times");
+    eprintln!("{kills} kills");
 
     let clean = TestDb::new().await.unwrap();
     projector::store::migrate::migrate(&mut clean.client().await.unwrap(), "public")
         .await
         .unwrap();
-    let mut reference = Projector::start(
-        clean.pool(),
-        js.clone(),
-        ProjectorSettings::new(&ts.stream, subjects.clone()),
+    let mut reference = Projectors::start(
+        clean.pool_of(2 * kit.partitions() as usize + 4),
+        kit.js(),
+        kit.projector_settings(),
     )
-    .await
-    .unwrap();
-    let last = projector::feed::stream_last_seq(&js, &ts.stream)
-        .await
-        .unwrap() as i64;
-    let deadline = Deadline::after(Duration::from_secs(60));
-    while reference.position().await.unwrap() < last {
-        assert!(!deadline.passed(), "the clean projection did not catch up");
-        reference.step(Duration::from_millis(100)).await.unwrap();
-    }
-    let crashed_sums = checksums(&crashed.client().await.unwrap()).await.unwrap();
+    .await;
+    step_to(&mut reference, kit.last_seq().await).await;
+    let crashed_sums = checksums(&kit.db.client().await.unwrap()).await.unwrap();
     let clean_sums = checksums(&clean.client().await.unwrap()).await.unwrap();
     assert_eq!(
         crashed_sums, clean_sums,
@@ -134,4 +117,25 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
     assert_eq!(crashed_sums["dead_letters"].0, 1);
     assert!(crashed_sums["runs"].0 >= 150);
     assert!(crashed_sums["document_revisions"].0 > 0);
+}
+
+#[test]
+fn the_single_projector_refuses_a_partitioned_stream_naming_the_worker() {
+    // Refused before it connects to anything.
+    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("project")
+        .env("RUNLEDGER_PARTITIONS", "8")
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "`runledger project` reads an unpartitioned stream; with RUNLEDGER_PARTITIONS=8 run \
+             `runledger worker` instances (or `runledger up`), which share the partitions"
+        ),
+        "{stderr}"
+    );
 }

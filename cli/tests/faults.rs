@@ -3,11 +3,13 @@
 //! nats-server killed for 4 s and for 30 s with no traffic, the database's disk filled and freed.
 //! After each: the process never exited, the projector and the reconciler caught up with the
 //! stream, the outbox is empty, every read-model table equals a clean projection of the same
-//! stream, and `/healthz` said what was wrong while it lasted. (The fault's length is the one
-//! deliberate wait here; everything else polls with deadlines.)
+//! stream, and `/healthz` said what was wrong while it lasted. The stream is partitioned as
+//! `RUNLEDGER_TEST_PARTITIONS` says (the private nats-server then maps the partitions, and `up`
+//! runs a projector and a reconciler per partition under its leases). (The fault's length is
+//! the one deliberate wait here; everything else polls with deadlines.)
 
 use events::{Event, Subjects};
-use producers::workload::{generate, Mix};
+use producers::workload::{interleaved, Mix};
 use producers::{Publisher, PublisherSettings};
 use projector::store::checksum::checksums;
 use serde_json::Value;
@@ -59,6 +61,8 @@ impl Fault {
 struct Setup {
     pg: PrivatePostgres,
     nats: NatsServer,
+    /// The default subjects, partitioned as `RUNLEDGER_TEST_PARTITIONS` says.
+    subjects: Subjects,
     up: Child,
     log: std::path::PathBuf,
     http: String,
@@ -75,7 +79,10 @@ impl Setup {
         .expect("a private PostgreSQL starts");
         pg.create_database("runledger").await.unwrap();
         pg.create_database("clean").await.unwrap();
-        let nats = NatsServer::start()
+        let subjects = Subjects::default()
+            .partitioned(testsupport::partitions())
+            .unwrap();
+        let nats = NatsServer::mapping(&subjects)
             .await
             .expect("a private nats-server starts");
         let port = free_port();
@@ -88,6 +95,7 @@ impl Setup {
             .env("RUNLEDGER_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("RUNLEDGER_STALL_AFTER", "2s")
             .env("RUNLEDGER_TICK_INTERVAL", "0s")
+            .env("RUNLEDGER_PARTITIONS", subjects.partitions().to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -96,6 +104,7 @@ impl Setup {
         let mut setup = Self {
             pg,
             nats,
+            subjects,
             up,
             log,
             http: format!("http://127.0.0.1:{port}"),
@@ -140,7 +149,7 @@ impl Setup {
         let client = async_nats::connect(self.nats.url()).await.unwrap();
         Publisher::new(
             async_nats::jetstream::new(client),
-            Subjects::default(),
+            self.subjects.clone(),
             PublisherSettings::default(),
         )
     }
@@ -203,7 +212,8 @@ fn watch_health(setup: &Setup, stop: watch::Receiver<bool>) -> Arc<Mutex<BTreeSe
 
 async fn survives(fault: Fault) {
     let mut setup = Setup::start(matches!(fault, Fault::DiskFull)).await;
-    let events = generate(&Mix::varied(200), 7);
+    // Eight companies, 200 runs: with partitions, several partitions work.
+    let events = interleaved(&Mix::varied(25), 7..15);
     let total = events.len();
     let (pause, paused) = watch::channel(false);
     let (stop, stopped) = watch::channel(false);
@@ -292,7 +302,10 @@ async fn survives(fault: Fault) {
 
     // A clean projection of the same stream, in another database, equals what up projected.
     let last = settled["projector"]["stream_last_seq"].as_i64().unwrap() as u64;
-    let clean_pool = pool(&setup.pg.url("clean"));
+    let clean_pool = pool(
+        &setup.pg.url("clean"),
+        2 * setup.subjects.partitions() as usize + 2,
+    );
     {
         let mut client = clean_pool.get().await.unwrap();
         projector::store::migrate::migrate(&mut client, "public")
@@ -301,7 +314,7 @@ async fn survives(fault: Fault) {
     }
     let client = async_nats::connect(setup.nats.url()).await.unwrap();
     let mut settings =
-        projector::ProjectorSettings::new(producers::DEFAULT_STREAM, Subjects::default());
+        projector::ProjectorSettings::new(producers::DEFAULT_STREAM, setup.subjects.clone());
     settings.consumer = "clean".into();
     let mut clean = testsupport::Projectors::start(
         clean_pool.clone(),
@@ -310,7 +323,7 @@ async fn survives(fault: Fault) {
     )
     .await;
     testsupport::step_to(&mut clean, last).await;
-    let up_pool = pool(&setup.pg.url("runledger"));
+    let up_pool = pool(&setup.pg.url("runledger"), 2);
     let projected = checksums(&**up_pool.get().await.unwrap()).await.unwrap();
     let expected = checksums(&**clean_pool.get().await.unwrap()).await.unwrap();
     assert_eq!(
@@ -337,11 +350,11 @@ async fn survives(fault: Fault) {
     );
 }
 
-fn pool(url: &str) -> deadpool_postgres::Pool {
+fn pool(url: &str, size: usize) -> deadpool_postgres::Pool {
     let config: tokio_postgres::Config = url.parse().unwrap();
     let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
     deadpool_postgres::Pool::builder(manager)
-        .max_size(4)
+        .max_size(size)
         .build()
         .unwrap()
 }

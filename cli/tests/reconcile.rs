@@ -1,10 +1,12 @@
-//! The reconciler under crashes: `runledger reconcile` is killed with SIGKILL again and again
-//! while it decides a long, varied history (plans, empty answers, evidence, silent work, process
-//! losses, failures, cancels, detached runs, stranded and escalated issues, storm deferrals and
-//! refusals, ticks);
-//! afterwards the follow-ups it published must be exactly — ids, types, data, each once — those
-//! of an uninterrupted reconciler deciding the same history on another stream. Then
-//! `reconcile --dry-run` on the crashed stream finds nothing to add or remove.
+//! The reconciler under crashes: `runledger reconcile` (with `RUNLEDGER_TEST_PARTITIONS` > 1 a
+//! `runledger worker` instance, running every partition's reconciler) is killed with SIGKILL
+//! again and again while it decides a long, varied history (plans, empty answers, evidence,
+//! silent work, process losses, failures, cancels, detached runs, stranded and escalated issues,
+//! storm deferrals and refusals, ticks); afterwards the follow-ups it published must be exactly
+//! — ids, types, data, each once — those of an uninterrupted reconciler deciding the same history
+//! on another stream. Then `reconcile --dry-run` on the crashed stream finds nothing to add or
+//! remove (in any partition). `runledger reconcile` itself refuses a partitioned stream, naming
+//! the worker.
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use events::document::DocumentRevised;
@@ -18,18 +20,27 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use testsupport::{Deadline, Kit, TestDb};
+use testsupport::{Deadline, Kit, Reconcilers};
 
 const TICK: Duration = Duration::from_secs(30);
 /// Shorter than the default, so some detached runs of the history stay silent long enough.
 const SILENCE: TimeDelta = TimeDelta::minutes(2);
 const PLAN: &str = "I will inspect the repo next and then implement the fix.";
 
-/// A deterministic history of `issues` issues with `runs` runs each, their events interleaved,
-/// and a reconciler tick every 30 s of event time.
+/// A deterministic history of `issues` issues with `runs` runs each, of six companies (so that
+/// with partitions several partitions decide), their events interleaved, and a reconciler tick
+/// every 30 s of event time.
 fn history(seed: u64, issues: usize, runs: usize) -> Vec<Event> {
     let mut rng = Rng::new(seed);
-    let company = CompanyId(rng.uuid());
+    let first = rng.uuid();
+    // The others derived from the first, so the random draws (and the history) stay those of
+    // one company.
+    let companies: Vec<CompanyId> = (0..6u8)
+        .map(|c| match c {
+            0 => CompanyId(first),
+            c => CompanyId(uuid::Uuid::new_v5(&first, &[c])),
+        })
+        .collect();
     let start = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
     let mut scripts: Vec<Vec<EventData>> = Vec::new();
     for i in 0..issues {
@@ -85,6 +96,7 @@ fn history(seed: u64, issues: usize, runs: usize) -> Vec<Event> {
         }
         let pick = open[rng.below(open.len() as u64) as usize];
         let data = scripts[pick][cursors[pick]].clone();
+        let company = companies[pick % companies.len()];
         cursors[pick] += 1;
         clock += TimeDelta::seconds(7);
         while reconciler::tick::slot_of(clock, TICK) >= next_tick {
@@ -287,9 +299,21 @@ async fn last(kit: &Kit) -> i64 {
     kit.last_seq().await as i64
 }
 
+/// The reconciler of `stream` as a process: `runledger reconcile`, or with partitions a
+/// `runledger worker` instance (its projector folds the read models beside).
 fn spawn_reconciler(stream: &Kit) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .arg("reconcile")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_runledger"));
+    if stream.partitions() > 1 {
+        command
+            .arg("worker")
+            .env("RUNLEDGER_PARTITIONS", stream.partitions().to_string())
+            .env("RUNLEDGER_INSTANCE_NAME", "reconcile-test")
+            // A killed instance's partitions are free again within this.
+            .env("RUNLEDGER_LEASE_TTL", "2s");
+    } else {
+        command.arg("reconcile");
+    }
+    command
         .env("NATS_URL", &stream.ts.url)
         .env("DATABASE_URL", stream.db.url())
         .env("RUNLEDGER_STREAM", &stream.ts.stream)
@@ -304,26 +328,49 @@ fn spawn_reconciler(stream: &Kit) -> Child {
         .expect("runledger binary runs")
 }
 
-/// (position, unpublished follow-ups) of the reconciler state in `db`.
-async fn progress(db: &TestDb) -> (i64, i64) {
-    let client = db.client().await.unwrap();
-    let position = client
-        .query_opt(
-            "SELECT last_seq FROM runledger_reconciler.reconciler_positions",
-            &[],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |r| r.get(0));
-    let unpublished = client
-        .query_one(
-            "SELECT count(*) FROM runledger_reconciler.outbox WHERE NOT published",
-            &[],
-        )
-        .await
-        .map_or(1, |r| r.get(0));
-    (position, unpublished)
+/// (position, unpublished follow-ups) of the reconciler process's state in `kit`'s database:
+/// the stream sequence every partition has decided, and what its outboxes still hold.
+async fn progress(kit: &Kit) -> (i64, i64) {
+    let Ok(client) = kit.db.client().await else {
+        return (0, 1);
+    };
+    let settings = kit.reconciler_settings(Policy::default());
+    Reconcilers::stored_progress(&client, &kit.js(), &settings).await
+}
+
+/// How many follow-ups a `reconcile --dry-run` found identical, over every partition.
+fn identical(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("dry run of causes"))
+        .filter_map(|l| {
+            l.strip_suffix(" identical")?
+                .rsplit(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
+/// `runledger reconcile --dry-run` on `kit`'s stream, with the crash tests' policy.
+fn dry_run(kit: &Kit, from_seq: u64) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .args([
+            "reconcile",
+            "--dry-run",
+            "--from-seq",
+            &from_seq.to_string(),
+        ])
+        .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
+        .env("RUNLEDGER_RETRY_CEILING", "3")
+        .env("RUNLEDGER_PARTITIONS", kit.partitions().to_string())
+        .env("NATS_URL", &kit.ts.url)
+        .env("DATABASE_URL", kit.db.url())
+        .env("RUNLEDGER_STREAM", &kit.ts.stream)
+        .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
+        .output()
+        .unwrap()
 }
 
 /// Runs an in-process reconciler on `stream` until it has decided everything and published it.
@@ -351,22 +398,23 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
     let events = history(11, 24, 12);
     let (first, second) = events.split_at(events.len() / 2);
 
-    let clean_stream = Kit::unpartitioned().await;
+    let clean_stream = Kit::new().await;
     clean_stream.publish(&events).await;
     clean_run(&clean_stream).await;
 
-    let crashed_stream = Kit::unpartitioned().await;
+    let crashed_stream = Kit::new().await;
     crashed_stream.publish(first).await;
-    let crashed_db = &crashed_stream.db;
+    // About a dozen kills whatever the partition count (each new instance waits out the lease).
+    let stride = 40 * i64::from(crashed_stream.partitions());
     let mut kills = 0;
     let mut last_seen = 0;
     let mut published_rest = false;
     loop {
         let mut child = spawn_reconciler(&crashed_stream);
-        let target = last_seen + 40;
+        let target = last_seen + stride;
         let deadline = Deadline::after(Duration::from_secs(60));
         let settled = loop {
-            let (position, unpublished) = progress(crashed_db).await;
+            let (position, unpublished) = progress(&crashed_stream).await;
             let last = last(&crashed_stream).await;
             if published_rest && position >= last && unpublished == 0 {
                 break true;
@@ -382,10 +430,10 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
         };
         child.kill().unwrap(); // SIGKILL, wherever it is
         child.wait().unwrap();
-        last_seen = progress(crashed_db).await.0;
+        last_seen = progress(&crashed_stream).await.0;
         if settled {
             // settled once; make sure nothing was left half-done by the last kill
-            let (position, unpublished) = progress(crashed_db).await;
+            let (position, unpublished) = progress(&crashed_stream).await;
             if position >= last(&crashed_stream).await && unpublished == 0 {
                 break;
             }
@@ -459,43 +507,24 @@ async fn repeated_kill_9_emits_exactly_the_follow_ups_of_an_uninterrupted_run() 
     }
 
     // The dry run of the crashed stream agrees with what is in it.
-    let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .args(["reconcile", "--dry-run", "--from-seq", "1"])
-        .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
-        .env("RUNLEDGER_RETRY_CEILING", "3")
-        .env("NATS_URL", &crashed_stream.ts.url)
-        .env("DATABASE_URL", crashed_db.url())
-        .env("RUNLEDGER_STREAM", &crashed_stream.ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &crashed_stream.ts.prefix)
-        .output()
-        .unwrap();
+    let out = dry_run(&crashed_stream, 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "dry run: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains(&format!("{} identical", clean.len())),
-        "{stdout}"
-    );
+    assert_eq!(identical(&stdout), clean.len(), "{stdout}");
 }
 
 #[tokio::test]
 async fn dry_run_from_a_sequence_lists_what_is_missing() {
-    let stream = Kit::unpartitioned().await;
+    let stream = Kit::new().await;
     let events = history(5, 4, 4);
     stream.publish(&events).await;
-    let db = &stream.db;
-    let middle = events.len() as u64 / 2;
-    let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .args(["reconcile", "--dry-run", "--from-seq", &middle.to_string()])
-        .env("NATS_URL", &stream.ts.url)
-        .env("DATABASE_URL", db.url())
-        .env("RUNLEDGER_STREAM", &stream.ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &stream.ts.prefix)
-        .output()
-        .unwrap();
+    let published = stream.last_seq().await;
+    let middle = published / 2;
+    let out = dry_run(&stream, middle);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Nothing was ever reconciled: every decision is missing, nothing was published.
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -515,8 +544,8 @@ async fn dry_run_from_a_sequence_lists_what_is_missing() {
         assert!(seq >= middle, "{line}");
     }
     assert_eq!(
-        last(&stream).await as usize,
-        events.len(),
+        stream.last_seq().await,
+        published,
         "the dry run published nothing"
     );
 }
@@ -526,7 +555,7 @@ async fn dry_run_from_a_sequence_lists_what_is_missing() {
 async fn settled(kit: &Kit) {
     let deadline = Deadline::after(Duration::from_secs(60));
     loop {
-        let (position, unpublished) = progress(&kit.db).await;
+        let (position, unpublished) = progress(kit).await;
         if position >= last(kit).await && unpublished == 0 {
             return;
         }
@@ -608,7 +637,7 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
             Event::new(company, "crash-test", clock, d)
         })
         .collect();
-    let kit = Kit::unpartitioned().await;
+    let kit = Kit::new().await;
     kit.publish(&events).await;
     let child = spawn_reconciler(&kit);
     settled(&kit).await;
@@ -632,7 +661,7 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
     let tick_seq = last(&kit).await;
     let child = spawn_reconciler(&kit);
     let deadline = Deadline::after(Duration::from_secs(60));
-    while progress(&kit.db).await.0 < tick_seq {
+    while progress(&kit).await.0 < tick_seq {
         assert!(!deadline.passed(), "the tick was not decided");
         tokio::time::sleep(Duration::from_millis(1)).await; // a poll interval
     }
@@ -669,20 +698,29 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
     assert_eq!(closed[0]["data"]["deferral_id"], json!(deferred[0].id));
 
     // The dry run decides the same follow-ups.
-    let out = Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .args(["reconcile", "--dry-run", "--from-seq", "1"])
-        .env("RUNLEDGER_RETRY_CEILING", "3")
-        .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
-        .env("NATS_URL", &kit.ts.url)
-        .env("DATABASE_URL", kit.db.url())
-        .env("RUNLEDGER_STREAM", &kit.ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
-        .output()
-        .unwrap();
+    let out = dry_run(&kit, 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "dry run: {stdout}");
+    assert_eq!(identical(&stdout), found.len(), "{stdout}");
+}
+
+#[test]
+fn the_single_reconciler_refuses_a_partitioned_stream_naming_the_worker() {
+    // Refused before it connects to anything (its dry run covers every partition instead).
+    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+        .arg("reconcile")
+        .env("RUNLEDGER_PARTITIONS", "8")
+        .env("NATS_URL", "nats://127.0.0.1:1")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stdout.contains(&format!("{} identical", found.len())),
-        "{stdout}"
+        stderr.contains(
+            "`runledger reconcile` reads an unpartitioned stream; with RUNLEDGER_PARTITIONS=8 run \
+             `runledger worker` instances (or `runledger up`), which share the partitions"
+        ),
+        "{stderr}"
     );
 }

@@ -1,82 +1,59 @@
 //! Replay and backfill through the `runledger replay` binary, against a live projection of the
-//! same stream: parity and swap, resuming after kill -9, byte-identical rebuilds, dry runs and
-//! historical correctness.
+//! same stream (one projector per partition with `RUNLEDGER_TEST_PARTITIONS` > 1): parity and
+//! swap, resuming after kill -9, byte-identical rebuilds, dry runs and historical correctness.
+//! A partitioned stream is rebuilt whole, to each partition's live position, so building as of
+//! a sequence (`--to-seq`, `--from-seq`) is tested on an unpartitioned stream, and its refusal
+//! on a partitioned one.
 
 use events::*;
-use producers::workload::{generate, Mix};
-use producers::{ensure_stream, Publisher, PublisherSettings, StreamSettings};
+use producers::workload::{generate, interleaved, Mix};
 use projector::store::checksum::checksums;
-use projector::{Projector, ProjectorSettings};
 use serde_json::json;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use testsupport::{Deadline, TestDb, TestStream};
+use testsupport::{Deadline, Kit, Projectors, TestDb, TestStream};
 
 struct Setup {
-    ts: TestStream,
-    db: TestDb,
-    publisher: Publisher,
-    live: Projector,
+    kit: Kit,
+    live: Projectors,
 }
 
 impl Setup {
+    /// On a stream partitioned as `RUNLEDGER_TEST_PARTITIONS` says.
     async fn new() -> Self {
-        let ts = TestStream::unpartitioned().await.unwrap();
-        let subjects = Subjects::new(&ts.prefix).unwrap();
-        let js = ts.jetstream();
-        let settings = StreamSettings {
-            name: ts.stream.clone(),
-            subjects: subjects.clone(),
-            duplicate_window: Duration::from_secs(120),
-            replicas: 1,
-        };
-        ensure_stream(&js, &settings).await.unwrap();
-        let db = TestDb::new().await.unwrap();
-        projector::store::migrate::migrate(&mut db.client().await.unwrap(), "public")
-            .await
-            .unwrap();
-        let live = Projector::start(
-            db.pool(),
-            js.clone(),
-            ProjectorSettings::new(&ts.stream, subjects.clone()),
-        )
-        .await
-        .unwrap();
-        let publisher = Publisher::new(js, subjects, PublisherSettings::default());
-        Self {
-            ts,
-            db,
-            publisher,
-            live,
-        }
+        Self::on(Kit::new().await).await
+    }
+
+    /// On an unpartitioned stream, whatever `RUNLEDGER_TEST_PARTITIONS` says (for building as
+    /// of a sequence, which only a stream of one partition does).
+    async fn unpartitioned() -> Self {
+        Self::on(Kit::unpartitioned().await).await
+    }
+
+    async fn on(kit: Kit) -> Self {
+        let live = kit.projector().await;
+        Self { kit, live }
     }
 
     async fn publish(&self, events: &[Event]) {
-        for r in self.publisher.publish_all(events).await {
-            r.unwrap();
-        }
+        self.kit.publish(events).await;
     }
 
     async fn drain(&mut self) {
-        let last = projector::feed::stream_last_seq(&self.ts.jetstream(), &self.ts.stream)
-            .await
-            .unwrap() as i64;
-        let deadline = Deadline::after(Duration::from_secs(30));
-        while self.live.position().await.unwrap() < last {
-            assert!(!deadline.passed(), "live projector did not catch up");
-            self.live.step(Duration::from_millis(100)).await.unwrap();
-        }
+        self.kit.drain(&mut self.live).await;
     }
 
     fn replay(&self, args: &[&str]) -> Command {
+        let ts = &self.kit.ts;
         let mut command = Command::new(env!("CARGO_BIN_EXE_runledger"));
         command
             .arg("replay")
             .args(args)
-            .env("NATS_URL", &self.ts.url)
-            .env("DATABASE_URL", self.db.url())
-            .env("RUNLEDGER_STREAM", &self.ts.stream)
-            .env("RUNLEDGER_SUBJECT_PREFIX", &self.ts.prefix)
+            .env("NATS_URL", &ts.url)
+            .env("DATABASE_URL", self.kit.db.url())
+            .env("RUNLEDGER_STREAM", &ts.stream)
+            .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+            .env("RUNLEDGER_PARTITIONS", self.kit.partitions().to_string())
             .stderr(Stdio::piped())
             .stdout(Stdio::piped());
         command
@@ -98,8 +75,44 @@ impl Setup {
         (output, summary)
     }
 
+    /// Kills (SIGKILL) a replay started with `args` once its build in `schema` has passed
+    /// sequence 50 (of any partition): a build in progress.
+    async fn kill_mid_build(&self, schema: &str, args: &[&str]) {
+        let mut child = self.replay(args).spawn().unwrap();
+        let client = self.kit.db.client().await.unwrap();
+        let deadline = Deadline::after(Duration::from_secs(30));
+        loop {
+            let p: Option<i64> = client
+                .query_opt(
+                    &format!("SELECT max(last_seq) FROM {schema}.projector_positions"),
+                    &[],
+                )
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.get(0));
+            if p.is_some_and(|p| p > 50) {
+                break;
+            }
+            assert!(!deadline.passed(), "the replay made no progress");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "replay finished before it could be killed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await; // a poll interval
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (built, record) = self.indexes(schema).await;
+        assert!(record, "the deferred indexes are recorded");
+        assert!(
+            !built.iter().any(|(name, _)| name == "runs_issue_idx"),
+            "a build in progress has no reader-only indexes: {built:?}"
+        );
+    }
+
     async fn sums(&self, schema: &str) -> std::collections::BTreeMap<String, (i64, String)> {
-        let client = self.db.client().await.unwrap();
+        let client = self.kit.db.client().await.unwrap();
         client
             .batch_execute(&format!("SET search_path TO {schema}"))
             .await
@@ -110,7 +123,7 @@ impl Setup {
     /// Every index of `schema` (name, definition with the schema name taken out) and whether the
     /// record of deferred indexes is there.
     async fn indexes(&self, schema: &str) -> (Vec<(String, String)>, bool) {
-        let client = self.db.client().await.unwrap();
+        let client = self.kit.db.client().await.unwrap();
         let rows = client
             .query(
                 "SELECT indexname::text, replace(indexdef, $1 || '.', '') FROM pg_indexes
@@ -135,7 +148,7 @@ impl Setup {
 #[tokio::test]
 async fn replay_rebuilds_identical_tables_and_swaps_while_the_live_projector_goes_on() {
     let mut s = Setup::new().await;
-    s.publish(&generate(&Mix::varied(60), 11)).await;
+    s.publish(&interleaved(&Mix::varied(10), 11..17)).await;
     s.drain().await;
     let before = s.sums("public").await;
 
@@ -173,10 +186,10 @@ async fn replay_rebuilds_identical_tables_and_swaps_while_the_live_projector_goe
     );
 
     // The live projector continues, now writing into the swapped-in schema.
-    let more = generate(&Mix::varied(5), 12);
+    let more = generate(&Mix::varied(5), 111);
     s.publish(&more).await;
     s.drain().await;
-    let client = s.db.client().await.unwrap();
+    let client = s.kit.db.client().await.unwrap();
     let runs: i64 = client
         .query_one("SELECT count(*) FROM public.runs", &[])
         .await
@@ -194,50 +207,66 @@ async fn replay_rebuilds_identical_tables_and_swaps_while_the_live_projector_goe
 #[tokio::test]
 async fn an_interrupted_replay_resumes_and_rebuilds_are_byte_identical() {
     let mut s = Setup::new().await;
+    s.publish(&interleaved(&Mix::varied(50), 21..27)).await;
+    s.drain().await;
+    let before = s.sums("public").await;
+
+    // kill -9 a rebuild mid-way, then run it again: it resumes from its own positions, and
+    // swaps once every partition has caught up.
+    s.kill_mid_build(
+        "rebuild_a",
+        &["--into", "rebuild_a", "--replay-batch-size", "3"],
+    )
+    .await;
+    let (output, summary) = s.run_replay(&["--into", "rebuild_a"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(summary["outcome"], "swapped");
+    let previous = format!("public_before_replay_{}", summary["position"]);
+    assert_eq!(s.sums("public").await, before, "the resumed rebuild");
+    assert_eq!(
+        s.indexes("public").await,
+        s.indexes(&previous).await,
+        "the resumed rebuild restored every index"
+    );
+
+    // Again, uninterrupted: the first rebuild is now the live model it is compared with.
+    let (output, summary) = s.run_replay(&["--into", "rebuild_b"]);
+    assert!(output.status.success());
+    assert_eq!(summary["outcome"], "swapped");
+    let previous = format!("public_before_replay_{}", summary["position"]);
+    let (a, b) = (s.sums(&previous).await, s.sums("public").await);
+    assert_eq!(
+        a, b,
+        "the same stream replayed twice gives byte-identical tables"
+    );
+    assert_eq!(a, before, "and the same as the live projection");
+}
+
+#[tokio::test]
+async fn a_build_as_of_a_sequence_resumes_and_refuses_a_gap() {
+    let mut s = Setup::unpartitioned().await;
     s.publish(&generate(&Mix::varied(300), 21)).await;
     s.drain().await;
     let last = s.live.position().await.unwrap();
     let to = last.to_string();
 
     // kill -9 a build mid-way, then run it again: it resumes from its own position.
-    let mut child = s
-        .replay(&[
+    s.kill_mid_build(
+        "rebuild_a",
+        &[
             "--into",
             "rebuild_a",
             "--to-seq",
             &to,
             "--replay-batch-size",
             "3",
-        ])
-        .spawn()
-        .unwrap();
-    let client = s.db.client().await.unwrap();
-    let deadline = Deadline::after(Duration::from_secs(30));
-    loop {
-        let p: Option<i64> = client
-            .query_opt("SELECT last_seq FROM rebuild_a.projector_positions", &[])
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if p.is_some_and(|p| p > 50) {
-            break;
-        }
-        assert!(!deadline.passed(), "the replay made no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "replay finished before it could be killed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await; // a poll interval
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let (built, record) = s.indexes("rebuild_a").await;
-    assert!(record, "the deferred indexes are recorded");
-    assert!(
-        !built.iter().any(|(name, _)| name == "runs_issue_idx"),
-        "a build in progress has no reader-only indexes: {built:?}"
-    );
+        ],
+    )
+    .await;
     let (output, summary) = s.run_replay(&["--into", "rebuild_a", "--to-seq", &to]);
     assert!(
         output.status.success(),
@@ -266,15 +295,42 @@ async fn an_interrupted_replay_resumes_and_rebuilds_are_byte_identical() {
     assert_eq!(a, live, "and the same as the live projection");
 
     // A gap is refused with a clear message.
-    let (output, _) = (
-        s.replay(&["--into", "rebuild_c", "--from-seq", "5", "--to-seq", &to])
-            .output()
-            .unwrap(),
-        (),
-    );
+    let output = s
+        .replay(&["--into", "rebuild_c", "--from-seq", "5", "--to-seq", &to])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("would skip events 1..4"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_partitioned_stream_refuses_to_build_as_of_a_sequence() {
+    // Partitioned in both passes.
+    let ts = TestStream::partitioned(8).await.unwrap();
+    ts.create().await;
+    let db = TestDb::new().await.unwrap();
+    for args in [["--to-seq", "10"], ["--from-seq", "5"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+            .arg("replay")
+            .args(args)
+            .env("NATS_URL", &ts.url)
+            .env("DATABASE_URL", db.url())
+            .env("RUNLEDGER_STREAM", &ts.stream)
+            .env("RUNLEDGER_SUBJECT_PREFIX", &ts.prefix)
+            .env("RUNLEDGER_PARTITIONS", "8")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(
+                "a partitioned stream is rebuilt whole, to each partition's live position: \
+                 --from-seq and --to-seq do not apply"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -282,7 +338,7 @@ async fn dry_run_reports_what_would_change_and_swaps_nothing() {
     let mut s = Setup::new().await;
     s.publish(&generate(&Mix::varied(20), 31)).await;
     s.drain().await;
-    let client = s.db.client().await.unwrap();
+    let client = s.kit.db.client().await.unwrap();
     client.batch_execute("UPDATE runs SET status = 'running' WHERE run_id = (SELECT run_id FROM runs ORDER BY run_id LIMIT 1)").await.unwrap();
     let before = s.sums("public").await;
 
@@ -391,13 +447,31 @@ async fn backfill_uses_the_state_as_of_each_event_not_todays() {
     ])
     .await;
     s.drain().await;
+    // Built from history into a schema of its own as of the last event; a partitioned stream
+    // is rebuilt whole (to each partition's live position) and swapped in.
     let to = s.live.position().await.unwrap().to_string();
-    let (output, _) = s.run_replay(&["--into", "backfill", "--to-seq", &to]);
-    assert!(output.status.success());
-    let client = s.db.client().await.unwrap();
+    let (args, outcome, schema) = if s.kit.partitions() > 1 {
+        (vec!["--into", "backfill"], "swapped", "public")
+    } else {
+        (
+            vec!["--into", "backfill", "--to-seq", &to],
+            "built",
+            "backfill",
+        )
+    };
+    let (output, summary) = s.run_replay(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(summary["outcome"], outcome);
+    let client = s.kit.db.client().await.unwrap();
     let row = client
         .query_one(
-            "SELECT effective_timeout_sec, timeout_fired FROM backfill.runs WHERE run_id = $1",
+            &format!(
+                "SELECT effective_timeout_sec, timeout_fired FROM {schema}.runs WHERE run_id = $1"
+            ),
             &[&run.0],
         )
         .await

@@ -4,7 +4,8 @@
 //! and the reconciler it runs feed `/metrics` with what they folded and decided. And its
 //! endpoints file: the other subcommands run from the same directory find its private servers
 //! without any setting, a second `up` there refuses, and a killed `up`'s file is found stale and
-//! replaced.
+//! replaced. Every test runs `up` partitioned as `RUNLEDGER_TEST_PARTITIONS` says (its embedded
+//! nats-server then maps the partitions itself).
 
 use events::{examples, Event, EventType, Subjects};
 use producers::{Publisher, PublisherSettings};
@@ -31,10 +32,12 @@ async fn up_starts_private_servers_when_nothing_answers_and_stops_them() {
     let (nats_port, pg_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("rl-up-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
+    let partitions = testsupport::partitions();
     let mut up = Command::new(env!("CARGO_BIN_EXE_runledger"))
         .arg("up")
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
+        .env("RUNLEDGER_PARTITIONS", partitions.to_string())
         .env(
             "RUNLEDGER_DEFAULT_NATS_URL",
             format!("nats://127.0.0.1:{nats_port}"),
@@ -80,7 +83,7 @@ async fn up_starts_private_servers_when_nothing_answers_and_stops_them() {
         .unwrap();
     let publisher = Publisher::new(
         async_nats::jetstream::new(nats),
-        Subjects::default(),
+        Subjects::default().partitioned(partitions).unwrap(),
         PublisherSettings::default(),
     );
     let event = examples::event(EventType::RunStarted);
@@ -364,11 +367,17 @@ async fn up_feeds_projector_batches_and_reconciler_decisions_into_metrics() {
 }
 
 /// `runledger <args>` in `dir` with an empty environment: whatever it reaches, it found itself.
+/// A subcommand in `dir` with no environment but the partition count (which `up`'s endpoints
+/// file does not tell).
 fn runledger_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_runledger"))
         .args(args)
         .current_dir(dir)
         .env_clear()
+        .env(
+            "RUNLEDGER_PARTITIONS",
+            testsupport::partitions().to_string(),
+        )
         .output()
         .unwrap()
 }
@@ -402,6 +411,10 @@ fn spawn_up(
         )
         .env("RUNLEDGER_HTTP_ADDR", "127.0.0.1:0")
         .env("RUNLEDGER_TICK_INTERVAL", "1h")
+        .env(
+            "RUNLEDGER_PARTITIONS",
+            testsupport::partitions().to_string(),
+        )
         .stdout(out)
         .stderr(err)
         .spawn()
@@ -525,8 +538,12 @@ fn other_subcommands_find_the_private_servers_of_up_in_its_directory() {
     assert_eq!(status["dead_letters"], 0, "{status}");
     let dry = runledger_in(&dir, &["reconcile", "--dry-run"]);
     let printed = text(&dry.stdout);
+    // (With partitions, one dry run per partition, each under its heading.)
     assert!(
-        printed.starts_with("dry run of causes 1..="),
+        printed
+            .lines()
+            .find(|l| !l.starts_with("partition "))
+            .is_some_and(|l| l.starts_with("dry run of causes 1..=")),
         "{printed}{}",
         text(&dry.stderr)
     );

@@ -21,6 +21,6 @@ pub mod workload;
 pub use error::{PublishError, StreamError};
 pub use publisher::{Encoded, PublishOutcome, Publisher, PublisherSettings};
 pub use stream::{
-    check_partition_mapping, ensure_stream, StreamSettings, DEFAULT_DUPLICATE_WINDOW,
-    DEFAULT_STREAM,
+    check_partition_mapping, check_partitions, ensure_stream, StreamSettings,
+    DEFAULT_DUPLICATE_WINDOW, DEFAULT_STREAM,
 };

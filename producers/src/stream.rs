@@ -49,6 +49,32 @@ fn description(partitions: u32) -> String {
     format!("runledger history; partitions: {partitions}")
 }
 
+/// Refuses `subjects`' partition count when `stream` exists and was set up with another one.
+/// Readers that do not set the stream up (`runledger status`, `runledger replay`) check it
+/// too: with another count they would look for positions no reader keeps.
+pub async fn check_partitions(
+    js: &Context,
+    stream: &str,
+    subjects: &Subjects,
+) -> Result<(), StreamError> {
+    let Ok(mut existing) = js.get_stream(stream).await else {
+        return Ok(());
+    };
+    let existing = existing
+        .info()
+        .await
+        .map_err(|e| StreamError::JetStream(format!("stream `{stream}` info: {e}")))?;
+    let recorded = recorded_partitions(existing.config.description.as_deref());
+    if recorded != subjects.partitions() {
+        return Err(StreamError::Partitions {
+            stream: stream.to_owned(),
+            recorded,
+            asked: subjects.partitions(),
+        });
+    }
+    Ok(())
+}
+
 /// The partition count a stream's description records (streams made before partitions were
 /// recorded, or by hand, count as one).
 fn recorded_partitions(description: Option<&str>) -> u32 {
@@ -79,20 +105,7 @@ impl StreamSettings {
 /// Creates the stream or updates it to `settings`, then checks what the server applied.
 pub async fn ensure_stream(js: &Context, settings: &StreamSettings) -> Result<Info, StreamError> {
     let asked = settings.config();
-    if let Ok(mut existing) = js.get_stream(&asked.name).await {
-        let existing = existing
-            .info()
-            .await
-            .map_err(|e| StreamError::JetStream(format!("stream `{}` info: {e}", asked.name)))?;
-        let recorded = recorded_partitions(existing.config.description.as_deref());
-        if recorded != settings.subjects.partitions() {
-            return Err(StreamError::Partitions {
-                stream: asked.name.clone(),
-                recorded,
-                asked: settings.subjects.partitions(),
-            });
-        }
-    }
+    check_partitions(js, &asked.name, &settings.subjects).await?;
     let info = create_or_update(js, &asked).await?;
     applied(&asked, &info.config)?;
     Ok(info)

@@ -179,6 +179,21 @@ pub fn generate(mix: &Mix, seed: u64) -> Vec<Event> {
     Workload::new(mix, seed).collect()
 }
 
+/// All events of one workload of `mix` per seed (a company each), interleaved one event at a
+/// time, as companies working at once produce them (with partitions, several partitions fill
+/// at once).
+pub fn interleaved(mix: &Mix, seeds: impl IntoIterator<Item = u64>) -> Vec<Event> {
+    let mut companies: Vec<Workload> = seeds.into_iter().map(|s| Workload::new(mix, s)).collect();
+    let mut events = Vec::new();
+    loop {
+        let before = events.len();
+        events.extend(companies.iter_mut().filter_map(Iterator::next));
+        if events.len() == before {
+            return events;
+        }
+    }
+}
+
 /// The agents and issues the runs refer to, registered and created before the first run.
 fn preamble(agents: &[AgentId], issues: &[IssueId]) -> VecDeque<EventData> {
     let agents_registered = agents

@@ -13,10 +13,23 @@ pub const DEFAULT_SCHEMA: &str = "runledger_reconciler";
 /// with them (each partition's private state, outbox and clock apart).
 pub fn partition_schema(base: &str, subjects: &events::Subjects, partition: u32) -> String {
     if subjects.is_partitioned() {
-        format!("{base}_p{partition}")
+        numbered(base, partition)
     } else {
         base.to_owned()
     }
+}
+
+/// Every partition's reconciler schema of a stream split into `partitions` (`base` alone
+/// without partitions), in partition order: what `runledger migrate` prepares.
+pub fn partition_schemas(base: &str, partitions: u32) -> Vec<String> {
+    if partitions <= 1 {
+        return vec![base.to_owned()];
+    }
+    (0..partitions).map(|p| numbered(base, p)).collect()
+}
+
+fn numbered(base: &str, partition: u32) -> String {
+    format!("{base}_p{partition}")
 }
 /// Default durable consumer name of the reconciler, also the key of its position row.
 pub const DEFAULT_CONSUMER: &str = "runledger-reconciler";

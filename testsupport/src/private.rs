@@ -11,6 +11,13 @@ impl NatsServer {
         Ok(Self(PrivateNats::start(1, &[]).await?))
     }
 
+    /// One that maps `subjects`' partitions (a plain one without partitions), as every node
+    /// serving a partitioned stream must; the mapping survives [`NatsServer::restart`].
+    pub async fn mapping(subjects: &events::Subjects) -> anyhow::Result<Self> {
+        let mappings: Vec<(String, String)> = subjects.mapping().into_iter().collect();
+        Ok(Self(PrivateNats::start(1, &mappings).await?))
+    }
+
     pub fn url(&self) -> String {
         self.0.node_url(0)
     }

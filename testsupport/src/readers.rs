@@ -122,6 +122,25 @@ impl Projectors {
         Ok(self.stream.caught_up(&positions).await)
     }
 
+    /// The stream sequence up to which `base`'s projector, one per partition and running in
+    /// another process (a `runledger` under test), has folded everything, as its positions
+    /// stored in `client`'s database say (0 while a partition has none, or the database cannot
+    /// be read: a poll asks again).
+    pub async fn stored_position(
+        client: &tokio_postgres::Client,
+        js: &Context,
+        base: &ProjectorSettings,
+    ) -> i64 {
+        let mut positions = Vec::new();
+        for settings in Self::settings(base) {
+            let stored = projector::store::position(client, &settings.consumer).await;
+            positions.push(stored.ok().flatten().unwrap_or(0));
+        }
+        projector::feed::caught_up(js, &base.stream, &base.subjects, &positions)
+            .await
+            .expect("the partitions' next events")
+    }
+
     /// Runs every partition's projector until `shutdown`; the first error.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), ProjectorError> {
         let runs = self.projectors.into_iter().map(|p| p.run(shutdown.clone()));
@@ -231,6 +250,34 @@ impl Reconcilers {
     pub async fn position(&self) -> Result<i64, ReconcilerError> {
         let positions = self.positions().await?;
         Ok(self.stream.caught_up(&positions).await)
+    }
+
+    /// Where `base`'s reconciler, one per partition and running in another process (a
+    /// `runledger` under test), stands in `client`'s database: the stream sequence up to which
+    /// every partition has decided everything, and the follow-ups its outboxes have not
+    /// published yet (a partition not started: position 0; a database that cannot be read:
+    /// position 0 and one unpublished, so a poll asks again).
+    pub async fn stored_progress(
+        client: &tokio_postgres::Client,
+        js: &Context,
+        base: &ReconcilerSettings,
+    ) -> (i64, i64) {
+        let mut positions = Vec::new();
+        let mut unpublished = 0;
+        for settings in Self::settings(base) {
+            match reconciler::state::progress(client, &settings.schema, &settings.consumer).await {
+                Ok(reconciler::state::Progress::At(at)) => {
+                    positions.push(at.last_seq);
+                    unpublished += at.unpublished;
+                }
+                Ok(_) => positions.push(0),
+                Err(_) => return (0, 1),
+            }
+        }
+        let position = projector::feed::caught_up(js, &base.stream, &base.subjects, &positions)
+            .await
+            .expect("the partitions' next events");
+        (position, unpublished)
     }
 
     /// Publishes every partition's outbox; how many follow-ups went out.
