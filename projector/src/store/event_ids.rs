@@ -19,17 +19,18 @@
 //! while it fills (the key is created at the end, with the other deferred indexes), because
 //! keeping a B-tree of random UUIDs up to date was the largest PostgreSQL cost of a rebuild
 //! (about 4 µs per event, measured). Instead the rebuild keeps a 64-bit key of every id it has
-//! folded in memory ([`RebuildIds`], about 19 bytes per event): an id whose key is unknown was
+//! folded in memory ([`RebuildIds`], in sorted arrays: 8 bytes per event): an id whose key is unknown was
 //! never folded; an id whose key is known (a repeat, or two ids sharing a key) is looked up in
 //! the table, exactly. Such a lookup scans the table, so when a history repeats ids in many
 //! batches the rebuild creates the key early ([`RebuildIds::wants_key`]) and probes it from
 //! then on, as a live writer does.
 
 use crate::error::ProjectorError;
+use crate::store::key_set::KeySet;
 use events::Event;
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
@@ -106,10 +107,9 @@ impl FoldedIds {
         let candidates: Option<Vec<Uuid>> = {
             let state = RebuildIds::lock(rebuild);
             (!state.keyed).then(|| {
-                ids.iter()
-                    .copied()
-                    .filter(|id| state.keys.contains(&key(*id)))
-                    .collect()
+                state
+                    .keys
+                    .known(ids.iter().map(|id| (key(*id), *id)).collect())
             })
         };
         let Some(candidates) = candidates else {
@@ -243,7 +243,7 @@ fn key(id: Uuid) -> u64 {
 /// What a rebuild knows of the ids it has folded while `folded_events` has no primary key.
 #[derive(Debug, Default)]
 pub struct RebuildIds {
-    keys: HashSet<u64>,
+    keys: KeySet,
     /// Batches that looked ids up in the table (each a scan of it).
     scans: u32,
     /// The primary key exists again: probe it.
@@ -272,7 +272,7 @@ impl RebuildIds {
             )
             .await?
             .get(0);
-        let mut keys = HashSet::new();
+        let mut keys = KeySet::default();
         if !keyed {
             use futures::TryStreamExt;
             let rows = client
@@ -282,9 +282,12 @@ impl RebuildIds {
                 )
                 .await?;
             let mut rows = std::pin::pin!(rows);
+            let mut folded = Vec::new();
             while let Some(row) = rows.try_next().await? {
-                keys.insert(key(row.get(0)));
+                folded.push(key(row.get(0)));
             }
+            keys.reserve(folded.len());
+            keys.extend(folded);
         }
         Ok(Arc::new(Mutex::new(Self {
             keys,
@@ -319,13 +322,14 @@ impl RebuildIds {
     pub fn keyed(this: &Mutex<Self>) {
         let mut state = Self::lock(this);
         state.keyed = true;
-        state.keys = HashSet::new();
+        state.keys = KeySet::default();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn the_digest_is_sha256_of_the_canonical_encoding_whatever_came_before() {

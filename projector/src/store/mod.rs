@@ -13,6 +13,7 @@ pub mod checksum;
 mod columns;
 pub mod event_ids;
 pub mod indexes;
+mod key_set;
 pub mod lease;
 pub mod migrate;
 pub mod notify;
