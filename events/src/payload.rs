@@ -12,6 +12,7 @@ use crate::issue::{
 use crate::run::*;
 use crate::tick::ReconcilerTicked;
 use crate::wakeup::WakeupRequested;
+use serde::de::DeserializeSeed;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -58,6 +59,46 @@ fn typed<T: serde::de::DeserializeOwned>(
         };
         ContractError::data(event_type.as_str(), &path, inner)
     })
+}
+
+/// Deserializes current-version `data` of a known type straight into that type (fast path: the
+/// envelope's own pass when `type` came before `data`, or the raw text of `data` after it).
+pub(crate) struct DataSeed(pub EventType);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DataSeed {
+    type Value = EventData;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<EventData, D::Error> {
+        fn t<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<T, D::Error> {
+            T::deserialize(d)
+        }
+        use EventData as E;
+        use EventType as T;
+        Ok(match self.0 {
+            T::AgentRegistered => E::AgentRegistered(t(d)?),
+            T::AgentStatusChanged => E::AgentStatusChanged(t(d)?),
+            T::IssueCreated => E::IssueCreated(t(d)?),
+            T::IssueUpdated => E::IssueUpdated(t(d)?),
+            T::IssueCommentAdded => E::IssueCommentAdded(t(d)?),
+            T::IssueWorkProductAdded => E::IssueWorkProductAdded(t(d)?),
+            T::DocumentRevised => E::DocumentRevised(t(d)?),
+            T::WakeupRequested => E::WakeupRequested(t(d)?),
+            T::RunQueued => E::RunQueued(t(d)?),
+            T::RunStarted => E::RunStarted(t(d)?),
+            T::RunActivity => E::RunActivity(t(d)?),
+            T::RunProcessDetached => E::RunProcessDetached(t(d)?),
+            T::RunProcessLost => E::RunProcessLost(t(d)?),
+            T::RunCancelRequested => E::RunCancelRequested(t(d)?),
+            T::RunFinished => E::RunFinished(t(d)?),
+            T::RunLivenessClassified => E::RunLivenessClassified(t(d)?),
+            T::IssueFollowUpRefused => E::IssueFollowUpRefused(t(d)?),
+            T::IssueFollowUpDeferred => E::IssueFollowUpDeferred(t(d)?),
+            T::IssueFollowUpDeferralClosed => E::IssueFollowUpDeferralClosed(t(d)?),
+            T::ReconcilerTicked => E::ReconcilerTicked(t(d)?),
+        })
+    }
 }
 
 fn missing_field(message: &str) -> Option<&str> {
@@ -107,32 +148,9 @@ impl EventData {
     /// Fast path: parses current-version `data` straight from its JSON text. `None` on any
     /// problem, so the caller can take the slow path that explains it precisely.
     pub(crate) fn from_json_text(event_type: EventType, text: &str) -> Option<Self> {
-        fn t<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
-            serde_json::from_str(text).ok()
-        }
-        use EventType as T;
-        let parsed = match event_type {
-            T::AgentRegistered => Self::AgentRegistered(t(text)?),
-            T::AgentStatusChanged => Self::AgentStatusChanged(t(text)?),
-            T::IssueCreated => Self::IssueCreated(t(text)?),
-            T::IssueUpdated => Self::IssueUpdated(t(text)?),
-            T::IssueCommentAdded => Self::IssueCommentAdded(t(text)?),
-            T::IssueWorkProductAdded => Self::IssueWorkProductAdded(t(text)?),
-            T::DocumentRevised => Self::DocumentRevised(t(text)?),
-            T::WakeupRequested => Self::WakeupRequested(t(text)?),
-            T::RunQueued => Self::RunQueued(t(text)?),
-            T::RunStarted => Self::RunStarted(t(text)?),
-            T::RunActivity => Self::RunActivity(t(text)?),
-            T::RunProcessDetached => Self::RunProcessDetached(t(text)?),
-            T::RunProcessLost => Self::RunProcessLost(t(text)?),
-            T::RunCancelRequested => Self::RunCancelRequested(t(text)?),
-            T::RunFinished => Self::RunFinished(t(text)?),
-            T::RunLivenessClassified => Self::RunLivenessClassified(t(text)?),
-            T::IssueFollowUpRefused => Self::IssueFollowUpRefused(t(text)?),
-            T::IssueFollowUpDeferred => Self::IssueFollowUpDeferred(t(text)?),
-            T::IssueFollowUpDeferralClosed => Self::IssueFollowUpDeferralClosed(t(text)?),
-            T::ReconcilerTicked => Self::ReconcilerTicked(t(text)?),
-        };
+        let mut json = serde_json::Deserializer::from_str(text);
+        let parsed = DataSeed(event_type).deserialize(&mut json).ok()?;
+        json.end().ok()?;
         parsed.validate().ok()?;
         Some(parsed)
     }
@@ -218,7 +236,7 @@ impl EventData {
     }
 
     /// Rules beyond the JSON shape.
-    fn validate(&self) -> Result<(), ContractError> {
+    pub(crate) fn validate(&self) -> Result<(), ContractError> {
         let t = self.event_type().as_str();
         let non_empty = |path: &str, value: &str| {
             if value.trim().is_empty() {
