@@ -9,34 +9,17 @@
 
 use producers::workload::{interleaved, Mix};
 use projector::store::checksum::checksums;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use testsupport::{step_to, Deadline, Kit, Projectors, TestDb};
 
 /// The projector of `kit`'s stream as a process: `runledger project`, or with partitions a
 /// `runledger worker` instance.
 fn spawn_projector(kit: &Kit) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_runledger"));
-    if kit.partitions() > 1 {
-        command
-            .arg("worker")
-            .env("RUNLEDGER_PARTITIONS", kit.partitions().to_string())
-            .env("RUNLEDGER_TICK_INTERVAL", "0s")
-            .env("RUNLEDGER_INSTANCE_NAME", "crash-test")
-            // A killed instance's partitions are free again within this.
-            .env("RUNLEDGER_LEASE_TTL", "2s");
-    } else {
-        command.arg("project");
-    }
-    command
-        .env("NATS_URL", &kit.ts.url)
-        .env("DATABASE_URL", kit.db.url())
-        .env("RUNLEDGER_STREAM", &kit.ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &kit.ts.prefix)
+    kit.reader_process(env!("CARGO_BIN_EXE_runledger"), "project", "crash-test")
+        .env("RUNLEDGER_TICK_INTERVAL", "0s")
         .env("RUNLEDGER_BATCH_SIZE", "7")
         .env("RUNLEDGER_BATCH_LINGER", "1ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("runledger binary runs")
 }

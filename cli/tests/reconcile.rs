@@ -18,7 +18,7 @@ use reconciler::engine::Policy;
 use reconciler::Outcome;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use testsupport::{Deadline, Kit, Reconcilers};
 
@@ -302,28 +302,16 @@ async fn last(kit: &Kit) -> i64 {
 /// The reconciler of `stream` as a process: `runledger reconcile`, or with partitions a
 /// `runledger worker` instance (its projector folds the read models beside).
 fn spawn_reconciler(stream: &Kit) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_runledger"));
-    if stream.partitions() > 1 {
-        command
-            .arg("worker")
-            .env("RUNLEDGER_PARTITIONS", stream.partitions().to_string())
-            .env("RUNLEDGER_INSTANCE_NAME", "reconcile-test")
-            // A killed instance's partitions are free again within this.
-            .env("RUNLEDGER_LEASE_TTL", "2s");
-    } else {
-        command.arg("reconcile");
-    }
-    command
-        .env("NATS_URL", &stream.ts.url)
-        .env("DATABASE_URL", stream.db.url())
-        .env("RUNLEDGER_STREAM", &stream.ts.stream)
-        .env("RUNLEDGER_SUBJECT_PREFIX", &stream.ts.prefix)
+    stream
+        .reader_process(
+            env!("CARGO_BIN_EXE_runledger"),
+            "reconcile",
+            "reconcile-test",
+        )
         .env("RUNLEDGER_RECONCILER_BATCH_SIZE", "7")
         .env("RUNLEDGER_TICK_INTERVAL", "0s")
         .env("RUNLEDGER_DETACHED_SILENCE_TIMEOUT", "2m")
         .env("RUNLEDGER_RETRY_CEILING", "3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("runledger binary runs")
 }

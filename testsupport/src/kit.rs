@@ -104,6 +104,35 @@ impl Kit {
             .await
             .expect("stream info")
     }
+    /// A reader of this kit's stream as a process of the `runledger` binary at `binary`:
+    /// `runledger <single>` (`project`, `reconcile`), or with partitions a `runledger worker`
+    /// instance named `instance` whose partitions are free again 2 s after it is killed. The
+    /// caller adds its own settings and spawns it.
+    pub fn reader_process(
+        &self,
+        binary: &str,
+        single: &str,
+        instance: &str,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(binary);
+        if self.partitions() > 1 {
+            command
+                .arg("worker")
+                .env("RUNLEDGER_PARTITIONS", self.partitions().to_string())
+                .env("RUNLEDGER_INSTANCE_NAME", instance)
+                .env("RUNLEDGER_LEASE_TTL", "2s");
+        } else {
+            command.arg(single);
+        }
+        command
+            .env("NATS_URL", &self.ts.url)
+            .env("DATABASE_URL", self.db.url())
+            .env("RUNLEDGER_STREAM", &self.ts.stream)
+            .env("RUNLEDGER_SUBJECT_PREFIX", &self.ts.prefix)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    }
 
     /// How many partitions the stream is split into.
     pub fn partitions(&self) -> u32 {
