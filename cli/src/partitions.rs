@@ -87,6 +87,36 @@ pub struct Whole {
     pub dead_letters: i64,
 }
 
+/// A projector's position row (`consumer` in `schema`): position and counters, zero while it
+/// has none.
+pub async fn projector_counters(
+    pg: &tokio_postgres::Client,
+    schema: &str,
+    consumer: &str,
+) -> anyhow::Result<Whole> {
+    let row = pg
+        .query_opt(
+            &format!(
+                "SELECT last_seq, events_applied, dead_lettered FROM {schema}.projector_positions \
+                 WHERE consumer = $1"
+            ),
+            &[&consumer],
+        )
+        .await?;
+    Ok(row.map_or(
+        Whole {
+            position: 0,
+            applied: 0,
+            dead_letters: 0,
+        },
+        |r| Whole {
+            position: r.get(0),
+            applied: r.get(1),
+            dead_letters: r.get(2),
+        },
+    ))
+}
+
 /// Every partition of both readers: owner, position, lag, counters; and both readers as a whole
 /// (what `runledger status` says of a single reader).
 pub async fn partitions(
@@ -117,16 +147,11 @@ pub async fn partitions(
     for p in 0..subjects.partitions() {
         let filter = subjects.partition_filter(p);
         let key = position_key(projector, subjects, p);
-        let (position, applied, dead): (i64, i64, i64) = pg
-            .query_opt(
-                &format!(
-                    "SELECT last_seq, events_applied, dead_lettered FROM {schema}.projector_positions \
-                     WHERE consumer = $1"
-                ),
-                &[&key],
-            )
-            .await?
-            .map_or((0, 0, 0), |r| (r.get(0), r.get(1), r.get(2)));
+        let Whole {
+            position,
+            applied,
+            dead_letters: dead,
+        } = projector_counters(pg, schema, &key).await?;
         let lag =
             projector::feed::pending_after(js, stream, &filter, position as u64).await? as i64;
         rows.push(json!({

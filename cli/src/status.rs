@@ -7,7 +7,6 @@
 //! the partitions' counters summed.
 
 use crate::db;
-use crate::partitions::Whole;
 use crate::settings::{DbArgs, NatsArgs, ProjectorNameArgs, ReconcilerStateArgs, StreamArgs};
 use reconciler::state::Progress;
 use serde_json::json;
@@ -54,24 +53,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await?;
         (found.projector, found.reconciler, found.rows)
     } else {
-        let row = pg
-            .query_opt(
-                &format!(
-                    "SELECT last_seq, events_applied, dead_lettered FROM {schema}.projector_positions WHERE consumer = $1"
-                ),
-                &[&args.projector.name],
-            )
-            .await?;
-        let (position, applied, dead_letters) = row.map_or((0, 0, 0), |r| {
-            (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
-        });
+        let whole =
+            crate::partitions::projector_counters(&pg, schema, &args.projector.name).await?;
         let progress =
             reconciler::state::progress(&pg, reconciler_schema, &args.reconciler.name).await?;
-        let whole = Whole {
-            position,
-            applied,
-            dead_letters,
-        };
         (whole, progress, Vec::new())
     };
     // A reader's lag: the stream's events after its position (with partitions, after the

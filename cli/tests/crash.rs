@@ -9,7 +9,7 @@
 
 use producers::workload::{interleaved, Mix};
 use projector::store::checksum::checksums;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 use testsupport::{step_to, Deadline, Kit, Projectors, TestDb};
 
@@ -100,25 +100,4 @@ async fn repeated_kill_9_leaves_tables_identical_to_a_clean_projection() {
     assert_eq!(crashed_sums["dead_letters"].0, 1);
     assert!(crashed_sums["runs"].0 >= 150);
     assert!(crashed_sums["document_revisions"].0 > 0);
-}
-
-#[test]
-fn the_single_projector_refuses_a_partitioned_stream_naming_the_worker() {
-    // Refused before it connects to anything.
-    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .arg("project")
-        .env("RUNLEDGER_PARTITIONS", "8")
-        .env("NATS_URL", "nats://127.0.0.1:1")
-        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(
-            "`runledger project` reads an unpartitioned stream; with RUNLEDGER_PARTITIONS=8 run \
-             `runledger worker` instances (or `runledger up`), which share the partitions"
-        ),
-        "{stderr}"
-    );
 }

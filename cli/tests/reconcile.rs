@@ -691,24 +691,3 @@ async fn a_deferral_due_after_a_kill_9_fires_exactly_once() {
     assert!(out.status.success(), "dry run: {stdout}");
     assert_eq!(identical(&stdout), found.len(), "{stdout}");
 }
-
-#[test]
-fn the_single_reconciler_refuses_a_partitioned_stream_naming_the_worker() {
-    // Refused before it connects to anything (its dry run covers every partition instead).
-    let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
-        .arg("reconcile")
-        .env("RUNLEDGER_PARTITIONS", "8")
-        .env("NATS_URL", "nats://127.0.0.1:1")
-        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(
-            "`runledger reconcile` reads an unpartitioned stream; with RUNLEDGER_PARTITIONS=8 run \
-             `runledger worker` instances (or `runledger up`), which share the partitions"
-        ),
-        "{stderr}"
-    );
-}

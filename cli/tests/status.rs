@@ -378,3 +378,27 @@ fn commands_that_do_not_project_refuse_batch_flags() {
         );
     }
 }
+
+#[test]
+fn the_single_readers_refuse_a_partitioned_stream_naming_the_worker() {
+    // Refused before they connect to anything (the reconciler's dry run covers every partition
+    // instead).
+    for command in ["project", "reconcile"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_runledger"))
+            .arg(command)
+            .env("RUNLEDGER_PARTITIONS", "8")
+            .env("NATS_URL", "nats://127.0.0.1:1")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "`runledger {command}` reads an unpartitioned stream; with RUNLEDGER_PARTITIONS=8 \
+                 run `runledger worker` instances (or `runledger up`), which share the partitions"
+            )),
+            "{stderr}"
+        );
+    }
+}

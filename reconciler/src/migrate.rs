@@ -31,6 +31,7 @@ pub fn partition_schemas(base: &str, partitions: u32) -> Vec<String> {
 fn numbered(base: &str, partition: u32) -> String {
     format!("{base}_p{partition}")
 }
+
 /// Default durable consumer name of the reconciler, also the key of its position row.
 pub const DEFAULT_CONSUMER: &str = "runledger-reconciler";
 

@@ -104,6 +104,7 @@ impl Kit {
             .await
             .expect("stream info")
     }
+
     /// A reader of this kit's stream as a process of the `runledger` binary at `binary`:
     /// `runledger <single>` (`project`, `reconcile`), or with partitions a `runledger worker`
     /// instance named `instance` whose partitions are free again 2 s after it is killed. The
